@@ -1,0 +1,3 @@
+from hnn.cli import main
+
+main()

@@ -1,0 +1,30 @@
+"""Errors that reach the user as one line of text.
+
+Every failure a user can cause (a bad file, a wrong option, an unsupported
+model) raises a subclass of :class:`HnnError`; the CLI prints its message and
+exits non-zero without a traceback. Anything else is a bug in hnn.
+"""
+
+
+class HnnError(Exception):
+    """Base class: the message is the whole story, shown as ``hnn: <message>``."""
+
+    exit_code = 1
+
+
+class InputError(HnnError):
+    """The model or file given cannot be used (missing, malformed, unsupported)."""
+
+
+class UsageError(HnnError):
+    """An option or argument is wrong; exit code 2, as for command-line usage errors."""
+
+    exit_code = 2
+
+
+class UntrustedInputError(InputError):
+    """The file could run code when loaded and the user did not pass ``--trust``."""
+
+
+class IRFormatError(InputError):
+    """An IR JSON file does not validate; the message names the file and the field."""

@@ -1,0 +1,158 @@
+"""Canonicalization passes: rewrite exporter and framework idioms into one form.
+
+The same architecture exported by torch's TorchScript exporter, its dynamo
+exporter, or Keras through tf2onnx yields different ONNX graphs (see
+../shared/DESIGN.md). Each pass below removes one such difference; together
+they make the IR depend on the computation, not on who wrote the file.
+docs/ir.md lists the passes with the idioms they cover. Each pass returns how
+many nodes it changed, so ``hnn ingest -v`` can report them.
+
+Passes run in the order of ``PASSES``: no-ops go first so that later passes
+see layer ops adjacent to each other.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from hnn.ingest.extract import WorkGraph, WorkNode
+
+log = logging.getLogger("hnn.ingest")
+
+# Ops that move or relabel data without computing on it. Reshape-like ops and
+# layout Transposes differ most between exporters (Flatten vs Reshape, NHWC
+# layout changes in Keras graphs), so they are not part of a layer graph.
+LAYOUT_OPS = frozenset(
+    {"Identity", "Dropout", "Cast", "CastLike", "Transpose", "Reshape", "Flatten", "Squeeze",
+     "Unsqueeze", "Expand"}
+)
+# Pad in front of these ops is their own padding written out (Keras "same" padding, ZeroPadding2D).
+PADDED_OPS = frozenset({"Conv", "ConvTranspose", "MaxPool", "AveragePool"})
+GLOBAL_POOL_OF = {"ReduceMean": "GlobalAveragePool", "ReduceMax": "GlobalMaxPool"}
+# The final softmax is the classifier's post-processing (Keras applications have it, torchvision does not).
+OUTPUT_ACTIVATIONS = frozenset({"Softmax", "LogSoftmax"})
+SPATIAL_DEFAULT_ATTRS = ("strides", "dilations")
+
+
+def remove_layout_ops(graph: WorkGraph) -> int:
+    """Drop Identity, Dropout, Cast, Transpose and reshape-like nodes, joining their neighbours."""
+    doomed = [key for key, node in graph.nodes.items() if node.op in LAYOUT_OPS]
+    for key in doomed:
+        graph.remove_bypassing(key)
+    return len(doomed)
+
+
+def fold_pad_into_consumer(graph: WorkGraph) -> int:
+    """Drop a Pad whose every consumer is a Conv or pooling op (the padding is theirs)."""
+    doomed = [
+        key
+        for key, node in graph.nodes.items()
+        if node.op == "Pad" and node.succs and all(graph.nodes[s].op in PADDED_OPS for s in node.succs)
+    ]
+    for key in doomed:
+        graph.remove_bypassing(key)
+    return len(doomed)
+
+
+def reductions_to_global_pool(graph: WorkGraph) -> int:
+    """ReduceMean/ReduceMax over all spatial axes of an N,C,... tensor is global pooling."""
+    changed = 0
+    for node in graph.nodes.values():
+        target = GLOBAL_POOL_OF.get(node.op)
+        shape = node.input_shapes[0] if node.input_shapes else None
+        if target is None or shape is None or len(shape) < 3:
+            continue
+        axes = node.attrs.get("axes", node.constants.get(1))
+        if axes is None:
+            continue
+        rank = len(shape)
+        if sorted(axis % rank for axis in axes) == list(range(2, rank)):
+            node.op = target
+            node.attrs = {}
+            changed += 1
+    return changed
+
+
+def matmul_with_weight_to_gemm(graph: WorkGraph) -> int:
+    """A MatMul by a weight matrix is a dense layer: call it Gemm and absorb its bias Add.
+
+    torch writes ``Gemm`` (weight, bias); Keras through tf2onnx writes ``MatMul``
+    followed by ``Add`` of the bias. A MatMul of two activations (attention) stays MatMul.
+    """
+    changed = 0
+    for key in list(graph.nodes):
+        node = graph.nodes.get(key)
+        if node is None or node.op != "MatMul" or node.params == 0 or node.data_inputs != 1:
+            continue
+        node.op = "Gemm"
+        changed += 1
+        if len(node.succs) == 1 and not node.is_output:
+            (succ_key,) = node.succs
+            bias = graph.nodes[succ_key]
+            if bias.op == "Add" and bias.params > 0 and bias.data_inputs == 1:
+                node.params += bias.params  # the bias add's FLOPs are not counted for Gemm
+                node.output_shape = bias.output_shape
+                node.is_output = node.is_output or bias.is_output
+                graph.nodes.pop(succ_key)
+                node.succs = set(bias.succs)
+                for succ in bias.succs:
+                    graph.nodes[succ].preds.discard(succ_key)
+                    graph.nodes[succ].preds.add(key)
+    return changed
+
+
+def drop_output_softmax(graph: WorkGraph) -> int:
+    """Remove a Softmax or LogSoftmax that only produces a graph output."""
+    doomed = [
+        key
+        for key, node in graph.nodes.items()
+        if node.op in OUTPUT_ACTIVATIONS and node.is_output and not node.succs and node.preds
+    ]
+    for key in doomed:
+        graph.remove_bypassing(key)
+    return len(doomed)
+
+
+def canonical_attributes(graph: WorkGraph) -> int:
+    """Keep only kernel shape, strides, dilations and group, with ONNX defaults filled in."""
+    for node in graph.nodes.values():
+        node.attrs = _layer_attributes(node)
+    return 0
+
+
+def _layer_attributes(node: WorkNode) -> dict:
+    attrs = {}
+    if node.op in ("Conv", "ConvTranspose"):
+        weight = node.input_shapes[1] if len(node.input_shapes) > 1 else None
+        kernel = node.attrs.get("kernel_shape") or (list(weight[2:]) if weight else None)
+        if kernel is not None:
+            attrs["kernel_shape"] = [int(k) for k in kernel]
+            for name in SPATIAL_DEFAULT_ATTRS:
+                attrs[name] = [int(v) for v in node.attrs.get(name, [1] * len(kernel))]
+        attrs["group"] = int(node.attrs.get("group", 1))
+    elif node.op in ("MaxPool", "AveragePool", "LpPool"):
+        kernel = [int(k) for k in node.attrs.get("kernel_shape", [])]
+        attrs["kernel_shape"] = kernel
+        attrs["strides"] = [int(v) for v in node.attrs.get("strides", [1] * len(kernel))]
+    return attrs
+
+
+PASSES: tuple[Callable[[WorkGraph], int], ...] = (
+    remove_layout_ops,
+    fold_pad_into_consumer,
+    reductions_to_global_pool,
+    matmul_with_weight_to_gemm,
+    drop_output_softmax,
+    canonical_attributes,
+)
+
+
+def canonicalize(graph: WorkGraph) -> dict[str, int]:
+    """Run every pass in order; returns the number of nodes each pass changed."""
+    counts = {}
+    for apply in PASSES:
+        counts[apply.__name__] = apply(graph)
+        if counts[apply.__name__]:
+            log.info("canonicalize: %s changed %d node(s)", apply.__name__, counts[apply.__name__])
+    return counts

@@ -1,0 +1,227 @@
+"""From a prepared ONNX ModelProto to a mutable layer graph (:class:`WorkGraph`).
+
+Only *data* nodes become graph nodes: a node is data when one of its
+data-carrying inputs depends on a graph input. Constants, weights and
+shape-only computations (``Shape -> Gather -> Unsqueeze -> Concat`` feeding a
+Reshape) depend on no graph input, or only on a tensor's shape, so they drop
+out. Each data node gets its FLOPs (:mod:`hnn.ingest.flops`) and parameter
+count: the elements of the floating-point weights (initializers) it consumes,
+BatchNormalization's running mean and variance excluded as they are buffers, not
+learnable parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+from typing import Any
+
+import onnx
+from onnx import TensorProto, helper
+
+from hnn.errors import InputError
+from hnn.ingest.flops import node_flops
+
+# Ops whose output describes a tensor's shape or type, never its values.
+SHAPE_ONLY_OPS = frozenset({"Shape", "Size", "ConstantOfShape", "EyeLike", "Range", "RandomNormalLike",
+                            "RandomUniformLike", "Constant"})
+# For these ops only the listed input positions carry data; the others are shapes, types or indices.
+DATA_INPUTS = {
+    "CastLike": (0,),
+    "Reshape": (0,),
+    "Expand": (0,),
+    "Tile": (0,),
+    "Slice": (0,),
+    "Pad": (0,),
+    "Resize": (0,),
+    "Upsample": (0,),
+    "Squeeze": (0,),
+    "Unsqueeze": (0,),
+    "ReduceMean": (0,),
+    "ReduceSum": (0,),
+    "ReduceMax": (0,),
+    "ReduceMin": (0,),
+    "Split": (0,),
+    "TopK": (0,),
+}
+# Inputs that hold learnable parameters, where not all float initializers do: running
+# statistics of BatchNormalization (inputs 3, 4) are buffers; Clip's bounds, Pad's value and
+# Resize's scales are settings.
+PARAMETER_INPUTS = {"BatchNormalization": (1, 2), "Clip": (), "Pad": (), "Resize": (), "Upsample": ()}
+FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16})
+# Small integer constants (axes, pads) are kept so canonicalization can read them.
+SMALL_CONSTANT = 16
+
+
+@dataclass
+class WorkNode:
+    """A node during canonicalization: mutable, with neighbour sets."""
+
+    key: int
+    op: str
+    attrs: dict[str, Any]
+    output_shape: list[int] | None
+    input_shapes: list[list[int] | None]
+    flops: int
+    params: int
+    constants: dict[int, list] = field(default_factory=dict)
+    data_inputs: int = 1
+    preds: set[int] = field(default_factory=set)
+    succs: set[int] = field(default_factory=set)
+    is_output: bool = False
+    members: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WorkGraph:
+    nodes: dict[int, WorkNode]
+
+    def remove_bypassing(self, key: int) -> None:
+        """Remove a node, joining each predecessor to each successor (for no-op nodes)."""
+        node = self.nodes.pop(key)
+        for pred in node.preds:
+            self.nodes[pred].succs.discard(key)
+            if node.is_output:
+                self.nodes[pred].is_output = True
+        for succ in node.succs:
+            self.nodes[succ].preds.discard(key)
+        for pred in node.preds:
+            for succ in node.succs:
+                self.nodes[pred].succs.add(succ)
+                self.nodes[succ].preds.add(pred)
+
+
+def _shape_of(value_info: onnx.ValueInfoProto) -> list[int] | None:
+    tensor_type = value_info.type.tensor_type
+    if not tensor_type.HasField("shape"):
+        return None
+    dims = []
+    for dim in tensor_type.shape.dim:
+        if not dim.HasField("dim_value"):
+            return None
+        dims.append(dim.dim_value)
+    return dims
+
+
+def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
+    attrs = {}
+    for attr in node.attribute:
+        if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+            continue  # subgraphs of If/Loop stay opaque
+        value = helper.get_attribute_value(attr)
+        if isinstance(value, bytes):
+            value = value.decode(errors="replace")
+        attrs[attr.name] = value
+    return attrs
+
+
+def topological_order(nodes: list[onnx.NodeProto], known: set[str]) -> list[int]:
+    """Indices of ``nodes`` in an order where producers come first; a cycle is an error.
+
+    ONNX requires nodes to be stored sorted, but a hostile or broken file may not be.
+    """
+    producer = {}
+    for index, node in enumerate(nodes):
+        for name in node.output:
+            if name:
+                producer[name] = index
+    waiting = {}
+    consumers: dict[int, list[int]] = {i: [] for i in range(len(nodes))}
+    for index, node in enumerate(nodes):
+        deps = {producer[name] for name in node.input if name and name in producer and name not in known}
+        if index in deps:
+            raise InputError(f"node {node.name or node.op_type!r} consumes its own output (a cycle)")
+        waiting[index] = len(deps)
+        for dep in deps:
+            consumers[dep].append(index)
+    # Lowest index first, so a file that is already sorted keeps its order.
+    ready = sorted((i for i, count in waiting.items() if count == 0), reverse=True)
+    order = []
+    while ready:
+        index = ready.pop()
+        order.append(index)
+        for consumer in consumers[index]:
+            waiting[consumer] -= 1
+            if waiting[consumer] == 0:
+                ready.append(consumer)
+    if len(order) != len(nodes):
+        raise InputError("the ONNX graph has a cycle; a model's data-flow graph must be acyclic")
+    return order
+
+
+def sort_nodes(model: onnx.ModelProto) -> None:
+    """Store the nodes in topological order, as ONNX requires and shape inference assumes."""
+    graph = model.graph
+    known = {init.name for init in graph.initializer} | {inp.name for inp in graph.input}
+    order = topological_order(list(graph.node), known)
+    if order != list(range(len(order))):
+        nodes = [graph.node[i] for i in order]
+        del graph.node[:]
+        graph.node.extend(nodes)
+
+
+def extract(model: onnx.ModelProto) -> WorkGraph:
+    """Build the layer graph of the data nodes of a prepared model (see the module docstring)."""
+    graph = model.graph
+    shapes = {vi.name: _shape_of(vi) for vi in [*graph.input, *graph.value_info, *graph.output]}
+    initializers = {init.name: init for init in graph.initializer}
+    for name, init in initializers.items():
+        shapes[name] = list(init.dims)
+    graph_outputs = {out.name for out in graph.output}
+    data_tensors = {inp.name for inp in graph.input if inp.name not in initializers}
+    producer: dict[str, int] = {}
+    work: dict[int, WorkNode] = {}
+
+    for index in topological_order(list(graph.node), set(initializers)):
+        node = graph.node[index]
+        op = node.op_type
+        carrying = DATA_INPUTS.get(op, range(len(node.input)))
+        data_inputs = [node.input[i] for i in carrying if i < len(node.input) and node.input[i] in data_tensors]
+        if op in SHAPE_ONLY_OPS or not data_inputs:
+            continue
+        data_tensors.update(name for name in node.output if name)
+        for name in node.output:
+            producer[name] = index
+        attrs = _attributes(node)
+        input_shapes = [shapes.get(name) for name in node.input]
+        output_shapes = [shapes.get(name) for name in node.output]
+        work[index] = WorkNode(
+            key=index,
+            op=op,
+            attrs=attrs,
+            output_shape=output_shapes[0] if output_shapes else None,
+            input_shapes=input_shapes,
+            flops=node_flops(op, attrs, input_shapes, output_shapes),
+            params=_parameter_count(node, initializers),
+            constants=_small_constants(node, initializers),
+            data_inputs=len(set(data_inputs)),
+            preds={producer[name] for name in data_inputs if name in producer},
+            is_output=any(name in graph_outputs for name in node.output),
+        )
+    for key, node in work.items():
+        for pred in node.preds:
+            work[pred].succs.add(key)
+    if not work:
+        raise InputError("the ONNX graph computes nothing from its inputs (no data-dependent nodes)")
+    return WorkGraph(work)
+
+
+def _parameter_count(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> int:
+    positions = PARAMETER_INPUTS.get(node.op_type, range(len(node.input)))
+    total = 0
+    for position in positions:
+        if position >= len(node.input):
+            continue
+        init = initializers.get(node.input[position])
+        if init is not None and init.data_type in FLOAT_TYPES:
+            total += prod(init.dims)
+    return total
+
+
+def _small_constants(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> dict[int, list]:
+    constants = {}
+    for position, name in enumerate(node.input):
+        init = initializers.get(name)
+        if init is not None and prod(init.dims) <= SMALL_CONSTANT:
+            constants[position] = onnx.numpy_helper.to_array(init).reshape(-1).tolist()
+    return constants

@@ -1,0 +1,198 @@
+"""Reading ONNX files and preparing a ModelProto for extraction.
+
+Preparation fixes every graph input to a concrete *trigger input* shape,
+simplifies the model with onnxsim (folding constants and shape computations;
+BatchNormalization is deliberately not fused into Conv, see docs/ir.md), and
+runs ONNX shape inference so that every tensor has a concrete shape for the
+FLOPs count.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from hnn.errors import InputError, UsageError
+from hnn.ingest.extract import sort_nodes
+
+log = logging.getLogger("hnn.ingest")
+
+# ONNX files larger than this are refused before parsing: protobuf's own limit is 2 GiB,
+# and a bigger file is either external-data misuse or an attempt to exhaust memory.
+MAX_ONNX_BYTES = 2 * 1024**3
+DEFAULT_BATCH = 1
+
+
+def load_onnx_file(path: str | Path) -> onnx.ModelProto:
+    """Parse an ONNX file; external data is read only from inside the model's own folder."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not an ONNX file")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path}: empty file, not an ONNX model")
+    if size > MAX_ONNX_BYTES:
+        raise InputError(f"{path}: {size} bytes is over the {MAX_ONNX_BYTES}-byte limit for ONNX files")
+    try:
+        model = onnx.load_model_from_string(path.read_bytes())
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise InputError(f"{path}: not a valid ONNX model (protobuf parse failed: {exc})") from None
+    if not model.HasField("graph") or not model.graph.node:
+        raise InputError(f"{path}: not an ONNX model (no graph nodes found)")
+    _load_external_data(model, path.parent.resolve())
+    return model
+
+
+def _load_external_data(model: onnx.ModelProto, base_dir: Path) -> None:
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    external = [t for t in _get_all_tensors(model) if uses_external_data(t)]
+    if not external:
+        return
+    for tensor in external:
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        candidate = Path(location)
+        if candidate.is_absolute() or ".." in candidate.parts:
+            raise InputError(f"tensor {tensor.name!r}: external data path {location!r} leaves the model's folder")
+        target = base_dir / candidate
+        if target.is_symlink() or not target.resolve().is_relative_to(base_dir):
+            raise InputError(f"tensor {tensor.name!r}: external data {location!r} is a link out of the model's folder")
+        if not target.is_file():
+            raise InputError(f"tensor {tensor.name!r}: external data file {location!r} is missing")
+    onnx.load_external_data_for_model(model, str(base_dir))
+
+
+def parse_input_shape(text: str | None) -> dict[str, list[int]] | list[int] | None:
+    """Parse ``--input-shape``: ``1,3,224,224`` for the only input, or ``name=1,3,224,224;other=1,10``."""
+    if text is None or not text.strip():
+        return None
+
+    def dims(part: str) -> list[int]:
+        try:
+            values = [int(d) for d in part.replace("x", ",").split(",") if d.strip()]
+        except ValueError:
+            raise UsageError(f"--input-shape {text!r}: dimensions must be integers, e.g. 1,3,224,224") from None
+        if not values or any(v <= 0 for v in values):
+            raise UsageError(f"--input-shape {text!r}: dimensions must be positive integers")
+        return values
+
+    if "=" not in text:
+        return dims(text)
+    shapes = {}
+    for part in text.split(";"):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--input-shape {text!r}: expected name=d1,d2,...; separated by ';'")
+        shapes[name.strip()] = dims(value)
+    return shapes
+
+
+def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The real inputs: older exporters also list every initializer as a graph input."""
+    initializers = {init.name for init in model.graph.initializer}
+    return [inp for inp in model.graph.input if inp.name not in initializers]
+
+
+def resolve_trigger_shapes(
+    model: onnx.ModelProto, requested: dict[str, list[int]] | list[int] | None
+) -> dict[str, list[int]]:
+    """Concrete shapes for every graph input: the user's, else the declared ones, batch set to 1."""
+    inputs = graph_inputs(model)
+    if isinstance(requested, list):
+        if len(inputs) != 1:
+            names = ", ".join(inp.name for inp in inputs)
+            raise UsageError(f"the model has {len(inputs)} inputs ({names}); give --input-shape as name=d1,d2;...")
+        requested = {inputs[0].name: requested}
+    requested = dict(requested or {})
+    unknown = set(requested) - {inp.name for inp in inputs}
+    if unknown:
+        raise UsageError(f"--input-shape names unknown input(s) {sorted(unknown)}")
+    shapes = {}
+    for inp in inputs:
+        if inp.name in requested:
+            shapes[inp.name] = requested[inp.name]
+            continue
+        dims = inp.type.tensor_type.shape.dim
+        resolved = []
+        for axis, dim in enumerate(dims):
+            if dim.HasField("dim_value") and dim.dim_value > 0:
+                resolved.append(dim.dim_value)
+            elif axis == 0:
+                resolved.append(DEFAULT_BATCH)  # a symbolic batch dimension is the common case
+            else:
+                raise UsageError(
+                    f"input {inp.name!r} has a dynamic dimension {axis} "
+                    f"({dim.dim_param or '?'}); pass --input-shape to fix it"
+                )
+        shapes[inp.name] = resolved
+    return shapes
+
+
+def _fix_input_shapes(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> None:
+    for inp in model.graph.input:
+        if inp.name not in shapes:
+            continue
+        dims = inp.type.tensor_type.shape.dim
+        del dims[:]
+        for value in shapes[inp.name]:
+            dims.add().dim_value = value
+
+
+def prepare(model: onnx.ModelProto, shapes: dict[str, list[int]], simplify: bool = True) -> onnx.ModelProto:
+    """Fix inputs, simplify (falling back with a warning) and infer shapes."""
+    model_copy = onnx.ModelProto()
+    model_copy.CopyFrom(model)
+    sort_nodes(model_copy)
+    _fix_input_shapes(model_copy, shapes)
+    if simplify:
+        model_copy = _simplify(model_copy)
+    try:
+        return onnx.shape_inference.infer_shapes(model_copy, data_prop=True)
+    except Exception as exc:  # onnx raises several unrelated types here
+        log.warning("shape inference failed (%s); FLOPs of nodes with unknown shapes count as 0", _one_line(exc))
+        return model_copy
+
+
+def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    # onnxsim prints progress from C++ to stdout; keep stdout for our own output (--json).
+    import onnxsim
+
+    try:
+        with _stdout_to_stderr():
+            simplified, ok = onnxsim.simplify(model, skip_fuse_bn=True, check_n=0)
+    except Exception as exc:
+        log.warning("onnxsim failed (%s); using the unsimplified graph", _one_line(exc))
+        return model
+    if not ok:
+        log.warning("onnxsim could not validate its result; using the unsimplified graph")
+        return model
+    return simplified
+
+
+class _stdout_to_stderr:
+    """Redirect file descriptor 1 to 2 for native code that writes to stdout."""
+
+    def __enter__(self):
+        import sys
+
+        sys.stdout.flush()
+        self.saved = os.dup(1)
+        os.dup2(2, 1)
+
+    def __exit__(self, *exc):
+        import sys
+
+        sys.stdout.flush()
+        os.dup2(self.saved, 1)
+        os.close(self.saved)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"

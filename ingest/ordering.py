@@ -1,0 +1,83 @@
+"""Canonical node order and ids, from structure alone.
+
+Node names, tensor names and the order in which an exporter wrote the nodes
+say nothing about the model, so ids must not depend on them. Each node gets
+a structural signature: a hash of its own fields and, recursively, of its
+ancestors (upward) and of its descendants (downward), in the spirit of
+Weisfeiler-Lehman refinement. Nodes are then emitted in topological order,
+choosing among ready nodes the one with the smallest signature. Two nodes
+with equal signatures have the same ancestors and descendants up to
+isomorphism, so either choice gives the same labelled graph in practice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+
+from hnn.ingest.extract import WorkGraph, WorkNode
+from hnn.ingest.ir import Graph, GraphMeta, Node
+
+
+def _label(node: WorkNode) -> str:
+    return json.dumps([node.op, node.attrs, node.output_shape, node.flops, node.params, node.members],
+                      sort_keys=True)
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def _signatures(graph: WorkGraph, order: list[int], towards: str) -> dict[int, str]:
+    """Hash of each node with the multiset of its neighbours' hashes in one direction."""
+    signatures: dict[int, str] = {}
+    for key in order:
+        node = graph.nodes[key]
+        neighbours = node.preds if towards == "preds" else node.succs
+        signatures[key] = _digest(_label(node), *sorted(signatures[n] for n in neighbours))
+    return signatures
+
+
+def _topological(graph: WorkGraph) -> list[int]:
+    indegree = {key: len(node.preds) for key, node in graph.nodes.items()}
+    ready = sorted(key for key, degree in indegree.items() if degree == 0)
+    order = []
+    while ready:
+        key = ready.pop()
+        order.append(key)
+        for succ in graph.nodes[key].succs:
+            indegree[succ] -= 1
+            if indegree[succ] == 0:
+                ready.append(succ)
+    return order
+
+
+def to_ir(graph: WorkGraph, meta: GraphMeta) -> Graph:
+    """Freeze a canonicalized WorkGraph into an IR Graph with canonical ids."""
+    topo = _topological(graph)
+    up = _signatures(graph, topo, "preds")
+    down = _signatures(graph, topo[::-1], "succs")
+    rank = {key: (up[key], down[key]) for key in graph.nodes}
+    indegree = {key: len(node.preds) for key, node in graph.nodes.items()}
+    heap = [(rank[key], key) for key, degree in indegree.items() if degree == 0]
+    heapq.heapify(heap)
+    ids: dict[int, str] = {}
+    while heap:
+        _, key = heapq.heappop(heap)
+        ids[key] = f"n{len(ids)}"
+        for succ in graph.nodes[key].succs:
+            indegree[succ] -= 1
+            if indegree[succ] == 0:
+                heapq.heappush(heap, (rank[succ], succ))
+    ordered = sorted(graph.nodes.values(), key=lambda n: int(ids[n.key][1:]))
+    nodes = [
+        Node(id=ids[n.key], op=n.op, attrs=n.attrs, output_shape=n.output_shape,
+             flops=int(n.flops), params=int(n.params), members=list(n.members))
+        for n in ordered
+    ]
+    edges = sorted(
+        ((ids[n.key], ids[s]) for n in ordered for s in n.succs),
+        key=lambda e: (int(e[0][1:]), int(e[1][1:])),
+    )
+    return Graph(nodes=nodes, edges=edges, meta=meta)

@@ -1,0 +1,83 @@
+"""The ingestion pipeline: any model -> ONNX (front-end) -> prepared ONNX -> canonical IR."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+import hnn
+from hnn.ingest.canonicalize import canonicalize
+from hnn.ingest.extract import extract
+from hnn.ingest.ir import Graph, GraphMeta
+from hnn.ingest.onnx_model import parse_input_shape, prepare, resolve_trigger_shapes
+from hnn.ingest.ordering import to_ir
+
+log = logging.getLogger("hnn.ingest")
+
+EXAMPLE_MODEL = Path(__file__).parent / "examples" / "small_cnn.onnx"
+
+
+def onnx_to_ir(
+    model: onnx.ModelProto,
+    framework: str = "onnx",
+    source: str = "",
+    input_shape: list[int] | dict[str, list[int]] | str | None = None,
+    simplify: bool = True,
+) -> Graph:
+    """Canonical IR of an ONNX model: fix the trigger input, simplify, extract, canonicalize."""
+    if isinstance(input_shape, str):
+        input_shape = parse_input_shape(input_shape)
+    shapes = resolve_trigger_shapes(model, input_shape)
+    prepared = prepare(model, shapes, simplify=simplify)
+    work = extract(prepared)
+    canonicalize(work)
+    opset = next((o.version for o in prepared.opset_import if o.domain in ("", "ai.onnx")), None)
+    meta = GraphMeta(
+        framework=framework,
+        source=source,
+        input_shapes=shapes,
+        opset=opset,
+        producer=f"{model.producer_name} {model.producer_version}".strip(),
+        hnn_version=hnn.__version__,
+    )
+    return to_ir(work, meta)
+
+
+def ingest(
+    source: Any,
+    framework: str | None = None,
+    input_shape: list[int] | dict[str, list[int]] | str | None = None,
+    trust: bool = False,
+    exporter: str | None = None,
+    simplify: bool = True,
+) -> Graph:
+    """Convert a model of any installed framework to canonical IR.
+
+    Args:
+        source: a path (``.onnx``, ``.keras``, a SavedModel folder, ...), a ``module:factory``
+            spec, or a framework object (``torch.nn.Module``, ``keras.Model``, ``onnx.ModelProto``).
+        framework: front-end name; None detects it from the source.
+        input_shape: trigger input shape (``"1,3,224,224"`` or a list), None for the model's own.
+        trust: allow formats that can run code when loaded (pickle, TorchScript, ``.pt2``).
+        exporter: front-end specific exporter (pytorch: ``torchscript`` or ``dynamo``).
+        simplify: run onnxsim before extraction.
+    """
+    from hnn.plugins.frontend import ConvertOptions
+    from hnn.plugins.manager import select_frontend
+
+    if isinstance(input_shape, str):
+        input_shape = parse_input_shape(input_shape)
+    frontend = select_frontend(source, framework)
+    log.info("framework: %s", frontend.name)
+    with tempfile.TemporaryDirectory(prefix="hnn-") as workdir:
+        options = ConvertOptions(input_shape=input_shape, trust=trust, exporter=exporter, workdir=Path(workdir))
+        model = frontend.to_onnx(source, options)
+    # A front-end that exports with the trigger shape itself has already used it.
+    onnx_shape = None if frontend.exports_with_input_shape else input_shape
+    label = source if isinstance(source, (str, Path)) else type(source).__name__
+    return onnx_to_ir(model, framework=frontend.name, source=str(label), input_shape=onnx_shape,
+                      simplify=simplify)

@@ -1,0 +1,85 @@
+"""What a front-end plugin registers: a :class:`Frontend` that turns a model into ONNX.
+
+A front-end never imports its framework at module level: ``hnn --help`` and
+ONNX-only work must not pay for torch or TensorFlow. It imports inside
+:meth:`Frontend.to_onnx`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+SPEC_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def is_spec(source: Any) -> bool:
+    """True for ``package.module:factory`` strings that are not existing paths."""
+    return isinstance(source, str) and bool(SPEC_PATTERN.match(source)) and not Path(source).exists()
+
+
+def spec_module(source: str) -> str:
+    return source.partition(":")[0]
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Options a front-end receives with each model.
+
+    Args:
+        input_shape: trigger input shape from ``--input-shape`` (a list for the only input,
+            a dict name -> shape for several), or None for the front-end's default.
+        trust: the user vouches for the file: formats that can run code when loaded
+            (pickle, TorchScript, ``.pt2``) may be loaded.
+        exporter: front-end specific exporter choice (pytorch: ``torchscript`` or ``dynamo``),
+            None for the default.
+        workdir: a private temporary folder the front-end may write to; deleted afterwards.
+    """
+
+    input_shape: list[int] | dict[str, list[int]] | None = None
+    trust: bool = False
+    exporter: str | None = None
+    workdir: Path = field(default_factory=Path)
+
+
+class Frontend:
+    """Base class of front-ends. Subclasses set the class attributes and implement two methods.
+
+    Attributes:
+        name: the value of ``--framework`` that selects this front-end.
+        package: distribution whose version ``hnn frameworks`` shows.
+        description: one line for ``hnn frameworks``.
+        exports_with_input_shape: True when ``to_onnx`` applies ``options.input_shape`` itself
+            (it traces the model with it); otherwise the pipeline applies it to the ONNX inputs.
+    """
+
+    name: str = ""
+    package: str = ""
+    description: str = ""
+    exports_with_input_shape: bool = False
+
+    def claims(self, source: Any) -> bool:
+        """Whether this front-end recognises ``source`` without importing its framework.
+
+        ``source`` is a path string, a ``module:factory`` spec, or a Python object
+        (from the library API). Used when ``--framework`` is not given.
+        """
+        return False
+
+    def to_onnx(self, source: Any, options: ConvertOptions) -> onnx.ModelProto:
+        """Convert ``source`` to an ONNX model; raise :class:`hnn.errors.InputError` on bad input."""
+        raise NotImplementedError
+
+    def version(self) -> str | None:
+        """Installed version of ``package``, or None when it is not installed."""
+        if not self.package:
+            return None
+        try:
+            return importlib.metadata.version(self.package)
+        except importlib.metadata.PackageNotFoundError:
+            return None

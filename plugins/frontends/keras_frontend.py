@@ -1,0 +1,134 @@
+"""Front-end for Keras 3: ``.keras``/``.h5`` files, ``keras.applications:MobileNetV2`` specs, Model objects.
+
+Files load with ``safe_mode=True``: Lambda layers (arbitrary Python) and
+unknown classes are refused. The model is called once on a zero input (Keras
+refuses to export a model that was never called) and exported through
+Keras's own ONNX export (tf2onnx under the TensorFlow backend). That export
+folds BatchNormalization into the preceding convolution: docs/ir.md says what
+this means for the IR.
+
+Known limit: with the TensorFlow backend, exporting very large models (VGG16,
+138 M parameters) was measured to exceed 24 GiB of memory.
+"""
+
+from __future__ import annotations
+
+import inspect
+import importlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from hnn.errors import InputError
+from hnn.plugins.frontend import ConvertOptions, Frontend, is_spec, spec_module
+from hnn.plugins.hookspecs import hookimpl
+
+SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def import_keras():
+    """Import keras with TensorFlow's C++ start-up chatter silenced."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    return keras
+
+
+class KerasFrontend(Frontend):
+    name = "keras"
+    package = "keras"
+    exports_with_input_shape = True
+    description = ".keras/.h5 files (safe_mode), keras.applications:Name specs, keras.Model objects"
+
+    def claims(self, source: Any) -> bool:
+        if "keras" in sys.modules and isinstance(source, sys.modules["keras"].Model):
+            return True
+        if is_spec(source):
+            return spec_module(source).split(".")[0] == "keras"
+        return isinstance(source, (str, Path)) and str(source).lower().endswith(SUFFIXES)
+
+    def to_onnx(self, source: Any, options: ConvertOptions) -> onnx.ModelProto:
+        keras = import_keras()
+        if isinstance(source, keras.Model):
+            model = source
+        elif is_spec(source):
+            model = _build_from_spec(source, options.input_shape)
+        else:
+            model = _load_file(Path(source))
+        return export_model(model, options.input_shape, options.workdir)
+
+
+def _build_from_spec(spec: str, input_shape):
+    keras = import_keras()
+    module_name, _, attribute = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(f"{spec}: cannot find the factory ({exc})") from None
+    kwargs = {}
+    parameters = inspect.signature(factory).parameters
+    if "weights" in parameters:
+        kwargs["weights"] = None  # architecture only: nothing is downloaded
+    if input_shape is not None and isinstance(input_shape, list) and "input_shape" in parameters:
+        kwargs["input_shape"] = tuple(input_shape[1:])
+    try:
+        model = factory(**kwargs)
+    except Exception as exc:
+        raise InputError(f"{spec}: calling the factory failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, keras.Model):
+        raise InputError(f"{spec}: the factory returned {type(model).__name__}, not a keras.Model")
+    return model
+
+
+def _load_file(path: Path):
+    keras = import_keras()
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    try:
+        return keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: cannot load as a Keras model (safe mode): {message}") from None
+
+
+def _trigger_shapes(model, input_shape) -> list[list[int]]:
+    declared = model.inputs
+    if isinstance(input_shape, dict):
+        return list(input_shape.values())
+    if input_shape is not None:
+        return [input_shape]
+    shapes = []
+    for tensor in declared:
+        dims = list(tensor.shape)
+        if any(d is None for d in dims[1:]):
+            raise InputError(f"input {tensor.name!r} has dynamic dimensions {dims}; pass --input-shape")
+        shapes.append([1, *dims[1:]])
+    return shapes
+
+
+def export_model(model, input_shape, workdir: Path) -> onnx.ModelProto:
+    import numpy as np
+
+    shapes = _trigger_shapes(model, input_shape)
+    zeros = [np.zeros(shape, dtype="float32") for shape in shapes]
+    try:
+        model(zeros[0] if len(zeros) == 1 else zeros)
+    except Exception as exc:
+        raise InputError(f"calling the Keras model on an input of shape {shapes} failed: {exc}") from None
+    folder = Path(workdir) if str(workdir) not in ("", ".") else Path(tempfile.mkdtemp(prefix="hnn-keras-"))
+    target = folder / "model.onnx"
+    try:
+        model.export(str(target), format="onnx", verbose=False)
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"Keras ONNX export failed: {message}") from None
+    return onnx.load(str(target))
+
+
+@hookimpl
+def hnn_register_frontends(register):
+    register(KerasFrontend())

@@ -1,0 +1,33 @@
+"""Front-end for ONNX files: they are already the common format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from hnn.ingest.onnx_model import load_onnx_file
+from hnn.plugins.frontend import ConvertOptions, Frontend
+from hnn.plugins.hookspecs import hookimpl
+
+
+class OnnxFrontend(Frontend):
+    name = "onnx"
+    package = "onnx"
+    description = ".onnx files (external data only from the model's own folder)"
+
+    def claims(self, source: Any) -> bool:
+        return isinstance(source, onnx.ModelProto) or (
+            isinstance(source, (str, Path)) and str(source).lower().endswith(".onnx")
+        )
+
+    def to_onnx(self, source: Any, options: ConvertOptions) -> onnx.ModelProto:
+        if isinstance(source, onnx.ModelProto):
+            return source
+        return load_onnx_file(source)
+
+
+@hookimpl
+def hnn_register_frontends(register):
+    register(OnnxFrontend())

@@ -1,0 +1,72 @@
+"""Front-end for TensorFlow SavedModel directories, converted by tf2onnx.
+
+tf2onnx runs in a child process (``python -m tf2onnx.convert``): TensorFlow's
+memory and log output stay out of the caller, and a crash in the converter
+becomes an error message here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from hnn.errors import InputError
+from hnn.plugins.frontend import ConvertOptions, Frontend
+from hnn.plugins.hookspecs import hookimpl
+
+OPSET = 17
+TIMEOUT_S = 600
+
+
+def is_saved_model(source: Any) -> bool:
+    return isinstance(source, (str, Path)) and (Path(source) / "saved_model.pb").is_file()
+
+
+class TensorFlowFrontend(Frontend):
+    name = "tensorflow"
+    package = "tensorflow-cpu"
+    description = "SavedModel directories (via tf2onnx)"
+
+    def claims(self, source: Any) -> bool:
+        return is_saved_model(source)
+
+    def version(self) -> str | None:
+        return super().version() or _version_of("tensorflow")
+
+    def to_onnx(self, source: Any, options: ConvertOptions) -> onnx.ModelProto:
+        folder = Path(source)
+        if not folder.exists():
+            raise InputError(f"{folder}: no such directory")
+        if not is_saved_model(folder):
+            raise InputError(f"{folder}: not a SavedModel directory (no saved_model.pb)")
+        target = Path(options.workdir) / "model.onnx"
+        command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(folder),
+                   "--output", str(target), "--opset", str(OPSET)]
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
+        except subprocess.TimeoutExpired:
+            raise InputError(f"{folder}: tf2onnx did not finish within {TIMEOUT_S} s") from None
+        if result.returncode != 0 or not target.exists():
+            lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+            raise InputError(f"{folder}: tf2onnx failed: {lines[-1] if lines else 'exit ' + str(result.returncode)}")
+        return onnx.load(str(target))
+
+
+def _version_of(package: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@hookimpl
+def hnn_register_frontends(register):
+    register(TensorFlowFrontend())

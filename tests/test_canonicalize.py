@@ -1,0 +1,121 @@
+"""Extraction and canonicalization on hand-built ONNX graphs."""
+
+import pytest
+from onnx import helper
+
+from hnn.errors import InputError
+from hnn.ingest.pipeline import onnx_to_ir
+from onnx_builders import int_tensor, model, weight
+
+
+def conv(name, inp, out, channels=4):
+    return helper.make_node("Conv", [inp, f"{name}_w"], [out], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name=name)
+
+
+def conv_weights(*names, channels=4):
+    return [weight(f"{name}_w", channels, channels, 3, 3) for name in names]
+
+
+def ops(graph):
+    return [node.op for node in graph.nodes]
+
+
+def test_identity_and_dropout_are_removed_and_their_edges_joined():
+    nodes = [
+        conv("a", "x", "t1"),
+        helper.make_node("Identity", ["t1"], ["t2"]),
+        helper.make_node("Dropout", ["t2"], ["t3"]),
+        helper.make_node("Relu", ["t3"], ["y"]),
+    ]
+    ir = onnx_to_ir(model(nodes, [("x", [1, 4, 8, 8])], ["y"], conv_weights("a")), simplify=False)
+    assert ops(ir) == ["Conv", "Relu"]
+    assert ir.edges == [("n0", "n1")]
+
+
+def test_shape_only_subgraph_and_constants_do_not_become_nodes():
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Shape", ["r"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["batch"], axis=0),
+        helper.make_node("Unsqueeze", ["batch", "axes"], ["b1"]),
+        helper.make_node("Concat", ["b1", "minus_one"], ["shape"], axis=0),
+        helper.make_node("Reshape", ["r", "shape"], ["flat"]),
+        helper.make_node("Constant", [], ["c"], value=weight("cv", 1, 32)),
+        helper.make_node("Add", ["flat", "c"], ["y"]),
+    ]
+    inits = [int_tensor("zero", 0), int_tensor("axes", [0]), int_tensor("minus_one", [-1])]
+    ir = onnx_to_ir(model(nodes, [("x", [1, 2, 4, 4])], ["y"], inits), simplify=False)
+    assert ops(ir) == ["Relu", "Add"]
+
+
+def test_reduce_mean_over_space_is_global_average_pool():
+    nodes = [
+        conv("a", "x", "t"),
+        helper.make_node("ReduceMean", ["t", "axes"], ["m"], keepdims=1),
+        helper.make_node("Flatten", ["m"], ["y"]),
+    ]
+    inits = conv_weights("a") + [int_tensor("axes", [2, 3])]
+    ir = onnx_to_ir(model(nodes, [("x", [1, 4, 8, 8])], ["y"], inits, opset=18), simplify=False)
+    assert ops(ir) == ["Conv", "GlobalAveragePool"]
+
+
+def test_matmul_by_weight_plus_bias_is_one_gemm():
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["mm"]),
+        helper.make_node("Add", ["mm", "b"], ["dense"]),
+        helper.make_node("Relu", ["dense"], ["y"]),
+    ]
+    ir = onnx_to_ir(model(nodes, [("x", [1, 6])], ["y"], [weight("w", 6, 3), weight("b", 3)]), simplify=False)
+    assert ops(ir) == ["Gemm", "Relu"]
+    assert ir.nodes[0].params == 21 and ir.nodes[0].flops == 2 * 3 * 6
+
+
+def test_pad_before_conv_and_output_softmax_are_dropped():
+    nodes = [
+        helper.make_node("Pad", ["x", "pads"], ["p"], mode="constant"),
+        helper.make_node("Conv", ["p", "a_w"], ["c"], kernel_shape=[3, 3]),
+        helper.make_node("Softmax", ["c"], ["y"], axis=1),
+    ]
+    inits = conv_weights("a") + [int_tensor("pads", [0, 0, 1, 1, 0, 0, 1, 1])]
+    ir = onnx_to_ir(model(nodes, [("x", [1, 4, 8, 8])], ["y"], inits), simplify=False)
+    assert ops(ir) == ["Conv"]
+
+
+def test_ids_do_not_depend_on_names_or_stored_node_order():
+    def build(prefix, reverse):
+        nodes = [
+            conv(f"{prefix}a", "x", f"{prefix}t1"),
+            conv(f"{prefix}b", f"{prefix}t1", f"{prefix}t2"),
+            helper.make_node("Relu", [f"{prefix}t1"], [f"{prefix}t3"]),
+            helper.make_node("Add", [f"{prefix}t2", f"{prefix}t3"], ["y"]),
+        ]
+        if reverse:
+            nodes = nodes[::-1]  # not topologically sorted: hnn sorts it itself
+        return model(nodes, [("x", [1, 4, 8, 8])], ["y"], conv_weights(f"{prefix}a", f"{prefix}b"))
+
+    first = onnx_to_ir(build("p_", False), simplify=False)
+    second = onnx_to_ir(build("renamed_", True), simplify=False)
+    assert first.nodes == second.nodes and first.edges == second.edges
+
+
+def test_cycle_is_refused():
+    nodes = [helper.make_node("Add", ["x", "b"], ["a"]), helper.make_node("Relu", ["a"], ["b"])]
+    with pytest.raises(InputError, match="cycle"):
+        onnx_to_ir(model(nodes, [("x", [1, 4])], ["b"]), simplify=False)
+
+
+def test_dynamic_input_needs_an_input_shape():
+    nodes = [helper.make_node("Relu", ["x"], ["y"])]
+    built = model(nodes, [("x", ["batch", 3, "height", "width"])], ["y"])
+    from hnn.errors import UsageError
+
+    with pytest.raises(UsageError, match="--input-shape"):
+        onnx_to_ir(built)
+    ir = onnx_to_ir(built, input_shape="1,3,16,16")
+    assert ir.meta.input_shapes == {"x": [1, 3, 16, 16]}
+    assert ir.nodes[0].output_shape == [1, 3, 16, 16]
+
+
+def test_symbolic_batch_alone_defaults_to_one():
+    built = model([helper.make_node("Relu", ["x"], ["y"])], [("x", ["N", 3, 4, 4])], ["y"])
+    assert onnx_to_ir(built).meta.input_shapes == {"x": [1, 3, 4, 4]}
