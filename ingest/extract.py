@@ -164,7 +164,7 @@ def extract(model: onnx.ModelProto) -> WorkGraph:
     """Build the layer graph of the data nodes of a prepared model (see the module docstring)."""
     graph = model.graph
     shapes = {vi.name: _shape_of(vi) for vi in [*graph.input, *graph.value_info, *graph.output]}
-    initializers = {init.name: init for init in graph.initializer}
+    initializers = _constant_tensors(graph)
     for name, init in initializers.items():
         shapes[name] = list(init.dims)
     graph_outputs = {out.name for out in graph.output}
@@ -204,6 +204,24 @@ def extract(model: onnx.ModelProto) -> WorkGraph:
     if not work:
         raise InputError("the ONNX graph computes nothing from its inputs (no data-dependent nodes)")
     return WorkGraph(work)
+
+
+def _constant_tensors(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
+    """Initializers, plus outputs of Constant nodes and of Identity nodes over constants.
+
+    The TorchScript exporter shares weights through ``Identity(initializer)``; without
+    onnxsim to fold those, the weights would not be seen as the consuming node's parameters.
+    """
+    tensors = {init.name: init for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and len(node.output) == 1:
+            value = next((a.t for a in node.attribute if a.name == "value" and a.type == onnx.AttributeProto.TENSOR),
+                         None)
+            if value is not None:
+                tensors[node.output[0]] = value
+        elif node.op_type == "Identity" and node.input and node.input[0] in tensors:
+            tensors[node.output[0]] = tensors[node.input[0]]
+    return tensors
 
 
 def _parameter_count(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> int:

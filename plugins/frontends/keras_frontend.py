@@ -31,8 +31,17 @@ SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 def import_keras():
-    """Import keras with TensorFlow's C++ start-up chatter silenced."""
+    """Import keras with TensorFlow's C++ start-up chatter silenced.
+
+    Measured here (tensorflow-cpu 2.21, torch 2.14): once TensorFlow is loaded, a later
+    import of triton (which torch and torchvision import lazily) kills the process with a
+    segmentation fault; the other order works. So triton, when installed, goes first.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        pass
     import keras
 
     return keras

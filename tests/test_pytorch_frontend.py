@@ -1,0 +1,83 @@
+"""PyTorch front-end on real torchvision models, both exporters, and PyTorch files."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+
+from hnn.errors import InputError, UntrustedInputError  # noqa: E402
+from hnn.ingest.pipeline import ingest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def resnet18_irs():
+    return {exporter: ingest("torchvision.models:resnet18", exporter=exporter)
+            for exporter in ("torchscript", "dynamo")}
+
+
+def test_both_torch_exporters_give_identical_ir_for_resnet18(resnet18_irs):
+    torchscript, dynamo = resnet18_irs["torchscript"], resnet18_irs["dynamo"]
+    assert torchscript.nodes == dynamo.nodes
+    assert torchscript.edges == dynamo.edges
+    assert torchscript.digest() == dynamo.digest()
+
+
+def test_resnet18_keeps_batchnorm_and_matches_torch_parameter_count(resnet18_irs):
+    graph = resnet18_irs["torchscript"]
+    model = torchvision.models.resnet18()
+    assert graph.total_params == sum(p.numel() for p in model.parameters())
+    assert graph.op_histogram()["BatchNormalization"] == sum(
+        isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    # every BatchNormalization follows a Conv, so the Conv-BN merge rules have something to merge
+    ops = {node.id: node.op for node in graph.nodes}
+    bn_inputs = [ops[src] for src, dst in graph.edges if ops[dst] == "BatchNormalization"]
+    assert set(bn_inputs) == {"Conv"}
+
+
+def test_conv_and_gemm_flops_match_torch_flop_counter(resnet18_irs):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = torchvision.models.resnet18().eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 3, 224, 224))
+    ours = sum(node.flops for node in resnet18_irs["torchscript"].nodes if node.op in ("Conv", "Gemm", "MatMul"))
+    assert ours == counter.get_total_flops()
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "squeezenet1_0"])
+def test_more_torchvision_models_ingest_with_exact_parameter_counts(name):
+    graph = ingest(f"torchvision.models:{name}")
+    model = getattr(torchvision.models, name)()
+    assert graph.total_params == sum(p.numel() for p in model.parameters())
+    assert graph.meta.framework == "pytorch"
+    assert graph.to_networkx().number_of_nodes() == len(graph.nodes) > 50
+
+
+def test_module_object_is_exported_and_left_in_its_training_mode():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).train()
+    graph = ingest(model, input_shape=[1, 3, 8, 8])
+    assert [node.op for node in graph.nodes] == ["Conv", "Relu"]
+    assert model.training
+
+
+def test_state_dict_file_asks_for_an_architecture(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    with pytest.raises(InputError, match="only weights .*architecture"):
+        ingest(str(path))
+
+
+def test_pickled_module_and_torchscript_need_trust(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    pickled = tmp_path / "whole.pt"
+    torch.save(model, pickled)
+    scripted = tmp_path / "scripted.pt"
+    torch.jit.script(model).save(str(scripted))
+    with pytest.raises(UntrustedInputError, match="--trust"):
+        ingest(str(pickled))
+    with pytest.raises(UntrustedInputError, match="TorchScript.*--trust"):
+        ingest(str(scripted))
+    for path in (pickled, scripted):
+        graph = ingest(str(path), trust=True, input_shape="1,3,8,8")
+        assert [node.op for node in graph.nodes] == ["Conv", "Relu"]
