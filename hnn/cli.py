@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hnn.errors import HnnError
+from hnn.errors import HnnError, UsageError
 
 app = typer.Typer(
     name="hnn",
@@ -29,6 +29,10 @@ app = typer.Typer(
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Say what each step does (on stderr).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON summary for scripts.")]
+RulesOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--rules", "-r", help="Merge-rule file or registered rule-set name (repeatable); default: paper."),
+]
 
 _state = {"debug": False}
 
@@ -58,11 +62,13 @@ def ingest(
         Optional[str], typer.Option("--exporter", help="pytorch: torchscript (default) or dynamo.")
     ] = None,
     no_simplify: Annotated[bool, typer.Option("--no-simplify", help="Skip onnxsim.")] = False,
+    rules: RulesOption = None,
+    no_merge: Annotated[bool, typer.Option("--no-merge", help="Raw graph: apply no merge rules.")] = False,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Convert a model to canonical graph IR and print a summary."""
+    """Convert a model to canonical graph IR, merge layers by rules, and print a summary."""
     _state["debug"] = debug
     _configure_logging(verbose)
     from hnn.ingest.pipeline import EXAMPLE_MODEL, ingest as run_ingest
@@ -71,8 +77,19 @@ def ingest(
     if source is None:
         source = str(EXAMPLE_MODEL)
         typer.echo(f"hnn: no model given; ingesting the bundled example {EXAMPLE_MODEL.name}", err=True)
+    if no_merge and rules:
+        raise UsageError("--rules and --no-merge contradict each other")
+    rule_files = None
+    if not no_merge:
+        from hnn.rules import load_rule_sets
+
+        rule_files = load_rule_sets(rules)  # before conversion: a typo in a rule file fails fast
     graph = run_ingest(source, framework=framework, input_shape=input_shape, trust=trust, exporter=exporter,
                        simplify=not no_simplify)
+    if rule_files is not None:
+        from hnn.rules import combine
+
+        graph, _ = combine(rule_files).apply(graph)
     if output is not None:
         graph.to_json_file(output)
     summary = graph.summary()
@@ -104,6 +121,69 @@ def frameworks(as_json: JsonOption = False, debug: DebugOption = False) -> None:
     for row in rows:
         version = row["version"] or "not installed"
         typer.echo(f"{row['name']:<12} {version:<14} {row['description']}  [{row['plugin']}]")
+
+
+rules_app = typer.Typer(help="Merge rules: check rule files, show rule sets, apply them to an IR file.",
+                        no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("check")
+def rules_check(path: Annotated[Path, typer.Argument(help="A YAML or TOML rule file.")],
+                debug: DebugOption = False) -> None:
+    """Validate a rule file and print its rules."""
+    _state["debug"] = debug
+    from hnn.rules import load_rule_file
+
+    rule_set = load_rule_file(path)
+    typer.echo(f"{path}: rule set {rule_set.name!r}, {len(rule_set.rules)} rule(s), valid")
+    for rule in rule_set.rules:
+        typer.echo(f"  {rule}")
+
+
+@rules_app.command("show")
+def rules_show(as_json: JsonOption = False, debug: DebugOption = False) -> None:
+    """Print every registered rule set (the default is 'paper') with the plugin that provides it."""
+    _state["debug"] = debug
+    from hnn.rules.loader import registered_rule_files
+
+    sets = registered_rule_files()
+    if as_json:
+        typer.echo(json.dumps([{"name": rs.name, "path": path, "plugin": plugin, "rules": [str(r) for r in rs.rules]}
+                               for rs, path, plugin in sets]))
+        return
+    for rule_set, path, plugin in sets:
+        typer.echo(f"{rule_set.name}  ({path}, from {plugin})")
+        for rule in rule_set.rules:
+            typer.echo(f"  {rule}")
+
+
+@rules_app.command("apply")
+def rules_apply(
+    model: Annotated[Path, typer.Argument(help="An IR JSON file from `hnn ingest --no-merge -o`.")],
+    rules: RulesOption = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the merged IR here.")] = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Apply merge rules to an IR file and print how many times each rule matched."""
+    _state["debug"] = debug
+    from hnn.ingest.ir import Graph
+    from hnn.rules import combine, load_rule_sets
+
+    rule_set = combine(load_rule_sets(rules))
+    graph = Graph.from_json_file(model)
+    merged, counts = rule_set.apply(graph)
+    if output is not None:
+        merged.to_json_file(output)
+    result = {"model": str(model), "nodes_before": len(graph.nodes), "nodes_after": len(merged.nodes),
+              "matches": counts}
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(f"{model}: {len(graph.nodes)} -> {len(merged.nodes)} nodes")
+    for name, count in counts.items():
+        typer.echo(f"  {name:<20} {count}")
 
 
 def main() -> None:

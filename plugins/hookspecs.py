@@ -29,3 +29,15 @@ def hnn_register_frontends(register: Callable[["Frontend"], None]) -> None:
             instance for each framework the plugin converts to ONNX. A front-end whose
             ``name`` is already registered raises an error naming both plugins.
     """
+
+
+@hookspec
+def hnn_register_rule_files(register: Callable[[str], None]) -> None:
+    """Contribute merge-rule files.
+
+    Args:
+        register: call ``register(path)`` with the path of a YAML or TOML rule file
+            (docs/rules.md) for each rule set the plugin ships. ``hnn rules show`` lists
+            them with the plugin's name; ``hnn ingest --rules NAME`` selects one by its
+            rule-set name.
+    """

@@ -23,6 +23,7 @@ DEFAULT_PLUGINS = (
     "hnn.plugins.frontends.pytorch_frontend",
     "hnn.plugins.frontends.tensorflow_frontend",
     "hnn.plugins.frontends.keras_frontend",
+    "hnn.plugins.builtin_rules",
 )
 
 _manager: pluggy.PluginManager | None = None
@@ -60,6 +61,14 @@ def frontends() -> dict[str, tuple[Frontend, str]]:
             found[frontend.name] = (frontend, plugin)
 
         impl.function(register=register)
+    return found
+
+
+def rule_files() -> list[tuple[str, str]]:
+    """(path, plugin name) of every rule file contributed through ``hnn_register_rule_files``."""
+    found = []
+    for impl in get_plugin_manager().hook.hnn_register_rule_files.get_hookimpls():
+        impl.function(register=lambda path, plugin=impl.plugin_name: found.append((str(path), plugin)))
     return found
 
 

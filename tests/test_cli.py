@@ -21,12 +21,21 @@ def assert_one_line_error(result, *fragments, code=None):
 
 def test_ingest_without_a_model_uses_the_bundled_example_and_writes_ir(tmp_path):
     out = tmp_path / "example.json"
-    result = run_hnn("ingest", "--json", "-o", out)
+    result = run_hnn("ingest", "--json", "--no-merge", "-o", out)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["nodes"] == 12 and summary["edges"] == 12
     assert summary["ops"]["Conv"] == 3
     assert json.loads(out.read_text())["format"] == "hnn-ir"
+
+
+def test_ingest_merges_with_the_paper_rules_by_default():
+    result = run_hnn("ingest", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    # stem Conv-BN-ReLU, block Conv-BN-ReLU and Conv-BN; the residual Add, ReLU, pool and head stay
+    assert summary["ops"] == {"ConvBnRelu": 2, "ConvBn": 1, "Add": 1, "Relu": 1, "GlobalAveragePool": 1, "Gemm": 1}
+    assert summary["rules"] == ["paper"]
 
 
 def test_truncated_onnx(tmp_path):

@@ -81,3 +81,15 @@ def test_pickled_module_and_torchscript_need_trust(tmp_path):
     for path in (pickled, scripted):
         graph = ingest(str(path), trust=True, input_shape="1,3,8,8")
         assert [node.op for node in graph.nodes] == ["Conv", "Relu"]
+
+
+def test_default_merge_rules_fire_on_resnet18_and_conserve_totals(resnet18_irs):
+    from hnn.rules import merge
+
+    raw = resnet18_irs["torchscript"]
+    merged, counts = merge(raw)
+    # 20 Conv each followed by BN: 9 of the BNs feed a ReLU alone, 11 feed an Add (or the downsample path)
+    assert counts == {"ConvConvBnRelu": 0, "ConvBnRelu": 9, "ConvBn": 11, "ConvRelu": 0}
+    assert len(merged.nodes) == len(raw.nodes) - 2 * 9 - 11 == 39
+    assert (merged.total_flops, merged.total_params) == (raw.total_flops, raw.total_params)
+    assert merged.meta.rules == ["paper"]

@@ -31,3 +31,4 @@ class OnnxFrontend(Frontend):
 @hookimpl
 def hnn_register_frontends(register):
     register(OnnxFrontend())
+
