@@ -32,8 +32,10 @@ def onnx_to_ir(
     if isinstance(input_shape, str):
         input_shape = parse_input_shape(input_shape)
     shapes = resolve_trigger_shapes(model, input_shape)
+    log.info("trigger input: %s; %s", shapes, "simplifying with onnxsim" if simplify else "not simplifying")
     prepared = prepare(model, shapes, simplify=simplify)
     work = extract(prepared)
+    log.info("extracted %d data nodes from %d ONNX nodes", len(work.nodes), len(prepared.graph.node))
     canonicalize(work)
     opset = next((o.version for o in prepared.opset_import if o.domain in ("", "ai.onnx")), None)
     meta = GraphMeta(
@@ -72,7 +74,7 @@ def ingest(
     if isinstance(input_shape, str):
         input_shape = parse_input_shape(input_shape)
     frontend = select_frontend(source, framework)
-    log.info("framework: %s", frontend.name)
+    log.info("framework: %s; converting to ONNX", frontend.name)
     with tempfile.TemporaryDirectory(prefix="hnn-") as workdir:
         options = ConvertOptions(input_shape=input_shape, trust=trust, exporter=exporter, workdir=Path(workdir))
         model = frontend.to_onnx(source, options)
