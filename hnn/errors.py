@@ -28,3 +28,16 @@ class UntrustedInputError(InputError):
 
 class IRFormatError(InputError):
     """An IR JSON file does not validate; the message names the file and the field."""
+
+
+def read_user_text(path, error: type[HnnError], what: str = "file") -> str:
+    """Text of a file the user named, or ``error`` with a one-line reason."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read: {exc}") from None

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hnn.errors import IRFormatError
+from hnn.errors import IRFormatError, read_user_text
 
 FORMAT = "hnn-ir"
 VERSION = 1
@@ -179,13 +179,7 @@ class Graph:
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> "Graph":
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise IRFormatError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise IRFormatError(f"{path}: cannot read: {exc}") from None
+        text = read_user_text(path, IRFormatError)
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

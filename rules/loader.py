@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from hnn.errors import UsageError
+from hnn.errors import UsageError, read_user_text
 from hnn.rules.engine import Element, Rule, RuleSet
 
 DEFAULT_RULES = Path(__file__).parent / "default.yaml"
@@ -49,12 +49,7 @@ def known_ops() -> set[str]:
 
 def load_rule_file(path: str | Path) -> RuleSet:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise RuleFileError(f"{path}: no such rule file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RuleFileError(f"{path}: cannot read: {exc}") from None
+    text = read_user_text(path, RuleFileError, "rule file")
     if path.suffix == ".toml":
         try:
             data = tomllib.loads(text)
@@ -76,9 +71,7 @@ def compile_rules(data: Any, origin: str, ops: set[str] | None = None) -> RuleSe
     ops = ops if ops is not None else known_ops()
     if not isinstance(data, dict):
         raise RuleFileError(f"{origin}: expected a mapping with 'rules', got {type(data).__name__}")
-    unknown = set(data) - FILE_FIELDS
-    if unknown:
-        raise RuleFileError(f"{origin}: unknown top-level field(s) {sorted(unknown)}; allowed: {sorted(FILE_FIELDS)}")
+    _check_fields(data, FILE_FIELDS, origin)
     rules_data = data.get("rules")
     if not isinstance(rules_data, list) or not rules_data:
         raise RuleFileError(f"{origin}: 'rules' must be a non-empty list")
@@ -96,6 +89,12 @@ def compile_rules(data: Any, origin: str, ops: set[str] | None = None) -> RuleSe
     return rule_set
 
 
+def _check_fields(data: dict, allowed: set[str], where: str) -> None:
+    unknown = set(data) - allowed
+    if unknown:
+        raise RuleFileError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
 def _compile_rule(data: Any, where: str, ops: set[str], origin: str) -> Rule:
     if not isinstance(data, dict):
         raise RuleFileError(f"{where}: expected a mapping with 'name' and 'chain'")
@@ -103,9 +102,7 @@ def _compile_rule(data: Any, where: str, ops: set[str], origin: str) -> Rule:
     if not isinstance(name, str) or not name.isidentifier():
         raise RuleFileError(f"{where}: 'name' must be an identifier such as ConvBnRelu, got {name!r}")
     where = f"{origin}: rule {name!r}"
-    unknown = set(data) - RULE_FIELDS
-    if unknown:
-        raise RuleFileError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(RULE_FIELDS)}")
+    _check_fields(data, RULE_FIELDS, where)
     chain = data.get("chain")
     if not isinstance(chain, list) or not chain:
         raise RuleFileError(f"{where}: 'chain' must be a non-empty list of ops")
@@ -118,9 +115,7 @@ def _compile_rule(data: Any, where: str, ops: set[str], origin: str) -> Rule:
 def _compile_element(item: Any, where: str, ops: set[str]) -> Element:
     optional, attrs = False, {}
     if isinstance(item, dict):
-        unknown = set(item) - ELEMENT_FIELDS
-        if unknown:
-            raise RuleFileError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(ELEMENT_FIELDS)}")
+        _check_fields(item, ELEMENT_FIELDS, where)
         text = item.get("op")
         optional = item.get("optional", False)
         if not isinstance(optional, bool):
