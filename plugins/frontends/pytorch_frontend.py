@@ -77,7 +77,9 @@ def _build_from_spec(spec: str):
     except (ImportError, AttributeError) as exc:
         raise InputError(f"{spec}: cannot find the factory ({exc})") from None
     try:
-        model = factory()  # torchvision factories build without weights by default
+        with warnings.catch_warnings():  # torchvision warns about init defaults; nothing for our user
+            warnings.simplefilter("ignore")
+            model = factory()  # torchvision factories build without weights by default
     except Exception as exc:
         raise InputError(f"{spec}: calling the factory failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(model, torch.nn.Module):

@@ -1,0 +1,34 @@
+"""A zoo dataset as the hasher sees it: graphs by name, labels, splits, cached pairwise GED."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hnn.errors import UsageError
+from hnn.hasher.ged import DEFAULT_CAP, GedGraph, pairwise
+from hnn.ingest.ir import Graph
+from hnn.ingest.zoo import KINDS, load_dataset_graph, load_manifest
+
+
+def dataset_graphs(root: str | Path, kind: str = "merged") -> tuple[list[dict], list[Graph]]:
+    """Manifest records (originals, then augmented) and their graphs of one kind."""
+    if kind not in KINDS:
+        raise UsageError(f"unknown graph kind {kind!r}; choose from {', '.join(KINDS)}")
+    manifest = load_manifest(root)
+    records = manifest["models"] + manifest["augmented"]
+    return records, [load_dataset_graph(root, record["files"][kind]) for record in records]
+
+
+def pairwise_ged(root: str | Path, kind: str = "merged", cap: int = DEFAULT_CAP, workers: int | None = None,
+                 progress=None):
+    """(names, capped GED matrix, stats) over every graph of the dataset, cached under ``root/cache``."""
+    records, graphs = dataset_graphs(root, kind)
+    position = {record["name"]: i for i, record in enumerate(records)}
+    known = {}
+    for i, record in enumerate(records):
+        if "source" in record and record["source"] in position:
+            known[(position[record["source"]], i)] = record["edits"][kind]
+    ged_graphs = [GedGraph.from_ir(graph) for graph in graphs]
+    matrix, stats = pairwise(ged_graphs, cap=cap, known=known, workers=workers,
+                             cache_dir=Path(root) / "cache", progress=progress)
+    return [record["name"] for record in records], matrix, stats

@@ -1,0 +1,44 @@
+"""Train/test splits of a zoo dataset, by graph name (manifest ``models`` and ``augmented``).
+
+* ``paper``: the paper's protocol. The augmented set is ordered by augmentation
+  index, then by the model's position in the manifest (so it cycles through
+  all models before repeating one); the first 80% is train, the last 20% test.
+  With 10 augmentations that puts augmentations 0-7 of every model in train
+  and 8-9 in test: every test model has augmented copies in training. The
+  original graphs belong to train.
+* ``models``: every fifth model in manifest order (positions 4, 9, ...) is held
+  out whole: it, and all its augmentations, are test; nothing of it is trained on.
+* ``families``: every fifth family in sorted order (positions 4, 9, ...) is held
+  out whole, with all its models and their augmentations.
+"""
+
+from __future__ import annotations
+
+from hnn.errors import UsageError
+
+SPLITS = ("paper", "models", "families")
+TRAIN_SHARE = 0.8
+HOLDOUT_EVERY = 5
+
+
+def split(manifest: dict, kind: str) -> dict[str, list[str]]:
+    """``{"train": [...], "test": [...]}`` graph names for split ``kind``."""
+    models = [m["name"] for m in manifest["models"]]
+    augmented = manifest["augmented"]
+    if kind == "paper":
+        position = {name: i for i, name in enumerate(models)}
+        ordered = sorted(augmented, key=lambda a: (a["index"], position.get(a["source"], len(models))))
+        cut = round(TRAIN_SHARE * len(ordered))
+        return {"train": models + [a["name"] for a in ordered[:cut]], "test": [a["name"] for a in ordered[cut:]]}
+    if kind == "models":
+        held_out = {name for i, name in enumerate(models) if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1}
+    elif kind == "families":
+        families = sorted({m["family"] for m in manifest["models"]})
+        held = {f for i, f in enumerate(families) if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1}
+        held_out = {m["name"] for m in manifest["models"] if m["family"] in held}
+    else:
+        raise UsageError(f"unknown split {kind!r}; choose from {', '.join(SPLITS)}")
+    train = [name for name in models if name not in held_out]
+    train += [a["name"] for a in augmented if a["source"] not in held_out]
+    test = [name for name in models if name in held_out] + [a["name"] for a in augmented if a["source"] in held_out]
+    return {"train": train, "test": test}

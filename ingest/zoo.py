@@ -1,0 +1,323 @@
+"""Model-zoo datasets: IR files of many models, their augmentations, and a manifest.
+
+``hnn zoo build --preset paper -o DIR`` writes::
+
+    DIR/manifest.json            what is in the dataset (format below), updated after every model
+    DIR/README.md                a summary: counts per family, failures
+    DIR/raw/<model>.json         IR without merging
+    DIR/merged/<model>.json      IR merged with the rule set
+    DIR/raw/<model>~aug<k>.json  augmentation k of the raw IR (and likewise under merged/)
+
+A build is resumable: models already in the manifest (with their files) are
+skipped, so an interrupted build picks up where it stopped. A model that fails
+to convert is listed under ``failed`` with its reason, and the build goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from hnn.errors import HnnError, InputError, UsageError, read_user_text
+from hnn.ingest.augment import DELETE_SHARE, delete_nodes
+from hnn.ingest.ir import Graph
+
+log = logging.getLogger("hnn.zoo")
+
+FORMAT = "hnn-zoo"
+VERSION = 1
+AUGMENTATIONS = 10
+KINDS = ("raw", "merged")
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One model to build: a unique name, a family label, and what to ingest."""
+
+    name: str
+    family: str
+    constructor: str
+    framework: str | None = None
+    input_shape: list[int] | None = None
+
+
+# The paper's Table 1: 22 torchvision architectures in 10 families.
+PAPER_MODELS = {
+    "vgg": ["vgg11", "vgg13", "vgg16"],
+    "resnet": ["resnet18", "resnet34", "resnet101"],
+    "mnasnet": ["mnasnet0_75", "mnasnet1_0", "mnasnet1_3"],
+    "densenet": ["densenet121", "densenet161", "densenet201"],
+    "squeezenet": ["squeezenet1_0", "squeezenet1_1"],
+    "shufflenet": ["shufflenet_v2_x0_5", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"],
+    "alexnet": ["alexnet"],
+    "inception": ["inception_v3"],
+    "mobilenet": ["mobilenet_v2"],
+    "googlenet": ["googlenet"],
+}
+# torchvision module name -> family label shared with the Keras preset.
+FAMILY_OF_MODULE = {"shufflenetv2": "shufflenet", "mobilenetv2": "mobilenet", "mobilenetv3": "mobilenet",
+                    "swin_transformer": "swin", "vision_transformer": "vit"}
+INPUT_SHAPES = {"inception_v3": [1, 3, 299, 299]}
+# keras.applications name prefix -> family label matching the torchvision ones.
+KERAS_FAMILIES = (
+    ("ConvNeXt", "convnext"), ("DenseNet", "densenet"), ("EfficientNet", "efficientnet"),
+    ("InceptionResNet", "inception_resnet"), ("InceptionV3", "inception"), ("MobileNet", "mobilenet"),
+    ("NASNet", "nasnet"), ("ResNet", "resnet"), ("VGG", "vgg"), ("Xception", "xception"),
+)
+
+
+def torchvision_entry(name: str, family: str) -> ZooEntry:
+    return ZooEntry(name=name, family=family, constructor=f"torchvision.models:{name}", framework="pytorch",
+                    input_shape=INPUT_SHAPES.get(name, [1, 3, 224, 224]))
+
+
+def paper_preset() -> list[ZooEntry]:
+    return [torchvision_entry(name, family) for family, names in PAPER_MODELS.items() for name in names]
+
+
+def torchvision_preset() -> list[ZooEntry]:
+    import torchvision
+
+    entries = []
+    for name in torchvision.models.list_models(module=torchvision.models):
+        module = torchvision.models.get_model_builder(name).__module__.rsplit(".", 1)[-1]
+        entries.append(torchvision_entry(name, FAMILY_OF_MODULE.get(module, module)))
+    return entries
+
+
+def keras_preset() -> list[ZooEntry]:
+    from hnn.plugins.frontends.keras_frontend import import_keras
+
+    applications = import_keras().applications
+    entries = []
+    for name in sorted(dir(applications)):
+        family = next((label for prefix, label in KERAS_FAMILIES if name.startswith(prefix)), None)
+        if family is None or not callable(getattr(applications, name)):
+            continue
+        entries.append(ZooEntry(name=f"keras_{name}", family=family, constructor=f"keras.applications:{name}",
+                                framework="keras"))
+    return entries
+
+
+def list_file_preset(path: str | Path) -> list[ZooEntry]:
+    """A user's list: one model per line, ``SPEC_OR_PATH FAMILY [NAME]``; ``#`` starts a comment."""
+    entries, names = [], set()
+    for number, line in enumerate(read_user_text(path, UsageError, "model list").splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) not in (2, 3):
+            raise UsageError(f"{path}:{number}: expected 'SPEC_OR_PATH FAMILY [NAME]', got {line!r}")
+        source, family = parts[0], parts[1]
+        name = parts[2] if len(parts) == 3 else Path(source.split(":")[-1]).stem
+        if name in names:
+            raise UsageError(f"{path}:{number}: model name {name!r} used twice; add a NAME column")
+        names.add(name)
+        entries.append(ZooEntry(name=name, family=family, constructor=source))
+    if not entries:
+        raise UsageError(f"{path}: no models listed")
+    return entries
+
+
+PRESETS: dict[str, Callable[[], list[ZooEntry]]] = {
+    "paper": paper_preset,
+    "torchvision": torchvision_preset,
+    "keras": keras_preset,
+}
+
+
+def resolve_preset(preset: str) -> list[ZooEntry]:
+    if preset in PRESETS:
+        return PRESETS[preset]()
+    if Path(preset).is_file():
+        return list_file_preset(preset)
+    raise UsageError(f"unknown preset {preset!r}: choose {', '.join(PRESETS)} or give a model-list file")
+
+
+class Manifest:
+    """The dataset's manifest.json: settings, models, augmented graphs, failures."""
+
+    def __init__(self, root: Path, settings: dict):
+        self.root = root
+        self.data = {"format": FORMAT, "version": VERSION, **settings, "models": [], "augmented": [], "failed": []}
+
+    @classmethod
+    def open(cls, root: Path, settings: dict) -> "Manifest":
+        manifest = cls(root, settings)
+        path = root / "manifest.json"
+        if path.exists():
+            existing = load_manifest(root)
+            changed = {k: (existing.get(k), v) for k, v in settings.items() if existing.get(k) != v}
+            if changed:
+                raise UsageError(f"{path}: was built with other settings {changed}; use another output folder")
+            manifest.data = existing
+            manifest.data["failed"] = []  # failures are retried on resume
+        return manifest
+
+    def done(self, name: str) -> bool:
+        entry = next((m for m in self.data["models"] if m["name"] == name), None)
+        return entry is not None and all((self.root / f).is_file() for f in entry["files"].values())
+
+    def add(self, model: dict, augmented: list[dict]) -> None:
+        self.data["models"] = [m for m in self.data["models"] if m["name"] != model["name"]] + [model]
+        self.data["augmented"] = [a for a in self.data["augmented"] if a["source"] != model["name"]] + augmented
+        self.save()
+
+    def fail(self, entry: ZooEntry, reason: str) -> None:
+        self.data["failed"].append({"name": entry.name, "constructor": entry.constructor, "reason": reason})
+        self.save()
+
+    def save(self) -> None:
+        path = self.root / "manifest.json"
+        tmp = path.with_name("manifest.json.tmp")
+        tmp.write_text(json.dumps(self.data, indent=1) + "\n")
+        tmp.replace(path)  # atomic: an interrupted build never leaves a half manifest
+
+
+def load_manifest(root: str | Path) -> dict:
+    """Read and check a dataset's manifest; errors name the file."""
+    path = Path(root) / "manifest.json"
+    text = read_user_text(path, InputError, "dataset manifest (is this a dataset folder?)")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise InputError(f"{path}: not an hnn dataset manifest")
+    if not isinstance(data.get("version"), int) or data["version"] > VERSION:
+        raise InputError(f"{path}: manifest version {data.get('version')!r} is not one this hnn reads")
+    for field in ("models", "augmented", "failed"):
+        if not isinstance(data.get(field), list):
+            raise InputError(f"{path}: field {field!r} must be a list")
+    for index, model in enumerate(data["models"] + data["augmented"]):
+        if not isinstance(model, dict) or not {"name", "family", "files"} <= set(model):
+            raise InputError(f"{path}: entry {index} lacks name, family or files")
+    return data
+
+
+def load_dataset_graph(root: str | Path, relative: str) -> Graph:
+    """One IR file of a dataset, validated (a corrupted file raises an error naming it)."""
+    return Graph.from_json_file(Path(root) / relative)
+
+
+def _convert(entry: ZooEntry, isolate: bool) -> Graph:
+    """Raw IR of one entry; Keras models convert in a child process (TensorFlow's memory stays there)."""
+    if not isolate:
+        from hnn.ingest.pipeline import ingest
+
+        return ingest(entry.constructor, framework=entry.framework, input_shape=entry.input_shape)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hnn-zoo-") as tmp:
+        out = Path(tmp) / "model.json"
+        command = [sys.executable, "-m", "hnn", "ingest", entry.constructor, "--no-merge", "-o", str(out)]
+        if entry.framework:
+            command += ["--framework", entry.framework]
+        if entry.input_shape:
+            command += ["--input-shape", ",".join(map(str, entry.input_shape))]
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+        except subprocess.TimeoutExpired:
+            raise InputError("conversion took over 900 s") from None
+        if result.returncode != 0:
+            lines = [line for line in result.stderr.strip().splitlines() if line.startswith("hnn: ")]
+            reason = lines[-1][5:] if lines else f"converter exited with {result.returncode}"
+            raise InputError(reason)
+        return Graph.from_json_file(out)
+
+
+def _graph_record(graph: Graph, relative: str) -> dict:
+    return {"file": relative, "nodes": len(graph.nodes), "edges": len(graph.edges), "digest": graph.digest()}
+
+
+def build_one(entry: ZooEntry, root: Path, rule_set, augmentations: int, seed: int) -> tuple[dict, list[dict]]:
+    """Convert, merge, augment and write one model; returns its manifest records."""
+    raw = _convert(entry, isolate=entry.framework == "keras" or entry.constructor.startswith("keras"))
+    merged, _ = rule_set.apply(raw)
+    graphs = {"raw": raw, "merged": merged}
+    files, records = {}, {}
+    for kind, graph in graphs.items():
+        relative = f"{kind}/{entry.name}.json"
+        graph.to_json_file(root / relative)
+        files[kind] = relative
+        records[kind] = _graph_record(graph, relative)
+    model = {
+        **asdict(entry), "framework": raw.meta.framework, "input_shapes": raw.meta.input_shapes,
+        "flops": raw.total_flops, "params": raw.total_params, "files": files,
+        "nodes": {k: r["nodes"] for k, r in records.items()}, "digest": {k: r["digest"] for k, r in records.items()},
+    }
+    augmented = []
+    for index in range(augmentations):
+        name = f"{entry.name}~aug{index}"
+        aug_files, edits, digests, nodes = {}, {}, {}, {}
+        for kind, graph in graphs.items():
+            copy, edit_count = delete_nodes(graph, seed=f"{seed}:{entry.name}:{kind}:{index}")
+            relative = f"{kind}/{name}.json"
+            copy.to_json_file(root / relative)
+            aug_files[kind], edits[kind] = relative, edit_count
+            digests[kind], nodes[kind] = copy.digest(), len(copy.nodes)
+        augmented.append({"name": name, "source": entry.name, "index": index, "family": entry.family,
+                          "files": aug_files, "edits": edits, "digest": digests, "nodes": nodes})
+    return model, augmented
+
+
+def build(preset: str, root: str | Path, rule_files=None, augmentations: int = AUGMENTATIONS, seed: int = 0,
+          progress: Callable[[int, int, str], None] | None = None) -> dict:
+    """Build (or resume) a dataset; returns the manifest data."""
+    from hnn.rules import combine, load_rule_sets
+
+    entries = resolve_preset(preset)
+    rule_set = combine(load_rule_sets(rule_files))
+    root = Path(root)
+    for kind in KINDS:
+        (root / kind).mkdir(parents=True, exist_ok=True)
+    settings = {"preset": preset, "seed": seed, "augmentations": augmentations, "delete_share": DELETE_SHARE,
+                "rules": rule_set.name}
+    manifest = Manifest.open(root, settings)
+    for position, entry in enumerate(entries):
+        if progress:
+            progress(position, len(entries), entry.name)
+        if manifest.done(entry.name):
+            continue
+        started = time.perf_counter()
+        try:
+            model, augmented = build_one(entry, root, rule_set, augmentations, seed)
+        except HnnError as exc:
+            log.warning("%s: skipped: %s", entry.name, exc)
+            manifest.fail(entry, str(exc))
+            continue
+        model["seconds"] = round(time.perf_counter() - started, 2)
+        manifest.add(model, augmented)
+    if progress:
+        progress(len(entries), len(entries), "")
+    write_summary(root, manifest.data)
+    return manifest.data
+
+
+def write_summary(root: Path, data: dict) -> None:
+    families: dict[str, list[str]] = {}
+    for model in data["models"]:
+        families.setdefault(model["family"], []).append(model["name"])
+    lines = [
+        f"# hnn dataset: preset `{data['preset']}`", "",
+        f"{len(data['models'])} models in {len(families)} families, {len(data['augmented'])} augmented graphs "
+        f"({data['augmentations']} per model, {int(data['delete_share'] * 100)}% of nodes deleted, seed "
+        f"{data['seed']}), merge rules `{data['rules']}`.", "",
+        "| family | models |", "|---|---|",
+        *[f"| {family} | {', '.join(names)} |" for family, names in sorted(families.items())], "",
+        "| model | raw nodes | merged nodes | params | GFLOPs |", "|---|---|---|---|---|",
+        *[f"| {m['name']} | {m['nodes']['raw']} | {m['nodes']['merged']} | {m['params']:,} | {m['flops'] / 1e9:.2f} |"
+          for m in data["models"]],
+    ]
+    if data["failed"]:
+        lines += ["", "## Failed", "", *[f"- {f['name']} ({f['constructor']}): {f['reason']}" for f in data["failed"]]]
+    (root / "README.md").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,90 @@
+"""Approximate GED against exact GED (networkx) on small graphs and known edits on real graphs."""
+
+import random
+
+import networkx as nx
+import pytest
+
+from hnn.hasher.ged import GedGraph, estimate as ged_estimate, ged, lower_bound, pairwise
+from hnn.ingest.augment import delete_nodes
+from hnn.ingest.ir import Graph, GraphMeta, Node
+
+OPS = ["Conv", "Relu", "Add", "Gemm"]
+
+
+def random_graph(rng, n):
+    nodes = [Node(f"n{i}", rng.choice(OPS)) for i in range(n)]
+    edges = sorted({(f"n{a}", f"n{b}") for a in range(n) for b in range(a + 1, n) if rng.random() < 0.35})
+    return Graph(nodes, edges, GraphMeta(framework="test"))
+
+
+def exact_ged(g1: Graph, g2: Graph) -> int:
+    def undirected(graph):
+        nxg = nx.Graph()
+        nxg.add_nodes_from((n.id, {"op": n.op}) for n in graph.nodes)
+        nxg.add_edges_from(graph.edges)
+        return nxg
+
+    return int(nx.graph_edit_distance(undirected(g1), undirected(g2), node_match=lambda a, b: a["op"] == b["op"]))
+
+
+def estimate(g1: Graph, g2: Graph) -> int:
+    return ged_estimate(GedGraph.from_ir(g1), GedGraph.from_ir(g2))
+
+
+def test_small_graphs_estimate_is_an_upper_bound_and_usually_exact():
+    rng = random.Random(7)
+    exact_hits, cases = 0, 40
+    for _ in range(cases):
+        g1, g2 = random_graph(rng, rng.randint(2, 6)), random_graph(rng, rng.randint(2, 6))
+        true = exact_ged(g1, g2)
+        approx = estimate(g1, g2)
+        assert approx >= true
+        assert lower_bound(GedGraph.from_ir(g1), GedGraph.from_ir(g2)) <= true
+        exact_hits += approx == true
+    assert exact_hits >= 0.9 * cases
+
+
+def test_identity_symmetry_and_cap():
+    rng = random.Random(1)
+    g1, g2 = GedGraph.from_ir(random_graph(rng, 8)), GedGraph.from_ir(random_graph(rng, 7))
+    assert ged(g1, g1) == (0, True)
+    assert ged(g1, g2)[0] == ged(g2, g1)[0]
+    assert ged(g1, g2, cap=1)[0] == 1
+
+
+@pytest.fixture(scope="module")
+def resnet18_merged():
+    pytest.importorskip("torch")
+    from hnn.ingest.pipeline import ingest
+    from hnn.rules import merge
+
+    return merge(ingest("torchvision.models:resnet18"))[0]
+
+
+def test_real_graph_with_known_deletions_stays_within_1_5x(resnet18_merged):
+    source = GedGraph.from_ir(resnet18_merged)
+    ratios = []
+    for index in range(10):
+        augmented, edits = delete_nodes(resnet18_merged, seed=f"test:{index}")
+        copy = GedGraph.from_ir(augmented)
+        approx = ged_estimate(source, copy)
+        assert lower_bound(source, copy) <= approx
+        ratios.append(approx / edits)
+    # the estimate is an upper bound of the true GED, which is at most `edits`
+    assert max(ratios) <= 1.5, ratios
+
+
+def test_pairwise_matrix_is_symmetric_zero_diagonal_and_cached(resnet18_merged, tmp_path):
+    graphs = [GedGraph.from_ir(resnet18_merged)]
+    known = {}
+    for index in range(3):
+        copy, edits = delete_nodes(resnet18_merged, seed=f"pairwise:{index}")
+        graphs.append(GedGraph.from_ir(copy))
+        known[(0, index + 1)] = edits
+    matrix, stats = pairwise(graphs, cap=100, known=known, workers=2, cache_dir=tmp_path)
+    assert (matrix == matrix.T).all() and (matrix.diagonal() == 0).all()
+    assert all(matrix[0, i + 1] <= known[(0, i + 1)] for i in range(3))
+    assert stats["pairs"] == 6 and not stats["cached"]
+    again, stats = pairwise(graphs, cap=100, known=known, workers=2, cache_dir=tmp_path)
+    assert stats["cached"] and (again == matrix).all()

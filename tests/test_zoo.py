@@ -1,0 +1,107 @@
+"""Zoo datasets: build from a model list, resume, augmentation, splits, corrupted files."""
+
+import json
+
+import pytest
+
+from conftest import run_hnn
+from hnn.errors import InputError
+from hnn.ingest.augment import delete_nodes
+from hnn.ingest.splits import split
+from hnn.ingest.zoo import build, load_dataset_graph, load_manifest
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def small_zoo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zoo")
+    listing = root / "models.txt"
+    listing.write_text("# spec family\ntorchvision.models:squeezenet1_1 squeezenet\n"
+                       "torchvision.models:resnet18 resnet\n")
+    data = build(str(listing), root / "data", augmentations=3, seed=5)
+    return root, listing, data
+
+
+def test_build_writes_ir_files_augmentations_manifest_and_summary(small_zoo):
+    root, _, data = small_zoo
+    out = root / "data"
+    assert [m["name"] for m in data["models"]] == ["squeezenet1_1", "resnet18"]
+    assert len(data["augmented"]) == 6
+    resnet = data["models"][1]
+    assert resnet["family"] == "resnet" and resnet["nodes"] == {"raw": 68, "merged": 39}
+    assert resnet["params"] == 11689512
+    for record in data["models"] + data["augmented"]:
+        for kind in ("raw", "merged"):
+            graph = load_dataset_graph(out, record["files"][kind])
+            assert graph.digest() == record["digest"][kind]
+    aug = data["augmented"][3]
+    assert aug["source"] == "resnet18" and aug["nodes"]["raw"] == 68 - 7  # ceil(10% of 68) deleted
+    assert "resnet18" in (out / "README.md").read_text()
+    assert load_manifest(out)["models"] == data["models"]
+
+
+def test_build_resumes_without_redoing_finished_models(small_zoo):
+    root, listing, data = small_zoo
+    out = root / "data"
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["models"] = manifest["models"][:1]  # as if interrupted after the first model
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    before = (out / "raw" / "squeezenet1_1.json").stat().st_mtime_ns
+    resumed = build(str(listing), out, augmentations=3, seed=5)
+    assert [m["name"] for m in resumed["models"]] == ["squeezenet1_1", "resnet18"]
+    assert (out / "raw" / "squeezenet1_1.json").stat().st_mtime_ns == before
+    assert resumed["augmented"] == data["augmented"]
+
+
+def test_failed_model_is_reported_and_skipped(tmp_path):
+    listing = tmp_path / "models.txt"
+    listing.write_text("torchvision.models:no_such_net broken\n")
+    data = build(str(listing), tmp_path / "data", augmentations=1)
+    assert data["models"] == [] and data["failed"][0]["name"] == "no_such_net"
+    assert "cannot find the factory" in data["failed"][0]["reason"]
+
+
+def test_corrupted_ir_file_error_names_it(small_zoo):
+    root, _, data = small_zoo
+    out = root / "data"
+    victim = out / data["augmented"][0]["files"]["raw"]
+    original = victim.read_text()
+    victim.write_text(original[: len(original) // 2])
+    try:
+        with pytest.raises(InputError, match=victim.name):
+            load_dataset_graph(out, data["augmented"][0]["files"]["raw"])
+    finally:
+        victim.write_text(original)
+
+
+def test_augmentation_is_reproducible_and_counts_its_edits(small_zoo):
+    root, _, data = small_zoo
+    graph = load_dataset_graph(root / "data", "raw/resnet18.json")
+    first, edits = delete_nodes(graph, seed="s")
+    again, _ = delete_nodes(graph, seed="s")
+    other, _ = delete_nodes(graph, seed="t")
+    assert first == again and first != other
+    removed_edges = len(graph.edges) - len(first.edges)
+    assert edits == (len(graph.nodes) - len(first.nodes)) + removed_edges
+
+
+def test_splits_hold_out_what_they_say():
+    manifest = {
+        "models": [{"name": f"m{i}", "family": f"f{i // 2}"} for i in range(10)],
+        "augmented": [{"name": f"m{i}~aug{k}", "source": f"m{i}", "index": k} for i in range(10) for k in range(10)],
+    }
+    paper = split(manifest, "paper")
+    assert len(paper["test"]) == 20 and all(name.endswith(("aug8", "aug9")) for name in paper["test"])
+    models = split(manifest, "models")
+    held = {name.split("~")[0] for name in models["test"]}
+    assert held == {"m4", "m9"} and not any(name.split("~")[0] in held for name in models["train"])
+    families = split(manifest, "families")
+    assert {name.split("~")[0] for name in families["test"]} == {"m8", "m9"}  # family f4
+
+
+def test_cli_zoo_build_bad_preset_is_one_line_usage_error(tmp_path):
+    result = run_hnn("zoo", "build", "--preset", "nonsense", "-o", tmp_path / "d")
+    assert result.returncode == 2 and "unknown preset 'nonsense'" in result.stderr
+    result = run_hnn("zoo", "ged", tmp_path)
+    assert result.returncode == 1 and "manifest" in result.stderr
