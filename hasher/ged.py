@@ -1,9 +1,14 @@
 """Approximate graph edit distance (GED) between IR graphs, capped at R.
 
 Exact GED is NP-hard; model graphs have up to about 1,000 nodes. Costs are
-unit costs on the undirected graph, as HNN-Net uses GED: substituting a node
-by one with another op costs 1 (same op: 0), deleting or inserting a node
-costs 1, deleting or inserting an edge costs 1.
+unit costs on the undirected graph: substituting a node by one with another
+label costs 1 (same label: 0), deleting or inserting a node costs 1, deleting
+or inserting an edge costs 1. A node's label is its op with the order of
+magnitude of its FLOPs and parameters, the same ``enc`` buckets as the node
+features (``Conv/9/5``). With op labels alone, architectures that differ only in
+width (mnasnet0_75 and mnasnet1_0, shufflenet x0.5 and x2.0) are at GED 0, and
+training on GED would teach the hash to confuse them (measured: validation
+source-model mAP 0.60 with op labels).
 
 * **Upper bound** (Riesen-Bunke bipartite assignment): a square cost matrix of
   node substitutions, deletions and insertions is solved with
@@ -45,6 +50,7 @@ import numpy as np
 from hnn.ingest.ir import Graph
 
 DEFAULT_CAP = 100
+LABELS = "op/enc(flops)/enc(params)"  # part of the cache key: another labelling is another matrix
 # (position, degree, neighbour-histogram) weights of the substitution costs tried; the
 # cheapest resulting edit path wins. The first suits model graphs (a clear topological
 # order), the others graphs whose order says little.
@@ -70,6 +76,8 @@ class GedGraph:
 
     @classmethod
     def from_ir(cls, graph: Graph) -> "GedGraph":
+        from hnn.hasher.features import enc
+
         index = {node.id: i for i, node in enumerate(graph.nodes)}
         edges = frozenset(tuple(sorted((index[a], index[b]))) for a, b in graph.edges if a != b)
         n = len(graph.nodes)
@@ -77,7 +85,7 @@ class GedGraph:
         for a, b in edges:
             neighbours[a].append(b)
             neighbours[b].append(a)
-        ops = tuple(node.op for node in graph.nodes)
+        ops = tuple(f"{node.op}/{enc(node.flops)}/{enc(node.params)}" for node in graph.nodes)
         return cls(
             digest=graph.digest(),
             ops=ops,
@@ -274,7 +282,7 @@ def pairwise(
 ) -> tuple[np.ndarray, dict]:
     """Symmetric matrix of capped GEDs and stats; cached in ``cache_dir`` by the graphs' digests."""
     known = {(min(i, j), max(i, j)): v for (i, j), v in (known or {}).items()}
-    key = hashlib.sha256(json.dumps([[g.digest for g in graphs], cap, sorted(known.items())]).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([LABELS, [g.digest for g in graphs], cap, sorted(known.items())]).encode()).hexdigest()
     cache = Path(cache_dir) / f"ged-{key[:24]}.npz" if cache_dir else None
     if cache is not None and cache.exists():
         stored = np.load(cache)

@@ -277,6 +277,105 @@ def zoo_ged(
                + (" (from cache)" if stats["cached"] else ""))
 
 
+CheckpointOption = Annotated[
+    Optional[Path], typer.Option("--checkpoint", "-c", help="HNN-Net checkpoint; default: the shipped one.")
+]
+BitsOption = Annotated[Optional[int], typer.Option("--bits", help="Code length: picks the shipped checkpoint.")]
+
+
+@app.command("train")
+def train_command(
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder from `hnn zoo build`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint file to write.")],
+    bits: Annotated[int, typer.Option("--bits", min=1, max=512)] = 32,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 60,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    split: Annotated[str, typer.Option("--split", help="paper, models or families: what is held out.")] = "paper",
+    kind: Annotated[str, typer.Option("--kind", help="merged or raw graphs.")] = "merged",
+    topology: Annotated[str, typer.Option(help="code (default) or embedding (the paper's form).")] = "code",
+    no_class: Annotated[bool, typer.Option("--no-class", help="Train without L_class.")] = False,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Train HNN-Net on a dataset and write the best checkpoint (by validation source-model mAP)."""
+    _state["debug"] = debug
+    from hnn.hasher.train import DEFAULT_CONFIG, train
+    from dataclasses import replace
+
+    config = replace(DEFAULT_CONFIG, bits=bits, epochs=epochs, device=device, seed=seed, split=split, kind=kind,
+                     topology=topology, beta=0.0 if no_class else DEFAULT_CONFIG.beta)
+    with _Progress("training") as progress:
+        def report(epoch, total, record):
+            parts = " ".join(f"{k}={record[k]}" for k in ("topo", "class", "quant", "val_source_map") if k in record)
+            progress(epoch, total, parts)
+
+        result = train(data, config, output=output, progress=report)
+    summary = {"output": str(output), "seconds": result["seconds"], "best_val_source_map": result["best_val_source_map"],
+               "thresholds": result["thresholds"]}
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    typer.echo(f"wrote {output}: best validation source-model mAP {result['best_val_source_map']:.3f}, "
+               f"{result['seconds']} s; verdict thresholds {result['thresholds']}")
+
+
+@app.command("hash")
+def hash_command(
+    models: Annotated[list[str], typer.Argument(help="Models: files, folders, specs, or IR .json files.")],
+    framework: Annotated[Optional[str], typer.Option("--framework", "-f")] = None,
+    checkpoint: CheckpointOption = None,
+    bits: BitsOption = None,
+    input_shape: Annotated[Optional[str], typer.Option("--input-shape")] = None,
+    trust: Annotated[bool, typer.Option("--trust")] = False,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Print `<hex code>  <model>` per model (--json: one JSON object per line)."""
+    _state["debug"] = debug
+    _configure_logging(verbose)
+    from hnn.hasher.api import hash_model
+
+    failures = 0
+    for model in models:
+        try:
+            result = hash_model(model, checkpoint=checkpoint, bits=bits, framework=framework,
+                                input_shape=input_shape, trust=trust)
+        except HnnError as exc:
+            if len(models) == 1:
+                raise
+            failures += 1  # one bad model among many must not lose the others' hashes
+            typer.echo(f"hnn: {model}: {exc}", err=True)
+            continue
+        typer.echo(json.dumps(result.to_dict()) if as_json else f"{result.hash}  {model}")
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command("compare")
+def compare_command(
+    a: Annotated[str, typer.Argument(help="First model.")],
+    b: Annotated[str, typer.Argument(help="Second model.")],
+    checkpoint: CheckpointOption = None,
+    bits: BitsOption = None,
+    trust: Annotated[bool, typer.Option("--trust")] = False,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Hamming distance, similarity and verdict (match / suspect / different) of two models."""
+    _state["debug"] = debug
+    from hnn.hasher.api import compare
+
+    result = compare(a, b, checkpoint=checkpoint, bits=bits, trust=trust)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(f"{result['verdict']}: distance {result['distance']}/{result['a']['bits']} bits, similarity "
+               f"{result['similarity']:.3f} (match <= {result['thresholds']['match']}, "
+               f"suspect <= {result['thresholds']['suspect']})")
+
+
 def main() -> None:
     """Entry point: run the app and turn known errors into one line and an exit code."""
     try:

@@ -35,6 +35,9 @@ FORMAT = "hnn-zoo"
 VERSION = 1
 AUGMENTATIONS = 10
 KINDS = ("raw", "merged")
+# Address-space limit of a conversion child process. Keras's TensorFlow export of VGG16 was
+# measured past 24 GiB (DESIGN.md); the limit turns that into a reported failure, not an OOM kill.
+CHILD_MEMORY_BYTES = 12 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -225,14 +228,23 @@ def _convert(entry: ZooEntry, isolate: bool) -> Graph:
             command += ["--input-shape", ",".join(map(str, entry.input_shape))]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
         try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+            result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env,
+                                    preexec_fn=_limit_memory)
         except subprocess.TimeoutExpired:
             raise InputError("conversion took over 900 s") from None
         if result.returncode != 0:
             lines = [line for line in result.stderr.strip().splitlines() if line.startswith("hnn: ")]
             reason = lines[-1][5:] if lines else f"converter exited with {result.returncode}"
+            if "MemoryError" in result.stderr or "bad_alloc" in result.stderr:
+                reason = f"exceeded the {CHILD_MEMORY_BYTES // 1024**3} GiB memory limit of conversion"
             raise InputError(reason)
         return Graph.from_json_file(out)
+
+
+def _limit_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY_BYTES, CHILD_MEMORY_BYTES))
 
 
 def _graph_record(graph: Graph, relative: str) -> dict:
@@ -283,6 +295,9 @@ def build(preset: str, root: str | Path, rule_files=None, augmentations: int = A
     settings = {"preset": preset, "seed": seed, "augmentations": augmentations, "delete_share": DELETE_SHARE,
                 "rules": rule_set.name}
     manifest = Manifest.open(root, settings)
+    from hnn.hasher.checkpoint import rules_digest
+
+    manifest.data["rules_digest"] = rules_digest(rule_set)
     for position, entry in enumerate(entries):
         if progress:
             progress(position, len(entries), entry.name)

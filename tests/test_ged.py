@@ -9,7 +9,7 @@ from hnn.hasher.ged import GedGraph, estimate as ged_estimate, ged, lower_bound,
 from hnn.ingest.augment import delete_nodes
 from hnn.ingest.ir import Graph, GraphMeta, Node
 
-OPS = ["Conv", "Relu", "Add", "Gemm"]
+OPS = ["Conv", "Relu", "Add", "Gemm"]  # all with 0 FLOPs and params: labels are the ops
 
 
 def random_graph(rng, n):

@@ -18,6 +18,7 @@ import importlib
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,9 @@ def export_model(model, input_shape, workdir: Path) -> onnx.ModelProto:
     folder = Path(workdir) if str(workdir) not in ("", ".") else Path(tempfile.mkdtemp(prefix="hnn-keras-"))
     target = folder / "model.onnx"
     try:
-        model.export(str(target), format="onnx", verbose=False)
+        with warnings.catch_warnings():  # tf2onnx's numpy-2 shims warn; nothing for the user
+            warnings.simplefilter("ignore")
+            model.export(str(target), format="onnx", verbose=False)
     except Exception as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"Keras ONNX export failed: {message}") from None

@@ -1,0 +1,57 @@
+"""Node features of HNN-Net: one-hot(op) ++ one-hot(enc(FLOPs)) ++ one-hot(enc(params)).
+
+enc(x) = min(floor(log10 x) + 1, 10) for x >= 1, and 0 for x = 0, so each
+count falls in one of 11 buckets (the paper prints ``max``; its text says
+values fall in 0..10, which only ``min`` gives). The op vocabulary is stored
+with the checkpoint; ops not in it share the ``<other>`` slot.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hnn.ingest.ir import Graph
+
+OTHER = "<other>"
+BUCKETS = 11
+
+
+def enc(value: int) -> int:
+    """Order-of-magnitude bucket 0..10 of a non-negative count."""
+    if value < 1:
+        return 0
+    return min(int(math.floor(math.log10(value))) + 1, BUCKETS - 1)
+
+
+def build_vocabulary(graphs: list[Graph], extra: tuple[str, ...] = ()) -> list[str]:
+    """Sorted op names of the graphs (and ``extra``, e.g. rule names), then the ``<other>`` slot."""
+    ops = {node.op for graph in graphs for node in graph.nodes} | set(extra)
+    ops.discard(OTHER)
+    return sorted(ops) + [OTHER]
+
+
+def feature_width(vocabulary: list[str]) -> int:
+    return len(vocabulary) + 2 * BUCKETS
+
+
+def node_features(graph: Graph, vocabulary: list[str]) -> np.ndarray:
+    """Float32 matrix [nodes, len(vocabulary) + 22]."""
+    index = {op: i for i, op in enumerate(vocabulary)}
+    other = index[OTHER]
+    n_ops = len(vocabulary)
+    features = np.zeros((len(graph.nodes), feature_width(vocabulary)), dtype=np.float32)
+    for row, node in enumerate(graph.nodes):
+        features[row, index.get(node.op, other)] = 1
+        features[row, n_ops + enc(node.flops)] = 1
+        features[row, n_ops + BUCKETS + enc(node.params)] = 1
+    return features
+
+
+def undirected_edge_index(graph: Graph) -> np.ndarray:
+    """int64 [2, 2E]: each data-flow edge in both directions (the paper treats graphs as undirected)."""
+    position = {node.id: i for i, node in enumerate(graph.nodes)}
+    pairs = [(position[a], position[b]) for a, b in graph.edges]
+    both = pairs + [(b, a) for a, b in pairs]
+    return np.array(both, dtype=np.int64).T.reshape(2, -1)

@@ -1,0 +1,246 @@
+"""Training HNN-Net on a zoo dataset.
+
+Each step takes a batch of training graphs, embeds them once, and applies the
+loss to every pair in the batch with the pairs' cached GED (so a batch of 32
+graphs gives 496 pairs). Adam, the paper's learning rate. Every few epochs the
+model hashes a validation set carved out of the training split (the last
+training augmentation of each model, never trained on) against the rest, and
+the checkpoint with the best source-model mAP is kept. On the CPU a fixed seed
+gives the same checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hnn.errors import UsageError
+
+log = logging.getLogger("hnn.train")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    bits: int = 32
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 1e-3
+    alpha: float = 10.0
+    beta: float = 10.0
+    gamma: float = 0.2
+    cap: int = 100
+    topology: str = "embedding"
+    kind: str = "merged"
+    split: str = "paper"
+    seed: int = 0
+    device: str = "auto"
+    validate_every: int = 5
+    same_source_shrink: float = 1.0
+    source_margin: float = 0.0
+
+
+# What `hnn train` uses: the code-form topology loss with source-aware targets measured
+# best on the paper split's validation set (docs/hasher.md has the comparison).
+DEFAULT_CONFIG = TrainConfig(topology="code", same_source_shrink=0.25, source_margin=0.5)
+
+
+def pick_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is available here")
+    if name not in ("cpu", "cuda"):
+        raise UsageError(f"--device {name!r}: choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+def source_of(record: dict) -> str:
+    return record.get("source", record["name"])
+
+
+@dataclass
+class Prepared:
+    """A dataset ready for training: tensors, labels, GED, splits by index."""
+
+    names: list[str]
+    records: list[dict]
+    tensors: list
+    family_index: np.ndarray
+    families: list[str]
+    vocabulary: list[str]
+    ged: np.ndarray
+    train: np.ndarray
+    validation: np.ndarray
+    rules: str
+    rules_digest: str
+
+
+def prepare(data_dir: str | Path, config: TrainConfig, progress=None) -> Prepared:
+    from hnn.hasher.batching import to_tensors
+    from hnn.hasher.dataset import dataset_graphs, pairwise_ged
+    from hnn.hasher.features import build_vocabulary
+    from hnn.ingest.splits import split
+    from hnn.ingest.zoo import load_manifest
+
+    manifest = load_manifest(data_dir)
+    records, graphs = dataset_graphs(data_dir, config.kind)
+    names = [r["name"] for r in records]
+    position = {name: i for i, name in enumerate(names)}
+    train_names = split(manifest, config.split)["train"]
+    train = [position[name] for name in train_names]
+    # validation: each training model's highest-numbered training augmentation
+    last = {}
+    for i in train:
+        record = records[i]
+        if "index" in record:
+            key = record["source"]
+            if key not in last or record["index"] > records[last[key]]["index"]:
+                last[key] = i
+    validation = sorted(last.values())
+    train = [i for i in train if i not in set(validation)]
+    vocabulary = build_vocabulary([graphs[i] for i in train])
+    families = sorted({records[i]["family"] for i in train})
+    family_of = {f: k for k, f in enumerate(families)}
+    _, matrix, _ = pairwise_ged(data_dir, kind=config.kind, cap=config.cap, progress=progress)
+    return Prepared(
+        names=names, records=records, tensors=[to_tensors(g, vocabulary) for g in graphs],
+        family_index=np.array([family_of.get(r["family"], -1) for r in records]), families=families,
+        vocabulary=vocabulary, ged=matrix.astype(np.float32), train=np.array(train),
+        validation=np.array(validation), rules=manifest["rules"], rules_digest=manifest.get("rules_digest", ""),
+    )
+
+
+def embed(model, tensors: list, device, batch_size: int = 64) -> dict:
+    """Model outputs for many graphs, batched, without gradients."""
+    import torch
+
+    from hnn.hasher.batching import collate
+
+    outputs = {"code": [], "embedding": []}
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(tensors), batch_size):
+            out = model(*collate(tensors[start:start + batch_size], device))
+            outputs["code"].append(out["code"].cpu())
+            outputs["embedding"].append(out["embedding"].cpu())
+    return {key: torch.cat(value).numpy() for key, value in outputs.items()}
+
+
+def validation_score(model, data: Prepared, device) -> dict:
+    """Source-model and family mAP of validation queries against the rest of the training split."""
+    from hnn.hasher.metrics import hamming_matrix, retrieval_metrics
+
+    codes = embed(model, [data.tensors[i] for i in [*data.validation, *data.train]], device)["code"] > 0.5
+    queries, database = codes[: len(data.validation)], codes[len(data.validation):]
+    distances = hamming_matrix(queries, database)
+    sources = np.array([source_of(r) for r in data.records])
+    source_relevant = sources[data.validation][:, None] == sources[data.train][None, :]
+    family_relevant = data.family_index[data.validation][:, None] == data.family_index[data.train][None, :]
+    return {"source": retrieval_metrics(distances, source_relevant, k=10),
+            "family": retrieval_metrics(distances, family_relevant, k=10)}
+
+
+# Verdict thresholds: the largest Hamming distance at which at most this share of validation
+# pairs of *different* source models would be called a match / suspect.
+MATCH_FALSE_POSITIVES = 0.001
+SUSPECT_FALSE_POSITIVES = 0.05
+
+
+def measured_thresholds(model, data: Prepared, device) -> dict:
+    """Verdict thresholds from validation-vs-training Hamming distances (see the constants above)."""
+    from hnn.hasher.metrics import hamming_matrix
+
+    codes = embed(model, [data.tensors[i] for i in [*data.validation, *data.train]], device)["code"] > 0.5
+    distances = hamming_matrix(codes[: len(data.validation)], codes[len(data.validation):])
+    sources = np.array([source_of(r) for r in data.records])
+    same = sources[data.validation][:, None] == sources[data.train][None, :]
+    different = np.sort(distances[~same])
+
+    def largest_below(rate: float) -> int:
+        allowed = int(np.floor(rate * len(different)))
+        return int(different[allowed]) - 1 if allowed < len(different) else int(different[-1])
+
+    same_distances = distances[same]
+    return {"match": max(largest_below(MATCH_FALSE_POSITIVES), 0),
+            "suspect": max(largest_below(SUSPECT_FALSE_POSITIVES), 0),
+            "same_source_median": float(np.median(same_distances)) if len(same_distances) else None,
+            "different_source_median": float(np.median(different)) if len(different) else None}
+
+
+def train(data_dir: str | Path, config: TrainConfig, output: str | Path | None = None, progress=None) -> dict:
+    """Train, keep the best validation checkpoint (written to ``output``), return the history."""
+    import torch
+
+    from hnn.hasher.batching import collate
+    from hnn.hasher.checkpoint import save_checkpoint
+    from hnn.hasher.losses import LossWeights, pair_loss
+    from hnn.hasher.model import HNNNet, HNNNetConfig
+    from hnn.hasher.features import feature_width
+
+    if config.topology not in ("embedding", "code"):
+        raise UsageError(f"--topology {config.topology!r}: choose embedding or code")
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    data = prepare(data_dir, config)
+    if len(data.train) < 2:
+        raise UsageError(f"{data_dir}: the {config.split} split leaves fewer than 2 training graphs")
+    model = HNNNet(HNNNetConfig(in_channels=feature_width(data.vocabulary), bits=config.bits,
+                                families=len(data.families) if config.beta else 0)).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    weights = LossWeights(alpha=config.alpha, beta=config.beta, gamma=config.gamma, cap=config.cap,
+                          topology=config.topology, same_source_shrink=config.same_source_shrink,
+                          source_margin=config.source_margin)
+    source_names = sorted({source_of(r) for r in data.records})
+    source_ids = torch.tensor([source_names.index(source_of(r)) for r in data.records], device=device)
+    ged = torch.from_numpy(data.ged).to(device)
+    families = torch.from_numpy(data.family_index).to(device)
+    history, best, best_state = [], -1.0, None
+    started = time.perf_counter()
+    steps_per_epoch = int(np.ceil(len(data.train) / config.batch_size))
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = rng.permutation(data.train)
+        parts_sum: dict[str, float] = {}
+        for step in range(steps_per_epoch):
+            index = order[step * config.batch_size:(step + 1) * config.batch_size]
+            if len(index) < 2:
+                continue
+            out = model(*collate([data.tensors[i] for i in index], device))
+            selector = torch.from_numpy(index).to(device)
+            loss, parts = pair_loss(out, ged[selector][:, selector], families[selector], weights,
+                                    sources=source_ids[selector])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            for key, value in parts.items():
+                parts_sum[key] = parts_sum.get(key, 0.0) + value / steps_per_epoch
+        record = {"epoch": epoch, **{k: round(v, 4) for k, v in parts_sum.items()},
+                  "seconds": round(time.perf_counter() - started, 1)}
+        if epoch % config.validate_every == 0 or epoch == config.epochs:
+            score = validation_score(model, data, device)
+            record["val_source_map"] = round(score["source"]["map"], 4)
+            record["val_family_map"] = round(score["family"]["map"], 4)
+            if score["source"]["map"] > best:
+                best = score["source"]["map"]
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                record["best"] = True
+        history.append(record)
+        if progress:
+            progress(epoch, config.epochs, record)
+    model.load_state_dict(best_state)
+    limits = measured_thresholds(model, data, device)
+    if output is not None:
+        save_checkpoint(
+            output, model.cpu(), data.vocabulary, data.families, rules=data.rules, rules_digest=data.rules_digest,
+            meta={"train_config": asdict(config), "data": str(data_dir), "best_val_source_map": best,
+                  "history": history, "thresholds": limits},
+        )
+    return {"history": history, "best_val_source_map": best, "thresholds": limits,
+            "seconds": round(time.perf_counter() - started, 1)}

@@ -1,0 +1,120 @@
+"""HNN-Net: features, layer shapes, loss, a short training run, checkpoints, hashing."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torch_geometric")
+
+from hnn.errors import InputError  # noqa: E402
+from hnn.hasher.batching import collate, to_tensors  # noqa: E402
+from hnn.hasher.features import BUCKETS, OTHER, build_vocabulary, enc, node_features  # noqa: E402
+from hnn.hasher.layers import AttentionPooling  # noqa: E402
+from hnn.hasher.losses import LossWeights, pair_loss  # noqa: E402
+from hnn.hasher.model import HNNNet, HNNNetConfig  # noqa: E402
+from hnn.ingest.ir import Graph, GraphMeta, Node  # noqa: E402
+
+
+def small_graph(ops=("Conv", "Relu", "Gemm"), flops=(1000, 10, 0)):
+    flops = tuple(flops) + (100,) * (len(ops) - len(flops))
+    nodes = [Node(f"n{i}", op, flops=f, params=f // 2) for i, (op, f) in enumerate(zip(ops, flops))]
+    return Graph(nodes, [(f"n{i}", f"n{i + 1}") for i in range(len(ops) - 1)], GraphMeta(framework="test"))
+
+
+@pytest.mark.parametrize("value, bucket", [(0, 0), (1, 1), (9, 1), (10, 2), (999, 3), (10**9, 10), (10**15, 10)])
+def test_enc_buckets(value, bucket):
+    assert enc(value) == bucket
+
+
+def test_node_features_are_three_one_hots_with_other_slot():
+    vocabulary = build_vocabulary([small_graph()])
+    assert vocabulary == ["Conv", "Gemm", "Relu", OTHER]
+    features = node_features(small_graph(("Conv", "Softmax", "Gemm")), vocabulary)
+    assert features.shape == (3, 4 + 2 * BUCKETS)
+    assert (features.sum(axis=1) == 3).all()
+    assert features[1, vocabulary.index(OTHER)] == 1
+    assert features[0, 4 + enc(1000)] == 1 and features[0, 4 + BUCKETS + enc(500)] == 1
+
+
+def test_attention_pooling_shape_formula_and_repr():
+    pool = AttentionPooling(4)
+    x = torch.randn(5, 4)
+    batch = torch.tensor([0, 0, 0, 1, 1])
+    out = pool(x, batch)
+    assert out.shape == (2, 4)
+    first = x[:3]
+    context = torch.tanh(first.mean(0) @ pool.weight)
+    expected = (torch.sigmoid(first @ context)[:, None] * first).sum(0)
+    assert torch.allclose(out[0], expected, atol=1e-6)
+    assert repr(pool) == "AttentionPooling(4)"
+    with pytest.raises(ValueError, match="AttentionPooling"):
+        AttentionPooling(0)
+
+
+@pytest.mark.parametrize("bits", [16, 32, 64])
+def test_hnn_net_output_shapes(bits):
+    config = HNNNetConfig(in_channels=26, bits=bits, families=3)
+    model = HNNNet(config)
+    vocabulary = build_vocabulary([small_graph()])
+    items = [to_tensors(small_graph(), vocabulary), to_tensors(small_graph(("Conv", "Conv")), vocabulary)]
+    out = model(*collate(items))
+    assert out["code"].shape == (2, bits) and out["embedding"].shape == (2, 256) and out["logits"].shape == (2, 3)
+    assert ((out["code"] > 0) & (out["code"] < 1)).all()
+    assert repr(model) == f"HNNNet(in_channels=26, bits={bits}, families=3, gcn=[256, 128, 64], fc=[348, 256, 256, 128])"
+    assert sum(p.numel() for p in model.pools.parameters()) == 256**2 + 128**2 + 64**2
+
+
+def test_training_steps_lower_the_loss():
+    torch.manual_seed(0)
+    graphs = [small_graph(("Conv", "Relu") * k) for k in range(1, 7)]
+    vocabulary = build_vocabulary(graphs)
+    model = HNNNet(HNNNetConfig(in_channels=len(vocabulary) + 22, bits=16, families=2))
+    items = [to_tensors(g, vocabulary) for g in graphs]
+    ged = torch.tensor([[abs(i - j) * 4.0 for j in range(6)] for i in range(6)])
+    families = torch.tensor([0, 0, 0, 1, 1, 1])
+    weights = LossWeights(topology="code", cap=20)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(60):
+        loss, _ = pair_loss(model(*collate(items)), ged, families, weights)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_checkpoint_round_trip_and_refusals(tmp_path):
+    from hnn.hasher.checkpoint import load_checkpoint, save_checkpoint
+
+    model = HNNNet(HNNNetConfig(in_channels=26, bits=16, families=2))
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, model, ["Conv", "Gemm", "Relu", OTHER], ["a", "b"], "paper", "d", {"note": "x"})
+    loaded = load_checkpoint(path)
+    assert loaded.bits == 16 and loaded.families == ["a", "b"] and loaded.meta == {"note": "x"}
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[key], value)
+
+    payload = torch.load(path, weights_only=True)
+    payload["version"] = 99
+    torch.save(payload, tmp_path / "future.pt")
+    with pytest.raises(InputError, match="version 99"):
+        load_checkpoint(tmp_path / "future.pt")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"format": "hnn-checkpoint", "payload": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(InputError, match="not a loadable hnn checkpoint"):
+        load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_hex_round_trip():
+    from hnn.hasher.api import code_to_hex, hex_to_code
+
+    code = np.array([1, 0, 1, 1] * 8, dtype=bool)
+    assert code_to_hex(code) == "bbbbbbbb"
+    assert (hex_to_code("bbbbbbbb", 32) == code).all()
