@@ -51,18 +51,18 @@ def hex_to_code(text: str, bits: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def _load(path: str, device: str):
+def _load(path: str):
     from hnn.hasher.checkpoint import load_checkpoint
 
-    return load_checkpoint(path, device)
+    return load_checkpoint(path)
 
 
-def load(checkpoint: str | Path | None = None, bits: int | None = None, device: str = "cpu"):
+def load(checkpoint: str | Path | None = None, bits: int | None = None):
     """The checkpoint at ``checkpoint``, else the shipped one for ``bits``; loaded once per process."""
     from hnn.hasher.checkpoint import default_checkpoint
 
     path = Path(checkpoint) if checkpoint else default_checkpoint(bits)
-    loaded = _load(str(path.resolve()), device)
+    loaded = _load(str(path.resolve()))
     if bits is not None and loaded.bits != bits:
         raise UsageError(f"{path}: the checkpoint makes {loaded.bits}-bit codes, not {bits}")
     return loaded
@@ -89,14 +89,19 @@ def to_hashable_graph(source: Any, checkpoint, **ingest_options) -> Graph:
     return merged
 
 
-def hash_graphs(graphs: list[Graph], checkpoint) -> np.ndarray:
-    """Bool codes [len(graphs), Q]."""
-    from hnn.hasher.batching import to_tensors
-    from hnn.hasher.train import embed
+def hash_graphs(graphs: list[Graph], checkpoint, device: str = "cpu") -> np.ndarray:
+    """Bool codes [len(graphs), Q]: numpy on the CPU (no torch import), torch batches on a GPU."""
+    if device == "cpu":
+        from hnn.hasher.numpy_model import forward
 
+        return np.array([forward(checkpoint.arrays, graph, checkpoint.vocabulary)["code"] > 0.5 for graph in graphs],
+                        dtype=bool).reshape(len(graphs), checkpoint.bits)
+    from hnn.hasher.batching import to_tensors
+    from hnn.hasher.train import embed, pick_device
+
+    torch_device = pick_device(device)
     tensors = [to_tensors(graph, checkpoint.vocabulary) for graph in graphs]
-    device = next(checkpoint.model.parameters()).device
-    return embed(checkpoint.model, tensors, device)["code"] > 0.5
+    return embed(checkpoint.torch_model(str(torch_device)), tensors, torch_device)["code"] > 0.5
 
 
 def hash_model(source: Any, checkpoint: str | Path | None = None, bits: int | None = None,

@@ -1,97 +1,111 @@
-"""Checkpoints: one file with weights, config, vocabulary, family names, rule-set digest, format version.
+"""Checkpoints: one ``.npz`` file with weights, config, vocabulary, families, rule-set digest, version.
 
-Saved with ``torch.save`` of plain containers and tensors only, and loaded with
-``torch.load(weights_only=True)``, which refuses anything else: a checkpoint
-can never run code when loaded.
+The file holds only numeric arrays and one JSON document, and is read with
+``numpy.load(allow_pickle=False)``: loading a checkpoint can never run code,
+and needs no torch (hashing on the CPU runs the numpy forward pass of
+:mod:`hnn.hasher.numpy_model`). The torch model is built from the same arrays
+when training or hashing on a GPU.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from hnn.errors import InputError
 
 FORMAT = "hnn-checkpoint"
 VERSION = 1
 DEFAULT_DIR = Path(__file__).parent / "checkpoints"
+DEFAULT_BITS = 64
+META_KEY = "__meta__"
+PARAM_PREFIX = "param/"
 
 
 def default_checkpoint(bits: int | None = None) -> Path:
     """The shipped checkpoint for ``bits`` (default 64)."""
-    path = DEFAULT_DIR / f"hnn-net-{bits or 64}.pt"
+    path = DEFAULT_DIR / f"hnn-net-{bits or DEFAULT_BITS}.npz"
     if not path.exists():
-        shipped = sorted(p.name for p in DEFAULT_DIR.glob("hnn-net-*.pt"))
-        raise InputError(f"no shipped checkpoint for {bits} bits (shipped: {', '.join(shipped) or 'none'}); "
-                         "train one with `hnn train`")
+        shipped = sorted(p.name for p in DEFAULT_DIR.glob("hnn-net-*.npz"))
+        raise InputError(f"no shipped checkpoint for {bits or DEFAULT_BITS} bits (shipped: "
+                         f"{', '.join(shipped) or 'none'}); train one with `hnn train`")
     return path
 
 
 @dataclass
 class Checkpoint:
-    model: object  # HNNNet
+    arrays: dict[str, np.ndarray]
+    config: dict
     vocabulary: list[str]
     families: list[str]
     rules: str
     rules_digest: str
     meta: dict
     digest: str  # of the file: an index refuses codes from another checkpoint
+    _torch_models: dict = field(default_factory=dict, repr=False)
 
     @property
     def bits(self) -> int:
-        return self.model.config.bits
+        return int(self.config["bits"])
+
+    def torch_model(self, device: str = "cpu"):
+        """The torch HNNNet with these weights, in eval mode (imports torch)."""
+        if device not in self._torch_models:
+            import torch
+
+            from hnn.hasher.model import HNNNet, HNNNetConfig
+
+            model = HNNNet(HNNNetConfig.from_dict(self.config))
+            model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in self.arrays.items()})
+            self._torch_models[device] = model.eval().to(device)
+        return self._torch_models[device]
 
 
-def save_checkpoint(path: str | Path, model, vocabulary, families, rules: str, rules_digest: str, meta: dict):
-    import torch
-
-    payload = {
-        "format": FORMAT,
-        "version": VERSION,
-        "config": model.config.to_dict(),
-        "vocabulary": list(vocabulary),
-        "families": list(families),
-        "rules": rules,
-        "rules_digest": rules_digest,
-        "meta": meta,
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-    }
+def save_checkpoint(path: str | Path, model, vocabulary, families, rules: str, rules_digest: str,
+                    meta: dict) -> None:
+    document = {"format": FORMAT, "version": VERSION, "config": model.config.to_dict(),
+                "vocabulary": list(vocabulary), "families": list(families), "rules": rules,
+                "rules_digest": rules_digest, "meta": meta}
+    arrays = {PARAM_PREFIX + k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    arrays[META_KEY] = np.frombuffer(json.dumps(document).encode(), dtype=np.uint8)
     path = Path(path)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
+    tmp.write_bytes(buffer.getvalue())
     tmp.replace(path)
 
 
-def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
-    import torch
-
-    from hnn.hasher.model import HNNNet, HNNNetConfig
-
+def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such checkpoint")
     raw = path.read_bytes()
     try:
-        import io
-
-        payload = torch.load(io.BytesIO(raw), map_location=device, weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: not a loadable hnn checkpoint ({first})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+        document = json.loads(arrays.pop(META_KEY).tobytes().decode())
+    except (ValueError, KeyError, OSError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not an hnn checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise InputError(f"{path}: not an hnn checkpoint")
-    if payload.get("version") != VERSION:
-        raise InputError(f"{path}: checkpoint format version {payload.get('version')!r}; this hnn reads {VERSION}")
+    if document.get("version") != VERSION:
+        raise InputError(f"{path}: checkpoint format version {document.get('version')!r}; this hnn reads {VERSION}")
     try:
-        model = HNNNet(HNNNetConfig.from_dict(payload["config"]))
-        model.load_state_dict(payload["state_dict"])
-    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
-        raise InputError(f"{path}: checkpoint does not match the HNN-Net architecture ({exc})") from None
-    model.eval().to(device)
-    return Checkpoint(model=model, vocabulary=payload["vocabulary"], families=payload["families"],
-                      rules=payload["rules"], rules_digest=payload["rules_digest"], meta=payload.get("meta", {}),
-                      digest=hashlib.sha256(raw).hexdigest())
+        return Checkpoint(
+            arrays={k[len(PARAM_PREFIX):]: v for k, v in arrays.items() if k.startswith(PARAM_PREFIX)},
+            config=document["config"], vocabulary=document["vocabulary"], families=document["families"],
+            rules=document["rules"], rules_digest=document["rules_digest"], meta=document.get("meta", {}),
+            digest=hashlib.sha256(raw).hexdigest(),
+        )
+    except KeyError as exc:
+        raise InputError(f"{path}: checkpoint lacks {exc}") from None
 
 
 def rules_digest(rule_set) -> str:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
-from torch_geometric.utils import scatter
+
+with warnings.catch_warnings():  # torch_geometric's import warns about torch.jit deprecations
+    warnings.simplefilter("ignore")
+    from torch_geometric.utils import scatter
 
 
 class AttentionPooling(nn.Module):

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import warnings
+
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn import GCNConv
+
+with warnings.catch_warnings():  # torch_geometric's import warns about torch.jit deprecations
+    warnings.simplefilter("ignore")
+    from torch_geometric.nn import GCNConv
 
 from hnn.hasher.layers import AttentionPooling
 

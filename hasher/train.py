@@ -236,9 +236,10 @@ def train(data_dir: str | Path, config: TrainConfig, output: str | Path | None =
             progress(epoch, config.epochs, record)
     model.load_state_dict(best_state)
     limits = measured_thresholds(model, data, device)
+    model.cpu()
     if output is not None:
         save_checkpoint(
-            output, model.cpu(), data.vocabulary, data.families, rules=data.rules, rules_digest=data.rules_digest,
+            output, model, data.vocabulary, data.families, rules=data.rules, rules_digest=data.rules_digest,
             meta={"train_config": asdict(config), "data": str(data_dir), "best_val_source_map": best,
                   "history": history, "thresholds": limits},
         )

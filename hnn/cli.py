@@ -38,8 +38,15 @@ _state = {"debug": False}
 
 
 def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(format="hnn: %(message)s", level=logging.INFO if verbose else logging.WARNING,
-                        stream=sys.stderr, force=True)
+    # Only hnn's own loggers: TensorFlow and others log through the root logger, and their
+    # lines must not look like hnn's ("hnn: ..." is what scripts and the zoo builder read).
+    logger = logging.getLogger("hnn")
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("hnn: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
 
 
 @app.command()
@@ -374,6 +381,127 @@ def compare_command(
     typer.echo(f"{result['verdict']}: distance {result['distance']}/{result['a']['bits']} bits, similarity "
                f"{result['similarity']:.3f} (match <= {result['thresholds']['match']}, "
                f"suspect <= {result['thresholds']['suspect']})")
+
+
+index_app = typer.Typer(help="The model registry: an SQLite index of hash codes with Hamming search.",
+                        no_args_is_help=True)
+app.add_typer(index_app, name="index")
+IndexArgument = Annotated[Path, typer.Argument(help="Index file (SQLite).")]
+
+
+@index_app.command("add")
+def index_add(
+    index: IndexArgument,
+    models: Annotated[list[str], typer.Argument(help="Models to hash and add.")],
+    label: Annotated[Optional[str], typer.Option("--label", help="Family or owner label for these entries.")] = None,
+    framework: Annotated[Optional[str], typer.Option("--framework", "-f")] = None,
+    checkpoint: CheckpointOption = None,
+    bits: BitsOption = None,
+    trust: Annotated[bool, typer.Option("--trust")] = False,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Hash models and add them; each entry commits on its own, duplicates are reported."""
+    _state["debug"] = debug
+    from hnn.hasher.registry import add_models
+
+    with _Progress("adding") as progress:
+        results = add_models(index, models, label=label, framework=framework, checkpoint=checkpoint, bits=bits,
+                             trust=trust, progress=progress)
+    failed = [r for r in results if r["status"] == "failed"]
+    for result in results:
+        if as_json:
+            typer.echo(json.dumps(result))
+        elif result["status"] == "added":
+            typer.echo(f"added #{result['id']}  {result['hash']}  {result['model']}")
+        elif result["status"] == "duplicate":
+            typer.echo(f"exists #{result['id']}  {result['model']}: {result['reason']}")
+        else:
+            typer.echo(f"hnn: {result['model']}: {result['reason']}", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+@index_app.command("list")
+def index_list(index: IndexArgument, as_json: JsonOption = False, debug: DebugOption = False) -> None:
+    """List the entries."""
+    _state["debug"] = debug
+    from hnn.hasher.index import Index
+
+    with Index(index) as opened:
+        entries = [entry.to_dict() for entry in opened.entries()]
+    if as_json:
+        typer.echo(json.dumps(entries))
+        return
+    for entry in entries:
+        typer.echo(f"#{entry['id']:<5} {entry['hash']}  {entry['name']:<28} {entry['framework']:<10} "
+                   f"{entry['label'] or ''}")
+
+
+@index_app.command("remove")
+def index_remove(index: IndexArgument, entry_id: Annotated[int, typer.Argument(help="Entry id.")],
+                 debug: DebugOption = False) -> None:
+    """Remove one entry."""
+    _state["debug"] = debug
+    from hnn.hasher.index import Index
+
+    with Index(index) as opened:
+        entry = opened.remove(entry_id)
+    typer.echo(f"removed #{entry.id} {entry.name}")
+
+
+@index_app.command("query")
+def index_query(
+    index: IndexArgument,
+    model: Annotated[str, typer.Argument(help="Model to look up.")],
+    k: Annotated[int, typer.Option("-k", min=1, help="How many nearest entries.")] = 10,
+    radius: Annotated[Optional[int], typer.Option("--radius", min=0, help="All entries within this distance.")] = None,
+    framework: Annotated[Optional[str], typer.Option("--framework", "-f")] = None,
+    trust: Annotated[bool, typer.Option("--trust")] = False,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """The nearest entries to a model, with Hamming distances."""
+    _state["debug"] = debug
+    from hnn.hasher.registry import query_model
+
+    result = query_model(index, model, k=k, radius=radius, framework=framework, trust=trust)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(f"{model}: {result['hash']}")
+    for hit in result["neighbours"]:
+        typer.echo(f"  {hit['distance']:>3}  #{hit['id']:<5} {hit['name']}  {hit['label'] or ''}")
+
+
+CHECK_EXIT_CODES = {"new": 0, "suspect": 3, "match": 4}
+
+
+@app.command("check")
+def check_command(
+    index: IndexArgument,
+    model: Annotated[str, typer.Argument(help="The uploaded model.")],
+    k: Annotated[int, typer.Option("-k", min=1, help="How many nearest entries to show.")] = 5,
+    framework: Annotated[Optional[str], typer.Option("--framework", "-f")] = None,
+    trust: Annotated[bool, typer.Option("--trust")] = False,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Is MODEL a copy of a known model? Verdict match / suspect / new; exit code 4 / 3 / 0."""
+    _state["debug"] = debug
+    from hnn.hasher.registry import check_model
+
+    result = check_model(index, model, k=k, framework=framework, trust=trust)
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        nearest = result["neighbours"][0] if result["neighbours"] else None
+        closest = f"nearest #{nearest['id']} {nearest['name']} at distance {nearest['distance']}" if nearest else "empty index"
+        typer.echo(f"{result['verdict']}: {model} ({closest}; match <= {result['thresholds']['match']}, "
+                   f"suspect <= {result['thresholds']['suspect']})")
+        for hit in result["neighbours"][1:]:
+            typer.echo(f"  {hit['distance']:>3}  #{hit['id']:<5} {hit['name']}")
+    raise typer.Exit(CHECK_EXIT_CODES[result["verdict"]])
 
 
 def main() -> None:

@@ -82,7 +82,7 @@ def test_training_steps_lower_the_loss():
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -90,26 +90,46 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
     from hnn.hasher.checkpoint import load_checkpoint, save_checkpoint
 
     model = HNNNet(HNNNetConfig(in_channels=26, bits=16, families=2))
-    path = tmp_path / "c.pt"
+    path = tmp_path / "c.npz"
     save_checkpoint(path, model, ["Conv", "Gemm", "Relu", OTHER], ["a", "b"], "paper", "d", {"note": "x"})
     loaded = load_checkpoint(path)
     assert loaded.bits == 16 and loaded.families == ["a", "b"] and loaded.meta == {"note": "x"}
     for key, value in model.state_dict().items():
-        assert torch.equal(loaded.model.state_dict()[key], value)
+        assert torch.equal(loaded.torch_model().state_dict()[key], value)
 
-    payload = torch.load(path, weights_only=True)
-    payload["version"] = 99
-    torch.save(payload, tmp_path / "future.pt")
+    stored = dict(np.load(path, allow_pickle=False))
+    document = json.loads(stored["__meta__"].tobytes())
+    document["version"] = 99
+    stored["__meta__"] = np.frombuffer(json.dumps(document).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "future.npz", **stored)
     with pytest.raises(InputError, match="version 99"):
-        load_checkpoint(tmp_path / "future.pt")
+        load_checkpoint(tmp_path / "future.npz")
 
-    class Evil:
-        def __reduce__(self):
-            return (print, ("pwned",))
+    np.savez(tmp_path / "pickled.npz", evil=np.array([object()], dtype=object))
+    with pytest.raises(InputError, match="not an hnn checkpoint"):
+        load_checkpoint(tmp_path / "pickled.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(InputError, match="not an hnn checkpoint"):
+        load_checkpoint(tmp_path / "text.npz")
 
-    torch.save({"format": "hnn-checkpoint", "payload": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(InputError, match="not a loadable hnn checkpoint"):
-        load_checkpoint(tmp_path / "evil.pt")
+
+def test_numpy_forward_equals_torch_forward(tmp_path):
+    from hnn.hasher.checkpoint import load_checkpoint, save_checkpoint
+    from hnn.hasher.numpy_model import forward
+
+    torch.manual_seed(3)
+    graphs = [small_graph(("Conv", "Relu", "Add", "Conv", "Gemm"), (10**6, 10**3, 50, 10**5, 10**4)),
+              small_graph(("Conv",) * 7)]
+    vocabulary = build_vocabulary(graphs)
+    model = HNNNet(HNNNetConfig(in_channels=len(vocabulary) + 22, bits=32)).eval()
+    save_checkpoint(tmp_path / "c.npz", model, vocabulary, [], "paper", "", {})
+    loaded = load_checkpoint(tmp_path / "c.npz")
+    for graph in graphs:
+        with torch.no_grad():
+            expected = model(*collate([to_tensors(graph, vocabulary)]))
+        got = forward(loaded.arrays, graph, vocabulary)
+        assert np.allclose(got["code"], expected["code"][0].numpy(), atol=1e-5)
+        assert np.allclose(got["embedding"], expected["embedding"][0].numpy(), atol=1e-4)
 
 
 def test_hex_round_trip():

@@ -1,0 +1,125 @@
+"""Hamming search against brute force; the SQLite index: add, query, remove, refusals, durability."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from hnn.errors import InputError, UsageError
+from hnn.hasher.index import DuplicateEntry, Index
+from hnn.hasher.search import PackedCodes
+
+
+@pytest.mark.parametrize("bits", [16, 64, 100])
+def test_top_k_and_radius_equal_brute_force(bits):
+    rng = np.random.default_rng(bits)
+    codes = rng.random((500, bits)) < 0.5
+    ids = np.arange(1000, 1500)
+    packed = PackedCodes.from_bits(codes, ids)
+    for _ in range(20):
+        query = rng.random(bits) < 0.5
+        brute = (codes != query).sum(axis=1)
+        order = np.lexsort((ids, brute))
+        assert packed.top_k(query, 10) == [(int(ids[i]), int(brute[i])) for i in order[:10]]
+        radius = int(np.sort(brute)[5])
+        expected = [(int(ids[i]), int(brute[i])) for i in order if brute[i] <= radius]
+        assert packed.within(query, radius) == expected
+
+
+def code(seed, bits=16):
+    return np.random.default_rng(seed).random(bits) < 0.5
+
+
+def test_add_query_remove_and_duplicates(tmp_path):
+    path = tmp_path / "models.db"
+    with Index(path, create=True) as index:
+        first = index.add("a", "a.onnx", "onnx", code(1), "ck", "digest-a", label="fam")
+        second = index.add("b", "b.onnx", "onnx", code(2), "ck", "digest-b")
+        with pytest.raises(DuplicateEntry, match="#1"):
+            index.add("a-again", "a2.onnx", "onnx", code(1), "ck", "digest-a")
+        hits = index.query(code(1), k=2)
+        assert hits[0][0].id == first.id and hits[0][1] == 0
+        assert {entry.id for entry, _ in hits} == {first.id, second.id}
+        assert [e.id for e, _ in index.query(code(1), radius=0)] == [first.id]
+        index.remove(first.id)
+        assert [e.name for e in index.entries()] == ["b"]
+        with pytest.raises(InputError, match="no entry #1"):
+            index.get(first.id)
+    with Index(path) as reopened:
+        assert len(reopened) == 1 and reopened.entries()[0].label is None
+
+
+def test_codes_of_another_checkpoint_or_bit_count_are_refused(tmp_path):
+    with Index(tmp_path / "i.db", create=True) as index:
+        index.add("a", "a", "onnx", code(1), "ck-1", "d1")
+        with pytest.raises(UsageError, match="two checkpoints"):
+            index.add("b", "b", "onnx", code(2), "ck-2", "d2")
+        with pytest.raises(UsageError, match="two checkpoints"):
+            index.add("c", "c", "onnx", code(3, bits=32), "ck-1", "d3")
+        assert len(index) == 1
+
+
+def test_files_that_are_not_indexes_are_refused(tmp_path):
+    text = tmp_path / "notes.db"
+    text.write_text("hello, not a database " * 100)
+    with pytest.raises(InputError, match="not an hnn index"):
+        Index(text)
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(InputError, match="not an hnn index"):
+        Index(other)
+    newer = tmp_path / "newer.db"
+    Index(newer, create=True).close()
+    sqlite3.connect(newer).execute("UPDATE meta SET value = '99' WHERE key = 'version'").connection.commit()
+    with pytest.raises(InputError, match="newer than this hnn"):
+        Index(newer)
+    with pytest.raises(InputError, match="no such index"):
+        Index(tmp_path / "missing.db")
+
+
+WRITER = """
+import sys, numpy as np
+from hnn.hasher.index import Index
+path, prefix, count, pause = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+import time
+with Index(path, create=True) as index:
+    for i in range(count):
+        code = np.random.default_rng(hash((prefix, i)) % 2**32).random(16) < 0.5
+        index.add(f"{prefix}{i}", "src", "onnx", code, "ck", f"{prefix}-{i}")
+        print(i, flush=True)
+        time.sleep(pause)
+"""
+
+
+def test_killed_bulk_add_keeps_every_committed_entry(tmp_path):
+    path = tmp_path / "i.db"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), "m", "1000", "0.01"],
+                              stdout=subprocess.PIPE, text=True)
+    committed = -1
+    for line in writer.stdout:
+        committed = int(line)
+        if committed >= 20:
+            break
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    with Index(path) as index:
+        names = {entry.name for entry in index.entries()}
+        assert {f"m{i}" for i in range(committed + 1)} <= names
+        assert all(entry.code.shape == (16,) for entry in index.entries())
+        assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_two_processes_add_to_one_index_at_once(tmp_path):
+    path = tmp_path / "i.db"
+    Index(path, create=True).close()
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), prefix, "40", "0"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for prefix in "xy"]
+    for writer in writers:
+        assert writer.wait(timeout=120) == 0, writer.stderr.read()
+    with Index(path) as index:
+        assert len(index) == 80
