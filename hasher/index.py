@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from hnn.errors import InputError, UsageError
-from hnn.hasher.search import PackedCodes
+from hnn.hasher.search import packed_codes
 
 FORMAT = "hnn-index"
 VERSION = 1
@@ -88,7 +88,7 @@ class Index:
             self._check_or_initialise()
         except sqlite3.DatabaseError as exc:
             raise InputError(f"{self.path}: not an hnn index ({exc})") from None
-        self._codes: PackedCodes | None = None
+        self._codes = None
 
     def _check_or_initialise(self) -> None:
         tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -196,7 +196,7 @@ class Index:
 
     # --- search -------------------------------------------------------------------------
 
-    def codes(self) -> PackedCodes:
+    def codes(self):
         """All codes, packed in memory (built on first use after a change)."""
         if self._codes is None:
             rows = self.db.execute("SELECT id, code, bits FROM entries ORDER BY id").fetchall()
@@ -204,7 +204,7 @@ class Index:
             ids = np.array([row[0] for row in rows], dtype=np.int64)
             codes = np.array([np.unpackbits(np.frombuffer(row[1], np.uint8))[:bits] for row in rows],
                              dtype=bool).reshape(len(rows), bits)
-            self._codes = PackedCodes.from_bits(codes, ids)
+            self._codes = packed_codes(codes, ids)
         return self._codes
 
     def query(self, code: np.ndarray, k: int = 10, radius: int | None = None) -> list[tuple[Entry, int]]:

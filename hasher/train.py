@@ -244,4 +244,4 @@ def train(data_dir: str | Path, config: TrainConfig, output: str | Path | None =
                   "history": history, "thresholds": limits},
         )
     return {"history": history, "best_val_source_map": best, "thresholds": limits,
-            "seconds": round(time.perf_counter() - started, 1)}
+            "seconds": round(time.perf_counter() - started, 1), "model": model, "data": data}

@@ -207,7 +207,8 @@ class _Progress:
         from rich.console import Console
 
         self.bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                            TextColumn("{task.description}"), console=Console(stderr=True))
+                            TextColumn("{task.description}"), console=Console(stderr=True),
+                            disable=not sys.stderr.isatty())
         self.task = None
 
     def __enter__(self):
@@ -504,10 +505,45 @@ def check_command(
     raise typer.Exit(CHECK_EXIT_CODES[result["verdict"]])
 
 
+@app.command("eval")
+def eval_command(
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder from `hnn zoo build`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for results.json, results.md, plots.")],
+    split: Annotated[str, typer.Option("--split", help="paper, models or families.")] = "paper",
+    bits: Annotated[str, typer.Option("--bits", help="Comma-separated bit counts.")] = "16,32,64",
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated: hnn, hnn-noclass, hnn-paper, "
+                                                           "ghashing, wl-simhash.")] = "hnn,hnn-noclass,ghashing,wl-simhash",
+    kinds: Annotated[str, typer.Option("--kinds", help="merged, raw or both.")] = "merged,raw",
+    seeds: Annotated[int, typer.Option("--seeds", min=1)] = 1,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 60,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Train and compare hashing methods on a split; write tables and plots."""
+    _state["debug"] = debug
+    from hnn.hasher.evaluate import evaluate, write_report
+
+    try:
+        bit_counts = [int(b) for b in bits.split(",")]
+    except ValueError:
+        raise UsageError(f"--bits {bits!r}: expected comma-separated integers") from None
+    with _Progress("evaluating") as progress:
+        results = evaluate(data, split=split, bits_list=bit_counts, methods=methods.split(","),
+                           kinds=kinds.split(","), seeds=seeds, epochs=epochs, progress=progress)
+    files = write_report(results, output)
+    if as_json:
+        typer.echo(json.dumps({"summary": results["summary"], "seconds": results["seconds"],
+                               "files": [str(f) for f in files]}))
+        return
+    typer.echo((output / "results.md").read_text())
+    typer.echo("wrote " + ", ".join(str(f) for f in files))
+
+
 def main() -> None:
     """Entry point: run the app and turn known errors into one line and an exit code."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns the code of a typer.Exit instead of exiting.
+        code = app(standalone_mode=False)
     except HnnError as exc:
         if _state["debug"]:
             traceback.print_exc()
@@ -534,3 +570,4 @@ def main() -> None:
         typer.echo(f"hnn: internal error: {type(exc).__name__}: {first} (run with --debug for the traceback)",
                    err=True)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

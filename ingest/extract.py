@@ -178,6 +178,9 @@ def extract(model: onnx.ModelProto) -> WorkGraph:
         carrying = DATA_INPUTS.get(op, range(len(node.input)))
         data_inputs = [node.input[i] for i in carrying if i < len(node.input) and node.input[i] in data_tensors]
         if op in SHAPE_ONLY_OPS or not data_inputs:
+            for name, value in _fold_constant(node, initializers, shapes).items():
+                initializers[name] = value
+                shapes[name] = list(value.dims)
             continue
         data_tensors.update(name for name in node.output if name)
         for name in node.output:
@@ -206,6 +209,19 @@ def extract(model: onnx.ModelProto) -> WorkGraph:
     return WorkGraph(work)
 
 
+def _constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
+    """The tensor of a Constant node, whichever of its value attributes it uses."""
+    import numpy as np
+
+    for attr in node.attribute:
+        if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
+            return attr.t
+        if attr.name in ("value_int", "value_ints", "value_float", "value_floats"):
+            dtype = np.int64 if "int" in attr.name else np.float32
+            return onnx.numpy_helper.from_array(np.array(helper.get_attribute_value(attr), dtype=dtype))
+    return None
+
+
 def _constant_tensors(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
     """Initializers, plus outputs of Constant nodes and of Identity nodes over constants.
 
@@ -215,13 +231,51 @@ def _constant_tensors(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
     tensors = {init.name: init for init in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant" and len(node.output) == 1:
-            value = next((a.t for a in node.attribute if a.name == "value" and a.type == onnx.AttributeProto.TENSOR),
-                         None)
+            value = _constant_value(node)
             if value is not None:
                 tensors[node.output[0]] = value
         elif node.op_type == "Identity" and node.input and node.input[0] in tensors:
             tensors[node.output[0]] = tensors[node.input[0]]
     return tensors
+
+
+# Constant subgraphs (shape computations, axes built by Reshape of a Constant) are
+# evaluated when small, so that what onnxsim would fold is known without onnxsim:
+# ingestion then gives the same IR with or without simplification.
+MAX_FOLD_ELEMENTS = 4096
+
+
+def _fold_constant(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
+                   shapes: dict[str, list[int] | None]) -> dict[str, onnx.TensorProto]:
+    """Outputs of a node computed from constants (or a Shape of a known shape); {} when not foldable."""
+    import numpy as np
+
+    if node.op_type == "Shape" and node.input and shapes.get(node.input[0]) is not None:
+        dims = shapes[node.input[0]]
+        attrs = {a.name: a.i for a in node.attribute}
+        start, end = attrs.get("start", 0), attrs.get("end", len(dims))
+        return {node.output[0]: onnx.numpy_helper.from_array(np.array(dims[start:end], dtype=np.int64),
+                                                            node.output[0])}
+    inputs = [name for name in node.input if name]
+    if node.op_type in ("Constant", "Identity") or not inputs or any(name not in tensors for name in inputs):
+        return {}
+    if any(prod(tensors[name].dims) > MAX_FOLD_ELEMENTS for name in inputs):
+        return {}
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+        return {}
+    try:
+        from onnx.reference import ReferenceEvaluator
+
+        feeds = {name: onnx.numpy_helper.to_array(tensors[name]) for name in inputs}
+        results = ReferenceEvaluator(node).run(None, feeds)
+    except Exception:  # an op the reference runtime lacks or rejects: leave it unfolded
+        return {}
+    folded = {}
+    for name, value in zip(node.output, results):
+        array = np.asarray(value)
+        if name and array.size <= MAX_FOLD_ELEMENTS and array.dtype != object:
+            folded[name] = onnx.numpy_helper.from_array(array, name)
+    return folded
 
 
 def _parameter_count(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> int:

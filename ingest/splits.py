@@ -10,6 +10,8 @@
   out whole: it, and all its augmentations, are test; nothing of it is trained on.
 * ``families``: every fifth family in sorted order (positions 4, 9, ...) is held
   out whole, with all its models and their augmentations.
+
+With fewer than five models (or families) but at least two, the last one is held out.
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ from hnn.errors import UsageError
 SPLITS = ("paper", "models", "families")
 TRAIN_SHARE = 0.8
 HOLDOUT_EVERY = 5
+
+
+def _every_fifth(items: list[str]) -> list[str]:
+    """Positions 4, 9, ...; with fewer than five items (but two or more), the last one."""
+    chosen = [item for i, item in enumerate(items) if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1]
+    return chosen or (items[-1:] if len(items) > 1 else [])
 
 
 def split(manifest: dict, kind: str) -> dict[str, list[str]]:
@@ -31,10 +39,9 @@ def split(manifest: dict, kind: str) -> dict[str, list[str]]:
         cut = round(TRAIN_SHARE * len(ordered))
         return {"train": models + [a["name"] for a in ordered[:cut]], "test": [a["name"] for a in ordered[cut:]]}
     if kind == "models":
-        held_out = {name for i, name in enumerate(models) if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1}
+        held_out = set(_every_fifth(models))
     elif kind == "families":
-        families = sorted({m["family"] for m in manifest["models"]})
-        held = {f for i, f in enumerate(families) if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1}
+        held = set(_every_fifth(sorted({m["family"] for m in manifest["models"]})))
         held_out = {m["name"] for m in manifest["models"] if m["family"] in held}
     else:
         raise UsageError(f"unknown split {kind!r}; choose from {', '.join(SPLITS)}")

@@ -22,6 +22,18 @@ def test_both_torch_exporters_give_identical_ir_for_resnet18(resnet18_irs):
     assert torchscript.digest() == dynamo.digest()
 
 
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "squeezenet1_0"])
+def test_ir_is_the_same_with_and_without_onnxsim(name, exporter):
+    from hnn.ingest.pipeline import onnx_to_ir
+    from hnn.plugins.frontends.pytorch_frontend import export_module
+
+    model = export_module(getattr(torchvision.models, name)(), [1, 3, 224, 224], exporter)
+    simplified = onnx_to_ir(model, simplify=True)
+    direct = onnx_to_ir(model, simplify=False)
+    assert simplified.nodes == direct.nodes and simplified.edges == direct.edges
+
+
 def test_resnet18_keeps_batchnorm_and_matches_torch_parameter_count(resnet18_irs):
     graph = resnet18_irs["torchscript"]
     model = torchvision.models.resnet18()

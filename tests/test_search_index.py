@@ -12,15 +12,18 @@ import pytest
 
 from hnn.errors import InputError, UsageError
 from hnn.hasher.index import DuplicateEntry, Index
-from hnn.hasher.search import PackedCodes
+from hnn.hasher.search import packed_codes
 
 
+@pytest.mark.parametrize("backend", ["numpy", "faiss"])
 @pytest.mark.parametrize("bits", [16, 64, 100])
-def test_top_k_and_radius_equal_brute_force(bits):
+def test_top_k_and_radius_equal_brute_force(bits, backend):
+    if backend == "faiss":
+        pytest.importorskip("faiss")
     rng = np.random.default_rng(bits)
     codes = rng.random((500, bits)) < 0.5
     ids = np.arange(1000, 1500)
-    packed = PackedCodes.from_bits(codes, ids)
+    packed = packed_codes(codes, ids, backend=backend)
     for _ in range(20):
         query = rng.random(bits) < 0.5
         brute = (codes != query).sum(axis=1)

@@ -105,3 +105,19 @@ def test_cli_zoo_build_bad_preset_is_one_line_usage_error(tmp_path):
     assert result.returncode == 2 and "unknown preset 'nonsense'" in result.stderr
     result = run_hnn("zoo", "ged", tmp_path)
     assert result.returncode == 1 and "manifest" in result.stderr
+
+
+def test_eval_with_the_non_learned_baseline_writes_tables_and_plots(small_zoo, tmp_path):
+    from hnn.hasher.evaluate import evaluate, write_report
+
+    root, _, _ = small_zoo
+    results = evaluate(root / "data", split="models", bits_list=(16, 64), methods=("wl-simhash",),
+                       kinds=("merged",))
+    assert [(r["bits"], r["method"]) for r in results["summary"]] == [(16, "wl-simhash"), (64, "wl-simhash")]
+    run = results["runs"][1]
+    assert 0 <= run["family"]["precision"] <= 1 and run["source"]["queries"] > 0
+    assert set(run["held_out_own_variants_in_top10"]) == {"resnet18"}  # the model held out of 2
+    files = write_report(results, tmp_path / "report")
+    assert {f.name for f in files} == {"results.json", "results.md", "metrics_vs_bits.png", "precision_recall.png",
+                                       "hamming_histogram.png"}
+    assert "wl-simhash" in (tmp_path / "report" / "results.md").read_text()

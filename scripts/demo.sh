@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The README's main job: index the paper's 21 torchvision models with the shipped
+# checkpoint, then check a pirated copy of resnet18 and a model the index does not hold.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-demo}
+mkdir -p "$OUT"
+rm -f "$OUT/models.db"
+declare -A FAMILIES=(
+    [vgg]="vgg11 vgg13 vgg16" [resnet]="resnet18 resnet34 resnet101"
+    [mnasnet]="mnasnet0_75 mnasnet1_0 mnasnet1_3" [densenet]="densenet121 densenet161 densenet201"
+    [squeezenet]="squeezenet1_0 squeezenet1_1"
+    [shufflenet]="shufflenet_v2_x0_5 shufflenet_v2_x1_5 shufflenet_v2_x2_0"
+    [alexnet]="alexnet" [inception]="inception_v3" [mobilenet]="mobilenet_v2" [googlenet]="googlenet"
+)
+for family in vgg resnet mnasnet densenet squeezenet shufflenet alexnet inception mobilenet googlenet; do
+    specs=()
+    for name in ${FAMILIES[$family]}; do specs+=("torchvision.models:$name"); done
+    .venv/bin/hnn index add "$OUT/models.db" "${specs[@]}" --label "$family" || exit 1
+done
+.venv/bin/python scripts/make_demo_models.py "$OUT" || exit 1
+echo
+echo "== a pirated resnet18 (new head, Identity + Dropout inserted, other exporter, other weights):"
+.venv/bin/hnn check "$OUT/models.db" "$OUT/resnet18_copy.onnx"
+echo "(exit code $?: 4 match, 3 suspect, 0 new)"
+echo "== efficientnet_b0, which the index does not hold:"
+.venv/bin/hnn check "$OUT/models.db" "$OUT/efficientnet_b0.onnx"
+echo "(exit code $?: 4 match, 3 suspect, 0 new)"

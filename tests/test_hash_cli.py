@@ -1,0 +1,131 @@
+"""`hnn hash`, `hnn compare`, `hnn index`, `hnn check` with the shipped checkpoint on real models."""
+
+import json
+
+import onnx
+import pytest
+from onnx import helper
+
+from conftest import run_hnn
+from hnn.hasher.api import hash_model, load
+
+torch = pytest.importorskip("torch")
+from hnn.plugins.frontends.pytorch_frontend import export_module  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    import torchvision
+
+    folder = tmp_path_factory.mktemp("models")
+    files = {}
+    for name in ("resnet18", "squeezenet1_0", "mobilenet_v2"):
+        files[name] = folder / f"{name}.onnx"
+        onnx.save(export_module(getattr(torchvision.models, name)(), [1, 3, 224, 224]), str(files[name]))
+    files["resnet18_dynamo"] = folder / "resnet18_dynamo.onnx"
+    onnx.save(export_module(torchvision.models.resnet18(), [1, 3, 224, 224], "dynamo"), str(files["resnet18_dynamo"]))
+    return files
+
+
+def renamed_with_noops(path, target):
+    """Every node and tensor renamed, and an Identity plus a Dropout inserted after the first node."""
+    model = onnx.load(str(path))
+    graph = model.graph
+    keep = {v.name for v in [*graph.input, *graph.output]}
+    names = {}
+
+    def rename(name):
+        if not name or name in keep:
+            return name
+        return names.setdefault(name, f"t{len(names)}")
+
+    for init in graph.initializer:
+        init.name = rename(init.name)
+    for i, node in enumerate(graph.node):
+        node.name = f"renamed_{i}"
+        node.input[:] = [rename(n) for n in node.input]
+        node.output[:] = [rename(n) for n in node.output]
+    first = graph.node[0]
+    original = first.output[0]
+    first.output[0] = "before_noops"
+    graph.node.insert(1, helper.make_node("Identity", ["before_noops"], ["mid_noop"], name="inserted_identity"))
+    graph.node.insert(2, helper.make_node("Dropout", ["mid_noop"], [original], name="inserted_dropout"))
+    onnx.save(model, str(target))
+    return target
+
+
+def test_shipped_checkpoint_hashes_resnet18_the_same_way_every_time(model_files, tmp_path):
+    checkpoint = load()
+    assert checkpoint.bits == 64 and "resnet" in checkpoint.families
+    first = hash_model(str(model_files["resnet18"]))
+    assert len(first.hash) == 16 and first.bits == 64
+    assert hash_model(str(model_files["resnet18"])).hash == first.hash
+    assert hash_model(str(model_files["resnet18_dynamo"])).hash == first.hash
+    disguised = renamed_with_noops(model_files["resnet18"], tmp_path / "disguised.onnx")
+    assert hash_model(str(disguised)).hash == first.hash
+    assert hash_model("torchvision.models:resnet18").hash == first.hash
+
+
+def test_hash_cli_text_and_json_for_many_models(model_files):
+    result = run_hnn("hash", model_files["resnet18"], model_files["squeezenet1_0"], "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [set(row) for row in rows] == [{"model", "framework", "bits", "hash", "nodes"}] * 2
+    assert rows[0]["bits"] == 64 and rows[0]["nodes"] == 39
+    text = run_hnn("hash", model_files["resnet18"], "--bits", "32")
+    code, name = text.stdout.split()
+    assert len(code) == 8 and name.endswith("resnet18.onnx")
+
+
+def test_hash_of_a_bad_file_among_good_ones_reports_and_keeps_the_others(model_files, tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("nope")
+    result = run_hnn("hash", model_files["resnet18"], bad)
+    assert result.returncode == 1
+    assert len(result.stdout.splitlines()) == 1 and "bad.onnx" in result.stderr
+
+
+def test_compare_gives_distance_and_verdict(model_files):
+    same = json.loads(run_hnn("compare", model_files["resnet18"], model_files["resnet18_dynamo"], "--json").stdout)
+    assert same["distance"] == 0 and same["verdict"] == "match" and same["similarity"] == 1.0
+    other = json.loads(run_hnn("compare", model_files["resnet18"], model_files["mobilenet_v2"], "--json").stdout)
+    assert other["distance"] > 0
+
+
+def test_index_add_list_query_check_remove(model_files, tmp_path):
+    db = tmp_path / "models.db"
+    added = run_hnn("index", "add", db, model_files["resnet18"], model_files["squeezenet1_0"], "--json",
+                    "--label", "zoo")
+    assert added.returncode == 0, added.stderr
+    assert [json.loads(line)["status"] for line in added.stdout.splitlines()] == ["added", "added"]
+    again = run_hnn("index", "add", db, model_files["resnet18_dynamo"], "--json")
+    assert json.loads(again.stdout)["status"] == "duplicate"  # same IR: reported, not duplicated
+    listing = json.loads(run_hnn("index", "list", db, "--json").stdout)
+    assert [row["name"] for row in listing] == ["resnet18.onnx", "squeezenet1_0.onnx"]
+
+    query = json.loads(run_hnn("index", "query", db, model_files["resnet18_dynamo"], "-k", "1", "--json").stdout)
+    assert query["neighbours"][0]["name"] == "resnet18.onnx" and query["neighbours"][0]["distance"] == 0
+
+    match = run_hnn("check", db, model_files["resnet18_dynamo"], "--json")
+    assert match.returncode == 4 and json.loads(match.stdout)["verdict"] == "match"
+    new = run_hnn("check", db, model_files["mobilenet_v2"])
+    assert new.returncode in (0, 3) and new.stdout.split(":")[0] in ("new", "suspect")
+
+    removed = run_hnn("index", "remove", db, "1")
+    assert removed.returncode == 0
+    assert [row["id"] for row in json.loads(run_hnn("index", "list", db, "--json").stdout)] == [2]
+
+
+def test_index_refuses_codes_of_another_checkpoint(model_files, tmp_path):
+    db = tmp_path / "models.db"
+    assert run_hnn("index", "add", db, model_files["squeezenet1_0"]).returncode == 0
+    result = run_hnn("index", "add", db, model_files["resnet18"], "--bits", "32")
+    assert result.returncode == 2 and "checkpoint" in result.stderr and result.stderr.count("\n") == 1
+    assert len(json.loads(run_hnn("index", "list", db, "--json").stdout)) == 1
+
+
+def test_check_on_a_file_that_is_not_an_index(model_files, tmp_path):
+    fake = tmp_path / "fake.db"
+    fake.write_text("x" * 2000)
+    result = run_hnn("check", fake, model_files["resnet18"])
+    assert result.returncode == 1 and "not an hnn index" in result.stderr

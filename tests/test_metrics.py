@@ -1,0 +1,39 @@
+"""Retrieval metrics on hand-made rankings with known answers (no training)."""
+
+import numpy as np
+import pytest
+
+from hnn.hasher.metrics import hamming_matrix, retrieval_metrics
+
+
+def test_hamming_matrix():
+    a = np.array([[1, 0, 1, 1], [0, 0, 0, 0]], dtype=bool)
+    b = np.array([[1, 0, 1, 1], [1, 1, 1, 1], [0, 1, 0, 0]], dtype=bool)
+    assert hamming_matrix(a, b).tolist() == [[0, 1, 4], [3, 4, 1]]
+
+
+def test_known_precision_recall_f1_ap_top1():
+    # one query, database of 5 ranked by distance 0..4; relevant at ranks 1 and 3 (of 3 relevant in total)
+    distances = np.array([[0, 1, 2, 3, 4]])
+    relevant = np.array([[True, False, True, False, True]])
+    at2 = retrieval_metrics(distances, relevant, k=2)
+    assert at2["precision"] == pytest.approx(1 / 2)
+    assert at2["recall"] == pytest.approx(1 / 3)
+    assert at2["f1"] == pytest.approx(2 * (1 / 2) * (1 / 3) / (1 / 2 + 1 / 3))
+    assert at2["map"] == pytest.approx((1 / 1 + 2 / 3 + 3 / 5) / 3)
+    assert at2["top1"] == 1.0
+
+
+def test_macro_average_over_queries_and_skipping_queries_without_answers():
+    distances = np.array([[0, 1], [0, 1], [0, 1]])
+    relevant = np.array([[True, False], [False, True], [False, False]])
+    result = retrieval_metrics(distances, relevant, k=1)
+    assert result["queries"] == 2 and result["skipped"] == 1
+    assert result["precision"] == pytest.approx(0.5) and result["top1"] == pytest.approx(0.5)
+    assert result["map"] == pytest.approx((1 + 0.5) / 2)
+
+
+def test_ties_keep_database_order():
+    distances = np.array([[1, 1, 1]])
+    relevant = np.array([[False, False, True]])
+    assert retrieval_metrics(distances, relevant, k=1)["top1"] == 0.0
