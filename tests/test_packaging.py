@@ -22,7 +22,7 @@ def test_wheel_contains_every_module_and_data_file(tmp_path):
     expected = set()
     for folder, package_path in FOLDERS.items():
         for path in (ROOT / folder).rglob("*"):
-            if path.suffix in (".py", ".yaml", ".onnx") and "__pycache__" not in path.parts:
+            if path.suffix in (".py", ".yaml", ".onnx", ".npz") and "__pycache__" not in path.parts:
                 expected.add(f"{package_path}/{path.relative_to(ROOT / folder).as_posix()}")
     assert expected - names == set()
     assert not any(name.startswith(("plugins/", "rules/", "ingest/", "tests/")) for name in names)
