@@ -36,32 +36,37 @@ def main() -> None:
 
     import faiss
 
-    from hnn.hasher.search import PackedCodes, pack_words
+    from hnn.hasher.search import FaissCodes, PackedCodes
 
     faiss.omp_set_num_threads(1)
     rng = np.random.default_rng(0)
-    print(f"{'codes':>10} {'hnn top10 ms':>13} {'faiss top10 ms':>15} {'ratio':>6} "
-          f"{'hnn r<=2 ms':>12} {'faiss r<=2 ms':>14} {'ratio':>6} {'bytes/code':>10}")
+    print(f"{'codes':>10} {'numpy top10':>12} {'index top10':>12} {'faiss top10':>12} {'index/faiss':>11} "
+          f"{'numpy r<=2':>11} {'index r<=2':>11} {'faiss r<=2':>11} {'index/faiss':>11} {'bytes/code':>10}  (ms)")
     for size in map(int, args.sizes.split(",")):
         words = rng.integers(0, 2**63, size=(size, 1), dtype=np.uint64) ^ rng.integers(0, 2, (size, 1), dtype=np.uint64) << np.uint64(63)
         packed = PackedCodes(words, np.arange(size))
         index = faiss.IndexBinaryFlat(64)
         index.add(words.astype(">u8").view(np.uint8).reshape(size, 8))
+        ours = FaissCodes(np.zeros((0, 64), dtype=bool), np.arange(size))  # hnn's index search, same data
+        ours.index.add(words.astype(">u8").view(np.uint8).reshape(size, 8))
         queries = [np.unpackbits(rng.integers(0, 256, 8, dtype=np.uint8)).astype(bool) for _ in range(args.queries)]
         faiss_queries = {id(q): np.packbits(q).reshape(1, 8) for q in queries}
-        hnn_top = median_ms(lambda q: packed.top_k(q, 10), queries)
+        numpy_top = median_ms(lambda q: packed.top_k(q, 10), queries)
+        index_top = median_ms(lambda q: ours.top_k(q, 10), queries)
         faiss_top = median_ms(lambda q: index.search(faiss_queries[id(q)], 10), queries)
-        hnn_radius = median_ms(lambda q: packed.within(q, 2), queries)
+        numpy_radius = median_ms(lambda q: packed.within(q, 2), queries)
+        index_radius = median_ms(lambda q: ours.within(q, 2), queries)
         faiss_radius = median_ms(lambda q: index.range_search(faiss_queries[id(q)], 3), queries)  # faiss: d < radius
         # correctness on one query: the same distances
         q = queries[0]
-        ours = [d for _, d in packed.top_k(q, 10)]
+        from_numpy = [d for _, d in packed.top_k(q, 10)]
         theirs = index.search(faiss_queries[id(q)], 10)[0][0].tolist()
-        assert sorted(ours) == sorted(theirs), (ours, theirs)
-        print(f"{size:>10} {hnn_top:>13.3f} {faiss_top:>15.3f} {hnn_top / faiss_top:>6.2f} "
-              f"{hnn_radius:>12.3f} {faiss_radius:>14.3f} {hnn_radius / faiss_radius:>6.2f} "
-              f"{packed.nbytes / size:>10.1f}")
-        del words, packed, index
+        assert sorted(from_numpy) == sorted(theirs), (from_numpy, theirs)
+        assert [d for _, d in ours.top_k(q, 10)] == sorted(theirs)
+        print(f"{size:>10} {numpy_top:>12.3f} {index_top:>12.3f} {faiss_top:>12.3f} {index_top / faiss_top:>11.2f} "
+              f"{numpy_radius:>11.3f} {index_radius:>11.3f} {faiss_radius:>11.3f} {index_radius / faiss_radius:>11.2f} "
+              f"{ours.nbytes / size:>10.1f}")
+        del words, packed, index, ours
 
 
 if __name__ == "__main__":

@@ -77,11 +77,11 @@ def to_hashable_graph(source: Any, checkpoint, **ingest_options) -> Graph:
     elif isinstance(source, (str, Path)) and str(source).endswith(".json"):
         graph = Graph.from_json_file(source)
     else:
-        from hnn.ingest.pipeline import ingest
+        from hnn.ingest.pipeline import ingest_safely
 
         # Without onnxsim: it imports torch (4 s), and extraction folds the same constants
         # itself (tests/test_pytorch_frontend.py checks the IR is the same either way).
-        graph = ingest(source, **{"simplify": False, **ingest_options})
+        graph = ingest_safely(source, **{"simplify": False, **ingest_options})
     if graph.meta.rules:
         if graph.meta.rules != [checkpoint.rules]:
             raise InputError(f"{graph.meta.source or source}: merged with rules {graph.meta.rules}, but the "

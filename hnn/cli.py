@@ -34,7 +34,22 @@ RulesOption = Annotated[
     typer.Option("--rules", "-r", help="Merge-rule file or registered rule-set name (repeatable); default: paper."),
 ]
 
+MaxMemoryOption = Annotated[
+    str, typer.Option("--max-memory", help="Memory limit of the worker converting untrusted files (e.g. 4G).")
+]
+TimeoutOption = Annotated[
+    float, typer.Option("--timeout", help="Time limit in seconds of the worker converting untrusted files.")
+]
+
 _state = {"debug": False}
+
+
+def _limits(max_memory: str, timeout: float):
+    from hnn.ingest.worker import Limits, parse_memory
+
+    if timeout <= 0:
+        raise UsageError(f"--timeout {timeout}: must be positive")
+    return Limits(max_memory=parse_memory(max_memory), timeout=timeout)
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -71,14 +86,17 @@ def ingest(
     no_simplify: Annotated[bool, typer.Option("--no-simplify", help="Skip onnxsim.")] = False,
     rules: RulesOption = None,
     no_merge: Annotated[bool, typer.Option("--no-merge", help="Raw graph: apply no merge rules.")] = False,
+    max_memory: MaxMemoryOption = "4G",
+    timeout: TimeoutOption = 300.0,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Convert a model to canonical graph IR, merge layers by rules, and print a summary."""
     _state["debug"] = debug
+    limits = _limits(max_memory, timeout)
     _configure_logging(verbose)
-    from hnn.ingest.pipeline import EXAMPLE_MODEL, ingest as run_ingest
+    from hnn.ingest.pipeline import EXAMPLE_MODEL, ingest_safely
 
     source = model
     if source is None:
@@ -91,8 +109,8 @@ def ingest(
         from hnn.rules import load_rule_sets
 
         rule_files = load_rule_sets(rules)  # before conversion: a typo in a rule file fails fast
-    graph = run_ingest(source, framework=framework, input_shape=input_shape, trust=trust, exporter=exporter,
-                       simplify=not no_simplify)
+    graph = ingest_safely(source, trust=trust, limits=limits, framework=framework, input_shape=input_shape,
+                          exporter=exporter, simplify=not no_simplify)
     if rule_files is not None:
         from hnn.rules import combine
 
@@ -336,12 +354,15 @@ def hash_command(
     bits: BitsOption = None,
     input_shape: Annotated[Optional[str], typer.Option("--input-shape")] = None,
     trust: Annotated[bool, typer.Option("--trust")] = False,
+    max_memory: MaxMemoryOption = "4G",
+    timeout: TimeoutOption = 300.0,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Print `<hex code>  <model>` per model (--json: one JSON object per line)."""
     _state["debug"] = debug
+    limits = _limits(max_memory, timeout)
     _configure_logging(verbose)
     from hnn.hasher.api import hash_model
 
@@ -349,7 +370,7 @@ def hash_command(
     for model in models:
         try:
             result = hash_model(model, checkpoint=checkpoint, bits=bits, framework=framework,
-                                input_shape=input_shape, trust=trust)
+                                input_shape=input_shape, trust=trust, limits=limits)
         except HnnError as exc:
             if len(models) == 1:
                 raise
@@ -368,6 +389,8 @@ def compare_command(
     checkpoint: CheckpointOption = None,
     bits: BitsOption = None,
     trust: Annotated[bool, typer.Option("--trust")] = False,
+    max_memory: MaxMemoryOption = "4G",
+    timeout: TimeoutOption = 300.0,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -375,7 +398,7 @@ def compare_command(
     _state["debug"] = debug
     from hnn.hasher.api import compare
 
-    result = compare(a, b, checkpoint=checkpoint, bits=bits, trust=trust)
+    result = compare(a, b, checkpoint=checkpoint, bits=bits, trust=trust, limits=_limits(max_memory, timeout))
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -399,16 +422,19 @@ def index_add(
     checkpoint: CheckpointOption = None,
     bits: BitsOption = None,
     trust: Annotated[bool, typer.Option("--trust")] = False,
+    max_memory: MaxMemoryOption = "4G",
+    timeout: TimeoutOption = 300.0,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Hash models and add them; each entry commits on its own, duplicates are reported."""
     _state["debug"] = debug
+    limits = _limits(max_memory, timeout)
     from hnn.hasher.registry import add_models
 
     with _Progress("adding") as progress:
         results = add_models(index, models, label=label, framework=framework, checkpoint=checkpoint, bits=bits,
-                             trust=trust, progress=progress)
+                             trust=trust, progress=progress, limits=limits)
     failed = [r for r in results if r["status"] == "failed"]
     for result in results:
         if as_json:
@@ -459,6 +485,9 @@ def index_query(
     radius: Annotated[Optional[int], typer.Option("--radius", min=0, help="All entries within this distance.")] = None,
     framework: Annotated[Optional[str], typer.Option("--framework", "-f")] = None,
     trust: Annotated[bool, typer.Option("--trust")] = False,
+    checkpoint: CheckpointOption = None,
+    max_memory: MaxMemoryOption = "4G",
+    timeout: TimeoutOption = 300.0,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -466,7 +495,8 @@ def index_query(
     _state["debug"] = debug
     from hnn.hasher.registry import query_model
 
-    result = query_model(index, model, k=k, radius=radius, framework=framework, trust=trust)
+    result = query_model(index, model, k=k, radius=radius, checkpoint=checkpoint, framework=framework, trust=trust,
+                         limits=_limits(max_memory, timeout))
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -485,6 +515,9 @@ def check_command(
     k: Annotated[int, typer.Option("-k", min=1, help="How many nearest entries to show.")] = 5,
     framework: Annotated[Optional[str], typer.Option("--framework", "-f")] = None,
     trust: Annotated[bool, typer.Option("--trust")] = False,
+    checkpoint: CheckpointOption = None,
+    max_memory: MaxMemoryOption = "4G",
+    timeout: TimeoutOption = 300.0,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -492,7 +525,8 @@ def check_command(
     _state["debug"] = debug
     from hnn.hasher.registry import check_model
 
-    result = check_model(index, model, k=k, framework=framework, trust=trust)
+    result = check_model(index, model, k=k, checkpoint=checkpoint, framework=framework, trust=trust,
+                         limits=_limits(max_memory, timeout))
     if as_json:
         typer.echo(json.dumps(result))
     else:

@@ -243,6 +243,8 @@ def _constant_tensors(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
 # evaluated when small, so that what onnxsim would fold is known without onnxsim:
 # ingestion then gives the same IR with or without simplification.
 MAX_FOLD_ELEMENTS = 4096
+GENERATORS = frozenset({"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample", "RandomNormal",
+                        "RandomUniform", "EyeLike", "Pad", "Concat", "OneHot"})
 
 
 def _fold_constant(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
@@ -263,11 +265,21 @@ def _fold_constant(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
         return {}
     if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
         return {}
+    # A small input can declare a huge output (ConstantOfShape of [10^6, 10^6]): fold only
+    # outputs whose inferred size is known and small, and never an unknown-size generator.
+    for name in node.output:
+        shape = shapes.get(name)
+        if shape is None and node.op_type in GENERATORS:
+            return {}
+        if shape is not None and prod(shape) > MAX_FOLD_ELEMENTS:
+            return {}
     try:
         from onnx.reference import ReferenceEvaluator
 
         feeds = {name: onnx.numpy_helper.to_array(tensors[name]) for name in inputs}
         results = ReferenceEvaluator(node).run(None, feeds)
+    except MemoryError:
+        raise
     except Exception:  # an op the reference runtime lacks or rejects: leave it unfolded
         return {}
     folded = {}

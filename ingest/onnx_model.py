@@ -45,8 +45,34 @@ def load_onnx_file(path: str | Path) -> onnx.ModelProto:
         raise InputError(f"{path}: not a valid ONNX model (protobuf parse failed: {exc})") from None
     if not model.HasField("graph") or not model.graph.node:
         raise InputError(f"{path}: not an ONNX model (no graph nodes found)")
+    _check_tensor_sizes(model, path)
     _load_external_data(model, path.parent.resolve())
     return model
+
+
+def _check_tensor_sizes(model: onnx.ModelProto, path: Path) -> None:
+    """Refuse tensors whose declared size is not what they hold (a 10^12-element tensor with no data)."""
+    from math import prod
+
+    from onnx.external_data_helper import uses_external_data
+
+    for tensor in model.graph.initializer:
+        declared = prod(tensor.dims)
+        if uses_external_data(tensor):
+            length = next((int(e.value) for e in tensor.external_data if e.key == "length"), None)
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+            if length is not None and length != declared * itemsize:
+                raise InputError(f"{path}: tensor {tensor.name!r} declares {declared} elements but its external "
+                                 f"data holds {length} bytes")
+            continue
+        if tensor.HasField("raw_data"):
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+            held = len(tensor.raw_data) // max(itemsize, 1)
+        else:
+            held = max(len(tensor.float_data), len(tensor.int32_data), len(tensor.int64_data),
+                       len(tensor.double_data), len(tensor.uint64_data), len(tensor.string_data))
+        if held != declared:
+            raise InputError(f"{path}: tensor {tensor.name!r} declares {declared} elements but holds {held}")
 
 
 def _load_external_data(model: onnx.ModelProto, base_dir: Path) -> None:
@@ -154,6 +180,8 @@ def prepare(model: onnx.ModelProto, shapes: dict[str, list[int]], simplify: bool
         model_copy = _simplify(model_copy)
     try:
         return onnx.shape_inference.infer_shapes(model_copy, data_prop=True)
+    except MemoryError:
+        raise  # a memory limit must reject the model, not degrade its IR
     except Exception as exc:  # onnx raises several unrelated types here
         log.warning("shape inference failed (%s); FLOPs of nodes with unknown shapes count as 0", _one_line(exc))
         return model_copy
@@ -166,6 +194,8 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         with _stdout_to_stderr():
             simplified, ok = onnxsim.simplify(model, skip_fuse_bn=True, check_n=0)
+    except MemoryError:
+        raise  # a memory limit must reject the model, not degrade its IR
     except Exception as exc:
         log.warning("onnxsim failed (%s); using the unsimplified graph", _one_line(exc))
         return model

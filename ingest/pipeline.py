@@ -83,3 +83,21 @@ def ingest(
     label = source if isinstance(source, (str, Path)) else type(source).__name__
     return onnx_to_ir(model, framework=frontend.name, source=str(label), input_shape=onnx_shape,
                       simplify=simplify)
+
+
+def ingest_safely(source: Any, trust: bool = False, limits=None, **options) -> Graph:
+    """:func:`ingest`, in a resource-limited worker process unless the input is trusted.
+
+    Files and folders a user has not marked trusted (``trust=False``) convert in
+    :mod:`hnn.ingest.worker`. Installed code (``module:factory`` specs) and objects
+    already in memory convert here.
+    """
+    from hnn.plugins.frontend import is_spec
+
+    if trust or not isinstance(source, (str, Path)) or is_spec(str(source)):
+        return ingest(source, trust=trust, **options)
+    from hnn.ingest.worker import Limits, ingest_in_worker
+    from hnn.plugins.manager import select_frontend
+
+    select_frontend(source, options.get("framework"))  # usage errors here, before a process starts
+    return ingest_in_worker(str(source), options, limits or Limits())

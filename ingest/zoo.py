@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -104,8 +101,10 @@ def keras_preset() -> list[ZooEntry]:
         family = next((label for prefix, label in KERAS_FAMILIES if name.startswith(prefix)), None)
         if family is None or not callable(getattr(applications, name)):
             continue
+        # MobileNetV3 declares a dynamic input size; the others fix their own.
+        shape = [1, 224, 224, 3] if name.startswith("MobileNetV3") else None
         entries.append(ZooEntry(name=f"keras_{name}", family=family, constructor=f"keras.applications:{name}",
-                                framework="keras"))
+                                framework="keras", input_shape=shape))
     return entries
 
 
@@ -212,39 +211,15 @@ def load_dataset_graph(root: str | Path, relative: str) -> Graph:
 
 
 def _convert(entry: ZooEntry, isolate: bool) -> Graph:
-    """Raw IR of one entry; Keras models convert in a child process (TensorFlow's memory stays there)."""
+    """Raw IR of one entry; Keras models convert in a limited worker (TensorFlow's memory stays there)."""
+    from hnn.ingest.pipeline import ingest
+
+    options = {"framework": entry.framework, "input_shape": entry.input_shape}
     if not isolate:
-        from hnn.ingest.pipeline import ingest
+        return ingest(entry.constructor, **options)
+    from hnn.ingest.worker import Limits, ingest_in_worker
 
-        return ingest(entry.constructor, framework=entry.framework, input_shape=entry.input_shape)
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="hnn-zoo-") as tmp:
-        out = Path(tmp) / "model.json"
-        command = [sys.executable, "-m", "hnn", "ingest", entry.constructor, "--no-merge", "-o", str(out)]
-        if entry.framework:
-            command += ["--framework", entry.framework]
-        if entry.input_shape:
-            command += ["--input-shape", ",".join(map(str, entry.input_shape))]
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env,
-                                    preexec_fn=_limit_memory)
-        except subprocess.TimeoutExpired:
-            raise InputError("conversion took over 900 s") from None
-        if result.returncode != 0:
-            lines = [line for line in result.stderr.strip().splitlines() if line.startswith("hnn: ")]
-            reason = lines[-1][5:] if lines else f"converter exited with {result.returncode}"
-            if "MemoryError" in result.stderr or "bad_alloc" in result.stderr:
-                reason = f"exceeded the {CHILD_MEMORY_BYTES // 1024**3} GiB memory limit of conversion"
-            raise InputError(reason)
-        return Graph.from_json_file(out)
-
-
-def _limit_memory() -> None:
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY_BYTES, CHILD_MEMORY_BYTES))
+    return ingest_in_worker(entry.constructor, options, Limits(max_memory=CHILD_MEMORY_BYTES, timeout=900))
 
 
 def _graph_record(graph: Graph, relative: str) -> dict:

@@ -1,0 +1,78 @@
+"""Untrusted input: the generated bad-input corpus, worker limits, and what reaches the worker."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import run_hnn
+from hnn.ingest.pipeline import EXAMPLE_MODEL
+
+CORPUS_SCRIPT = Path(__file__).parent / "corpus" / "make_corpus.py"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    sys.path.insert(0, str(CORPUS_SCRIPT.parent))
+    try:
+        from make_corpus import make_corpus
+    finally:
+        sys.path.pop(0)
+    return folder, make_corpus(folder)
+
+
+CASES = ["pickle_canary", "random_bytes", "truncated", "external_dotdot", "external_absolute", "external_symlink",
+         "cycle", "huge_declared_tensor"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_each_bad_file_is_rejected_with_its_reason_in_one_line(corpus, case):
+    folder, cases = corpus
+    path, expected = cases[case]
+    result = run_hnn("ingest", path)
+    assert result.returncode == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hnn: ") and expected in lines[0], result.stderr
+    assert path.name in lines[0]
+    assert not (folder / "CANARY_CREATED").exists()
+
+
+def test_deeply_nested_subgraphs_finish_cleanly(corpus):
+    _, cases = corpus
+    result = run_hnn("ingest", cases["nested_if"][0], "--json")
+    assert result.returncode == 0 and '"If": 1' in result.stdout
+
+
+def test_hashing_bad_files_keeps_the_good_ones(corpus):
+    _, cases = corpus
+    result = run_hnn("hash", EXAMPLE_MODEL, cases["cycle"][0], cases["random_bytes"][0])
+    assert result.returncode == 1
+    assert len(result.stdout.splitlines()) == 1 and len(result.stderr.strip().splitlines()) == 2
+
+
+def test_memory_limit_rejects_instead_of_exhausting_the_machine():
+    result = run_hnn("ingest", EXAMPLE_MODEL, "--max-memory", "300M")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "hnn: small_cnn.onnx: rejected: exceeded the 300 MiB memory limit"
+
+
+def test_time_limit_kills_the_worker():
+    result = run_hnn("ingest", EXAMPLE_MODEL, "--timeout", "0.05")
+    assert result.returncode == 1 and "rejected: exceeded the 0.05 s time limit" in result.stderr
+
+
+def test_trusted_files_convert_in_process_and_bad_limits_are_usage_errors():
+    assert run_hnn("ingest", EXAMPLE_MODEL, "--trust", "--timeout", "0.05").returncode == 0
+    assert run_hnn("ingest", EXAMPLE_MODEL, "--max-memory", "lots").returncode == 2
+
+
+def test_secrets_in_the_environment_do_not_reach_the_worker(monkeypatch):
+    from hnn.ingest.worker import _environment
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter2")
+    monkeypatch.setenv("HF_TOKEN", "hunter3")
+    env = _environment()
+    assert "AWS_SECRET_ACCESS_KEY" not in env and "HF_TOKEN" not in env and "PATH" in env
