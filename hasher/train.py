@@ -187,6 +187,8 @@ def train(data_dir: str | Path, config: TrainConfig, output: str | Path | None =
         raise UsageError(f"--topology {config.topology!r}: choose embedding or code")
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
     rng = np.random.default_rng(config.seed)
     data = prepare(data_dir, config)
     if len(data.train) < 2:

@@ -121,3 +121,25 @@ def test_eval_with_the_non_learned_baseline_writes_tables_and_plots(small_zoo, t
     assert {f.name for f in files} == {"results.json", "results.md", "metrics_vs_bits.png", "precision_recall.png",
                                        "hamming_histogram.png"}
     assert "wl-simhash" in (tmp_path / "report" / "results.md").read_text()
+
+
+def test_training_on_a_small_zoo_is_deterministic_and_writes_a_loadable_checkpoint(small_zoo, tmp_path):
+    pytest.importorskip("torch_geometric")
+    from dataclasses import replace
+
+    import numpy as np
+
+    from hnn.hasher.api import hash_model
+    from hnn.hasher.checkpoint import load_checkpoint
+    from hnn.hasher.train import DEFAULT_CONFIG, train
+
+    root, _, _ = small_zoo
+    config = replace(DEFAULT_CONFIG, bits=16, epochs=2, batch_size=4, validate_every=1, device="cpu")
+    first = train(root / "data", config, output=tmp_path / "a.npz")
+    second = train(root / "data", config, output=tmp_path / "b.npz")
+    assert [h["total"] for h in first["history"]] == [h["total"] for h in second["history"]]
+    a, b = load_checkpoint(tmp_path / "a.npz"), load_checkpoint(tmp_path / "b.npz")
+    assert max(float(np.abs(a.arrays[k] - b.arrays[k]).max()) for k in a.arrays) == 0
+    assert a.bits == 16 and a.families == ["resnet", "squeezenet"] and "thresholds" in a.meta
+    result = hash_model(str(root / "data" / "raw" / "resnet18.json"), checkpoint=tmp_path / "a.npz")
+    assert result.bits == 16 and len(result.hash) == 4
