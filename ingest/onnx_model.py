@@ -192,7 +192,7 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     import onnxsim
 
     try:
-        with _stdout_to_stderr():
+        with stdout_to_stderr():
             simplified, ok = onnxsim.simplify(model, skip_fuse_bn=True, check_n=0)
     except MemoryError:
         raise  # a memory limit must reject the model, not degrade its IR
@@ -205,7 +205,7 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     return simplified
 
 
-class _stdout_to_stderr:
+class stdout_to_stderr:
     """Redirect file descriptor 1 to 2 for native code that writes to stdout."""
 
     def __enter__(self):

@@ -24,6 +24,7 @@ from typing import Any
 import onnx
 
 from hnn.errors import InputError, UntrustedInputError, UsageError
+from hnn.ingest.onnx_model import stdout_to_stderr
 from hnn.plugins.frontend import ConvertOptions, Frontend, is_spec, spec_module
 from hnn.plugins.hookspecs import hookimpl
 
@@ -155,7 +156,10 @@ def export_module(module, shape, exporter: str = "torchscript") -> onnx.ModelPro
     module.eval()
     args = _example_inputs(shape)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        # Gradients stay enabled: under no_grad, nn.MultiheadAttention (ViT) takes a fused fast
+        # path that no ONNX exporter supports. stdout goes to stderr: the TorchScript exporter
+        # prints whole graphs to stdout on failure, which would corrupt `--json` output.
+        with warnings.catch_warnings(), stdout_to_stderr():
             warnings.simplefilter("ignore")
             if exporter == "dynamo":
                 program = torch.onnx.export(module, args, dynamo=True, optimize=False, verbose=False,
