@@ -108,8 +108,11 @@ def evaluate(data_dir: str | Path, split: str = "paper", bits_list=(16, 32, 64),
         run_started = time.perf_counter()
         codes = method_codes(method, data_dir, kind, bits, split, seed, epochs, records, graphs)
         scored = score(codes, records, split_names, split)
+        from hnn.hasher.api import code_to_hex
+
         results["runs"].append({"kind": kind, "bits": bits, "method": method, "seed": seed,
-                                "seconds": round(time.perf_counter() - run_started, 1), **scored})
+                                "seconds": round(time.perf_counter() - run_started, 1), **scored,
+                                "codes": {r["name"]: code_to_hex(c) for r, c in zip(records, codes)}})
     if progress:
         progress(len(runs), len(runs), "")
     results["seconds"] = round(time.perf_counter() - started, 1)
@@ -126,7 +129,7 @@ def summarise(runs: list[dict]) -> list[dict]:
     for (kind, bits, method), group in groups.items():
         row = {"kind": kind, "bits": bits, "method": method}
         for level in ("family", "source"):
-            for metric in ("precision", "recall", "f1", "map", "top1"):
+            for metric in ("precision", "recall", "f1", "map", "top1", "r_precision"):
                 values = [run[level][metric] for run in group if metric in run[level]]
                 row[f"{level}_{metric}"] = float(np.mean(values)) if values else None
                 row[f"{level}_{metric}_std"] = float(np.std(values)) if values else None
@@ -141,8 +144,9 @@ def write_report(results: dict, folder: str | Path) -> list[Path]:
     (folder / "results.json").write_text(json.dumps(results, indent=1))
     lines = [f"# hnn eval: split `{results['split']}`, k = {results['k']}, {results['seeds']} seed(s), "
              f"{results['epochs']} epochs, {results['seconds']} s", "",
-             "| kind | bits | method | family P | family R | family F1 | family mAP | family top-1 "
-             "| source P@10 | source mAP | source top-1 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| kind | bits | method | family P@10 | family R@10 | family F1@10 | family R-prec | family mAP "
+             "| family top-1 | source P@10 | source R-prec | source mAP | source top-1 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in results["summary"]:
         def cell(name):
             value, spread = row[name], row[f"{name}_std"]
@@ -150,8 +154,9 @@ def write_report(results: dict, folder: str | Path) -> list[Path]:
                 return "-"
             return f"{value:.3f}" + (f" ± {spread:.3f}" if results["seeds"] > 1 else "")
         lines.append(f"| {row['kind']} | {row['bits']} | {row['method']} | {cell('family_precision')} | "
-                     f"{cell('family_recall')} | {cell('family_f1')} | {cell('family_map')} | {cell('family_top1')} | "
-                     f"{cell('source_precision')} | {cell('source_map')} | {cell('source_top1')} |")
+                     f"{cell('family_recall')} | {cell('family_f1')} | {cell('family_r_precision')} | "
+                     f"{cell('family_map')} | {cell('family_top1')} | {cell('source_precision')} | "
+                     f"{cell('source_r_precision')} | {cell('source_map')} | {cell('source_top1')} |")
     held = [run for run in results["runs"] if "held_out_own_variants_in_top10" in run]
     if held:
         lines += ["", "Share of a held-out model's own variants among its top-10 (first seed, merged if run):", ""]

@@ -22,6 +22,7 @@ def test_known_precision_recall_f1_ap_top1():
     assert at2["f1"] == pytest.approx(2 * (1 / 2) * (1 / 3) / (1 / 2 + 1 / 3))
     assert at2["map"] == pytest.approx((1 / 1 + 2 / 3 + 3 / 5) / 3)
     assert at2["top1"] == 1.0
+    assert at2["r_precision"] == pytest.approx(2 / 3)  # R = 3: two relevant in the top 3
 
 
 def test_macro_average_over_queries_and_skipping_queries_without_answers():
