@@ -29,6 +29,7 @@ METHODS: dict[str, TrainConfig | None] = {
     "hnn-paper": TrainConfig(topology="embedding"),
     "ghashing": replace(DEFAULT_CONFIG, beta=0.0, same_source_shrink=1.0, source_margin=0.0),
     "wl-simhash": None,
+    "hnn+wl": DEFAULT_CONFIG,  # half the bits from HNN-Net, half from WL-SimHash, concatenated
 }
 
 
@@ -37,6 +38,10 @@ def method_codes(method: str, data_dir: Path, kind: str, bits: int, split: str, 
     """Bool codes [graphs, bits] of one method."""
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method == "hnn+wl":
+        learned = method_codes("hnn", data_dir, kind, bits - bits // 2, split, seed, epochs, records, graphs)
+        return np.concatenate([learned, method_codes("wl-simhash", data_dir, kind, bits // 2, split, seed, epochs,
+                                                     records, graphs)], axis=1)
     if METHODS[method] is None:
         from hnn.hasher.baselines import wl_simhash
 
