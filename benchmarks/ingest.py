@@ -10,22 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
+from timing import median_seconds  # benchmarks/timing.py, beside this script
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
-def median_time(fn, repeats):
-    fn()  # warm-up: imports and caches
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -51,27 +41,27 @@ def main() -> None:
             model = onnx.load(str(path))
             nodes = len(onnx_to_ir(model).nodes)
             for simplify in (True, False):
-                seconds = median_time(lambda: onnx_to_ir(onnx.load(str(path)), simplify=simplify), args.repeats)
+                seconds = median_seconds(lambda: onnx_to_ir(onnx.load(str(path)), simplify=simplify), args.repeats)
                 rows.append((f"onnx-to-ir {name} ({nodes} IR nodes)", "onnxsim" if simplify else "no simplify",
                              seconds))
 
         rows.append(("front-end pytorch resnet18", "torchscript exporter",
-                     median_time(lambda: ingest("torchvision.models:resnet18"), args.repeats)))
+                     median_seconds(lambda: ingest("torchvision.models:resnet18"), args.repeats)))
         rows.append(("front-end pytorch resnet18", "dynamo exporter",
-                     median_time(lambda: ingest("torchvision.models:resnet18", exporter="dynamo"), args.repeats)))
+                     median_seconds(lambda: ingest("torchvision.models:resnet18", exporter="dynamo"), args.repeats)))
         rows.append(("front-end onnx resnet18", "file",
-                     median_time(lambda: ingest(str(Path(tmp) / "resnet18.onnx")), args.repeats)))
+                     median_seconds(lambda: ingest(str(Path(tmp) / "resnet18.onnx")), args.repeats)))
 
         keras_resnet = keras.applications.ResNet50(weights=None)
         keras_resnet(np.zeros((1, 224, 224, 3), "float32"))
         keras_path = Path(tmp) / "resnet50.keras"
         keras_resnet.save(keras_path)
         rows.append(("front-end keras ResNet50", ".keras file",
-                     median_time(lambda: ingest(str(keras_path)), args.repeats)))
+                     median_seconds(lambda: ingest(str(keras_path)), args.repeats)))
         saved = Path(tmp) / "resnet50_saved"
         keras_resnet.export(str(saved), format="tf_saved_model", verbose=False)
         rows.append(("front-end tensorflow ResNet50", "SavedModel (tf2onnx subprocess)",
-                     median_time(lambda: ingest(str(saved)), max(1, args.repeats // 2))))
+                     median_seconds(lambda: ingest(str(saved)), max(1, args.repeats // 2))))
         del torchvision
 
     print(f"{'what':<44} {'how':<32} median s")

@@ -34,6 +34,15 @@ RulesOption = Annotated[
     typer.Option("--rules", "-r", help="Merge-rule file or registered rule-set name (repeatable); default: paper."),
 ]
 
+FrameworkOption = Annotated[
+    Optional[str], typer.Option("--framework", "-f", help="Front-end to use (see `hnn frameworks`); default: detect.")
+]
+TrustOption = Annotated[
+    bool, typer.Option("--trust", help="Load in-process, allowing files that can run code (pickle, TorchScript, .pt2).")
+]
+InputShapeOption = Annotated[
+    Optional[str], typer.Option("--input-shape", help="Trigger input shape, e.g. 1,3,224,224 or name=1,3,224,224.")
+]
 MaxMemoryOption = Annotated[
     str, typer.Option("--max-memory", help="Memory limit of the worker converting untrusted files (e.g. 4G).")
 ]
@@ -70,16 +79,10 @@ def ingest(
         Optional[str],
         typer.Argument(help="Model file or folder, or module:factory spec. Omitted: the bundled example."),
     ] = None,
-    framework: Annotated[
-        Optional[str], typer.Option("--framework", "-f", help="Front-end to use (see `hnn frameworks`); default: detect.")
-    ] = None,
-    input_shape: Annotated[
-        Optional[str], typer.Option("--input-shape", help="Trigger input shape, e.g. 1,3,224,224 or name=1,3,224,224.")
-    ] = None,
+    framework: FrameworkOption = None,
+    input_shape: InputShapeOption = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the IR as JSON here.")] = None,
-    trust: Annotated[
-        bool, typer.Option("--trust", help="Allow loading files that can run code (pickle, TorchScript, .pt2).")
-    ] = False,
+    trust: TrustOption = False,
     exporter: Annotated[
         Optional[str], typer.Option("--exporter", help="pytorch: torchscript (default) or dynamo.")
     ] = None,
@@ -349,11 +352,11 @@ def train_command(
 @app.command("hash")
 def hash_command(
     models: Annotated[list[str], typer.Argument(help="Models: files, folders, specs, or IR .json files.")],
-    framework: Annotated[Optional[str], typer.Option("--framework", "-f")] = None,
+    framework: FrameworkOption = None,
     checkpoint: CheckpointOption = None,
     bits: BitsOption = None,
-    input_shape: Annotated[Optional[str], typer.Option("--input-shape")] = None,
-    trust: Annotated[bool, typer.Option("--trust")] = False,
+    input_shape: InputShapeOption = None,
+    trust: TrustOption = False,
     max_memory: MaxMemoryOption = "4G",
     timeout: TimeoutOption = 300.0,
     as_json: JsonOption = False,
@@ -388,7 +391,7 @@ def compare_command(
     b: Annotated[str, typer.Argument(help="Second model.")],
     checkpoint: CheckpointOption = None,
     bits: BitsOption = None,
-    trust: Annotated[bool, typer.Option("--trust")] = False,
+    trust: TrustOption = False,
     max_memory: MaxMemoryOption = "4G",
     timeout: TimeoutOption = 300.0,
     as_json: JsonOption = False,
@@ -418,10 +421,10 @@ def index_add(
     index: IndexArgument,
     models: Annotated[list[str], typer.Argument(help="Models to hash and add.")],
     label: Annotated[Optional[str], typer.Option("--label", help="Family or owner label for these entries.")] = None,
-    framework: Annotated[Optional[str], typer.Option("--framework", "-f")] = None,
+    framework: FrameworkOption = None,
     checkpoint: CheckpointOption = None,
     bits: BitsOption = None,
-    trust: Annotated[bool, typer.Option("--trust")] = False,
+    trust: TrustOption = False,
     max_memory: MaxMemoryOption = "4G",
     timeout: TimeoutOption = 300.0,
     as_json: JsonOption = False,
@@ -483,8 +486,8 @@ def index_query(
     model: Annotated[str, typer.Argument(help="Model to look up.")],
     k: Annotated[int, typer.Option("-k", min=1, help="How many nearest entries.")] = 10,
     radius: Annotated[Optional[int], typer.Option("--radius", min=0, help="All entries within this distance.")] = None,
-    framework: Annotated[Optional[str], typer.Option("--framework", "-f")] = None,
-    trust: Annotated[bool, typer.Option("--trust")] = False,
+    framework: FrameworkOption = None,
+    trust: TrustOption = False,
     checkpoint: CheckpointOption = None,
     max_memory: MaxMemoryOption = "4G",
     timeout: TimeoutOption = 300.0,
@@ -513,8 +516,8 @@ def check_command(
     index: IndexArgument,
     model: Annotated[str, typer.Argument(help="The uploaded model.")],
     k: Annotated[int, typer.Option("-k", min=1, help="How many nearest entries to show.")] = 5,
-    framework: Annotated[Optional[str], typer.Option("--framework", "-f")] = None,
-    trust: Annotated[bool, typer.Option("--trust")] = False,
+    framework: FrameworkOption = None,
+    trust: TrustOption = False,
     checkpoint: CheckpointOption = None,
     max_memory: MaxMemoryOption = "4G",
     timeout: TimeoutOption = 300.0,
