@@ -8,5 +8,8 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+# This machine's pip configuration lists extra local indexes with gaps; pip warns once per
+# missing package folder. Those lines say nothing about this install, so they are dropped.
+quiet_pip() { .venv/bin/python -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+quiet_pip install --quiet --disable-pip-version-check -r requirements.txt
+quiet_pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
