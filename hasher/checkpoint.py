@@ -107,6 +107,3 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     except KeyError as exc:
         raise InputError(f"{path}: checkpoint lacks {exc}") from None
 
-
-def rules_digest(rule_set) -> str:
-    return hashlib.sha256("\n".join(str(rule) for rule in rule_set.rules).encode()).hexdigest()

@@ -20,9 +20,12 @@ def dataset_graphs(root: str | Path, kind: str = "merged") -> tuple[list[dict], 
 
 
 def pairwise_ged(root: str | Path, kind: str = "merged", cap: int = DEFAULT_CAP, workers: int | None = None,
-                 progress=None):
-    """(names, capped GED matrix, stats) over every graph of the dataset, cached under ``root/cache``."""
-    records, graphs = dataset_graphs(root, kind)
+                 progress=None, loaded: tuple[list[dict], list[Graph]] | None = None):
+    """(names, capped GED matrix, stats) over every graph of the dataset, cached under ``root/cache``.
+
+    ``loaded``: the dataset's ``dataset_graphs(root, kind)`` when the caller already has it.
+    """
+    records, graphs = loaded or dataset_graphs(root, kind)
     position = {record["name"]: i for i, record in enumerate(records)}
     known = {}
     for i, record in enumerate(records):

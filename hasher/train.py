@@ -107,7 +107,8 @@ def prepare(data_dir: str | Path, config: TrainConfig, progress=None) -> Prepare
     vocabulary = build_vocabulary([graphs[i] for i in train])
     families = sorted({records[i]["family"] for i in train})
     family_of = {f: k for k, f in enumerate(families)}
-    _, matrix, _ = pairwise_ged(data_dir, kind=config.kind, cap=config.cap, progress=progress)
+    _, matrix, _ = pairwise_ged(data_dir, kind=config.kind, cap=config.cap, progress=progress,
+                                loaded=(records, graphs))
     return Prepared(
         names=names, records=records, tensors=[to_tensors(g, vocabulary) for g in graphs],
         family_index=np.array([family_of.get(r["family"], -1) for r in records]), families=families,

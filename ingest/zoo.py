@@ -270,9 +270,7 @@ def build(preset: str, root: str | Path, rule_files=None, augmentations: int = A
     settings = {"preset": preset, "seed": seed, "augmentations": augmentations, "delete_share": DELETE_SHARE,
                 "rules": rule_set.name}
     manifest = Manifest.open(root, settings)
-    from hnn.hasher.checkpoint import rules_digest
-
-    manifest.data["rules_digest"] = rules_digest(rule_set)
+    manifest.data["rules_digest"] = rule_set.digest()
     for position, entry in enumerate(entries):
         if progress:
             progress(position, len(entries), entry.name)

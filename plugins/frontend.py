@@ -77,9 +77,16 @@ class Frontend:
 
     def version(self) -> str | None:
         """Installed version of ``package``, or None when it is not installed."""
-        if not self.package:
-            return None
+        return installed_version(self.package)
+
+
+def installed_version(*packages: str) -> str | None:
+    """Version of the first of ``packages`` that is installed, or None."""
+    for package in packages:
+        if not package:
+            continue
         try:
-            return importlib.metadata.version(self.package)
+            return importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
-            return None
+            continue
+    return None

@@ -105,6 +105,12 @@ class RuleSet:
     name: str
     rules: list[Rule] = field(default_factory=list)
 
+    def digest(self) -> str:
+        """SHA-256 of the rules as written: a checkpoint records it to say which merging it expects."""
+        import hashlib
+
+        return hashlib.sha256("\n".join(str(rule) for rule in self.rules).encode()).hexdigest()
+
     def apply(self, graph: Graph) -> tuple[Graph, dict[str, int]]:
         """The merged graph and how many times each rule matched."""
         work, key_of_id = graph_to_work(graph)

@@ -16,7 +16,7 @@ from typing import Any
 import onnx
 
 from hnn.errors import InputError
-from hnn.plugins.frontend import ConvertOptions, Frontend
+from hnn.plugins.frontend import ConvertOptions, Frontend, installed_version
 from hnn.plugins.hookspecs import hookimpl
 
 OPSET = 17
@@ -36,7 +36,7 @@ class TensorFlowFrontend(Frontend):
         return is_saved_model(source)
 
     def version(self) -> str | None:
-        return super().version() or _version_of("tensorflow")
+        return installed_version(self.package, "tensorflow")  # the CPU wheel, or the full one
 
     def to_onnx(self, source: Any, options: ConvertOptions) -> onnx.ModelProto:
         folder = Path(source)
@@ -56,15 +56,6 @@ class TensorFlowFrontend(Frontend):
             lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
             raise InputError(f"{folder}: tf2onnx failed: {lines[-1] if lines else 'exit ' + str(result.returncode)}")
         return onnx.load(str(target))
-
-
-def _version_of(package: str) -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 @hookimpl
