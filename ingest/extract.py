@@ -103,31 +103,57 @@ def _shape_of(value_info: onnx.ValueInfoProto) -> list[int] | None:
     return dims
 
 
+# Attributes hnn computes with (FLOPs, canonical attributes), and the kind ONNX defines for them.
+# A file that gives them another kind is malformed; saying so beats a TypeError deep inside.
+INT_LIST_ATTRIBUTES = frozenset({"kernel_shape", "strides", "dilations", "pads", "axes", "perm"})
+INT_ATTRIBUTES = frozenset({"group", "axis", "transA", "transB", "keepdims"})
+SCALAR_ATTRIBUTE_TYPES = {onnx.AttributeProto.INT, onnx.AttributeProto.FLOAT, onnx.AttributeProto.STRING,
+                          onnx.AttributeProto.INTS, onnx.AttributeProto.FLOATS, onnx.AttributeProto.STRINGS}
+
+
 def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
+    """Numeric and string attributes, as JSON-ready values; subgraphs and tensors stay opaque."""
     attrs = {}
     for attr in node.attribute:
-        if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
-            continue  # subgraphs of If/Loop stay opaque
+        if attr.type not in SCALAR_ATTRIBUTE_TYPES:
+            continue  # If/Loop bodies, tensor-valued attributes: not part of the layer's description
         value = helper.get_attribute_value(attr)
         if isinstance(value, bytes):
             value = value.decode(errors="replace")
+        elif isinstance(value, list):
+            value = [v.decode(errors="replace") if isinstance(v, bytes) else v for v in value]
+        kind_ok = (attr.name not in INT_LIST_ATTRIBUTES or attr.type == onnx.AttributeProto.INTS) and (
+            attr.name not in INT_ATTRIBUTES or attr.type == onnx.AttributeProto.INT)
+        if not kind_ok:
+            expected = "a list of ints" if attr.name in INT_LIST_ATTRIBUTES else "an int"
+            raise InputError(f"node {node.name or node.op_type!r}: attribute {attr.name!r} must be {expected}")
         attrs[attr.name] = value
     return attrs
 
 
 def topological_order(nodes: list[onnx.NodeProto], known: set[str]) -> list[int]:
-    """Indices of ``nodes`` in an order where producers come first; a cycle is an error.
+    """Indices of ``nodes`` in an order where producers come first.
 
-    ONNX requires nodes to be stored sorted, but a hostile or broken file may not be.
+    ``known`` holds the graph's inputs and initializers. ONNX requires nodes to be
+    stored sorted, but a hostile or broken file may not be; a cycle, a tensor with
+    two producers, or an input nothing produces is an error.
     """
     producer = {}
     for index, node in enumerate(nodes):
         for name in node.output:
-            if name:
-                producer[name] = index
+            if not name:
+                continue
+            if name in producer or name in known:  # SSA: one producer per tensor, or the wiring is ambiguous
+                raise InputError(f"tensor {name!r} is produced twice (duplicate outputs); "
+                                 "each tensor of an ONNX graph has one producer")
+            producer[name] = index
     waiting = {}
     consumers: dict[int, list[int]] = {i: [] for i in range(len(nodes))}
     for index, node in enumerate(nodes):
+        dangling = next((name for name in node.input if name and name not in producer and name not in known), None)
+        if dangling is not None:
+            raise InputError(f"input {dangling!r} of node {node.name or node.op_type!r} is not produced by any node, "
+                             "initializer or graph input (a dangling input)")
         deps = {producer[name] for name in node.input if name and name in producer and name not in known}
         if index in deps:
             raise InputError(f"node {node.name or node.op_type!r} consumes its own output (a cycle)")
@@ -172,9 +198,11 @@ def extract(model: onnx.ModelProto) -> WorkGraph:
     producer: dict[str, int] = {}
     work: dict[int, WorkNode] = {}
 
-    for index in topological_order(list(graph.node), set(initializers)):
+    for index in topological_order(list(graph.node), {t.name for t in [*graph.initializer, *graph.input]}):
         node = graph.node[index]
         op = node.op_type
+        if not isinstance(op, str):  # protobuf hands back bytes for a string field that is not UTF-8
+            raise InputError(f"node {index} has an op type that is not UTF-8 text: {op[:40]!r}")
         carrying = DATA_INPUTS.get(op, range(len(node.input)))
         data_inputs = [node.input[i] for i in carrying if i < len(node.input) and node.input[i] in data_tensors]
         if op in SHAPE_ONLY_OPS or not data_inputs:
@@ -307,5 +335,8 @@ def _small_constants(node: onnx.NodeProto, initializers: dict[str, onnx.TensorPr
     for position, name in enumerate(node.input):
         init = initializers.get(name)
         if init is not None and prod(init.dims) <= SMALL_CONSTANT:
-            constants[position] = onnx.numpy_helper.to_array(init).reshape(-1).tolist()
+            try:
+                constants[position] = onnx.numpy_helper.to_array(init).reshape(-1).tolist()
+            except ValueError as exc:  # data that does not fit its declared type or shape
+                raise InputError(f"tensor {name!r} cannot be read: {exc}") from None
     return constants

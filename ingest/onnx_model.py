@@ -46,6 +46,7 @@ def load_onnx_file(path: str | Path) -> onnx.ModelProto:
     if not model.HasField("graph") or not model.graph.node:
         raise InputError(f"{path}: not an ONNX model (no graph nodes found)")
     _check_tensor_sizes(model, path)
+    _check_functions_not_recursive(model, path)
     _load_external_data(model, path.parent.resolve())
     return model
 
@@ -57,22 +58,54 @@ def _check_tensor_sizes(model: onnx.ModelProto, path: Path) -> None:
     from onnx.external_data_helper import uses_external_data
 
     for tensor in model.graph.initializer:
+        if any(d < 0 for d in tensor.dims):
+            raise InputError(f"{path}: tensor {tensor.name!r} has a negative dimension {list(tensor.dims)}")
         declared = prod(tensor.dims)
-        if uses_external_data(tensor):
-            length = next((int(e.value) for e in tensor.external_data if e.key == "length"), None)
+        try:
             itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
-            if length is not None and length != declared * itemsize:
+        except (KeyError, ValueError):
+            raise InputError(f"{path}: tensor {tensor.name!r} has an unknown data type {tensor.data_type}") from None
+        if uses_external_data(tensor):
+            length = next((e.value for e in tensor.external_data if e.key == "length"), None)
+            if length is not None and (not length.isdigit() or int(length) != declared * itemsize):
                 raise InputError(f"{path}: tensor {tensor.name!r} declares {declared} elements but its external "
                                  f"data holds {length} bytes")
             continue
         if tensor.HasField("raw_data"):
-            itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
-            held = len(tensor.raw_data) // max(itemsize, 1)
-        else:
-            held = max(len(tensor.float_data), len(tensor.int32_data), len(tensor.int64_data),
-                       len(tensor.double_data), len(tensor.uint64_data), len(tensor.string_data))
+            if tensor.data_type != onnx.TensorProto.STRING and len(tensor.raw_data) != declared * itemsize:
+                raise InputError(f"{path}: tensor {tensor.name!r} declares {declared} elements "
+                                 f"({declared * itemsize} bytes) but holds {len(tensor.raw_data)} bytes")
+            held = declared
+        else:  # the typed field ONNX reads for this data type; complex numbers take two entries each
+            values = getattr(tensor, onnx.helper.tensor_dtype_to_field(tensor.data_type))
+            complex_types = (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128)
+            held = len(values) // (2 if tensor.data_type in complex_types else 1)
         if held != declared:
             raise InputError(f"{path}: tensor {tensor.name!r} declares {declared} elements but holds {held}")
+
+
+def _check_functions_not_recursive(model: onnx.ModelProto, path: Path) -> None:
+    """Refuse model-local functions that call themselves, directly or through others (inlining never ends)."""
+    defined = {(f.domain, f.name): f for f in model.functions}
+
+    def calls(function) -> set[tuple[str, str]]:
+        return {(n.domain, n.op_type) for n in function.node if (n.domain, n.op_type) in defined}
+
+    state: dict[tuple[str, str], str] = {}  # "open" while on the current path, "done" after
+
+    def visit(key) -> None:
+        state[key] = "open"
+        for callee in calls(defined[key]):
+            if state.get(callee) == "open":
+                raise InputError(f"{path}: function {callee[0]}.{callee[1]} is recursive; ONNX functions must not "
+                                 "call themselves")
+            if callee not in state:
+                visit(callee)
+        state[key] = "done"
+
+    for key in defined:
+        if key not in state:
+            visit(key)
 
 
 def _load_external_data(model: onnx.ModelProto, base_dir: Path) -> None:

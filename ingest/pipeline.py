@@ -10,6 +10,7 @@ from typing import Any
 import onnx
 
 import hnn
+from hnn.errors import InputError
 from hnn.ingest.canonicalize import canonicalize
 from hnn.ingest.extract import extract
 from hnn.ingest.ir import Graph, GraphMeta
@@ -81,8 +82,13 @@ def ingest(
     # A front-end that exports with the trigger shape itself has already used it.
     onnx_shape = None if frontend.exports_with_input_shape else input_shape
     label = source if isinstance(source, (str, Path)) else type(source).__name__
-    return onnx_to_ir(model, framework=frontend.name, source=str(label), input_shape=onnx_shape,
-                      simplify=simplify)
+    try:
+        return onnx_to_ir(model, framework=frontend.name, source=str(label), input_shape=onnx_shape,
+                          simplify=simplify)
+    except InputError as exc:
+        if not isinstance(source, (str, Path)) or str(source) in str(exc):
+            raise
+        raise type(exc)(f"{Path(source).name}: {exc}") from None  # name the file, as the worker does
 
 
 def ingest_safely(source: Any, trust: bool = False, limits=None, **options) -> Graph:

@@ -25,7 +25,10 @@ def corpus(tmp_path_factory):
 
 
 CASES = ["pickle_canary", "random_bytes", "truncated", "external_dotdot", "external_absolute", "external_symlink",
-         "cycle", "huge_declared_tensor"]
+         "cycle", "huge_declared_tensor", "zip_bomb", "torchscript", "keras_lambda", "savedmodel_writefile",
+         "savedmodel_nested_readfile", "duplicate_outputs", "dangling_input", "op_type_not_utf8",
+         "attribute_wrong_kind", "unknown_data_type", "raw_data_size_mismatch", "typed_field_mismatch",
+         "recursive_function"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -38,6 +41,32 @@ def test_each_bad_file_is_rejected_with_its_reason_in_one_line(corpus, case):
     assert len(lines) == 1 and lines[0].startswith("hnn: ") and expected in lines[0], result.stderr
     assert path.name in lines[0]
     assert not (folder / "CANARY_CREATED").exists()
+
+
+def test_the_saved_model_allow_list_passes_a_real_keras_export(tmp_path):
+    from hnn.ingest.savedmodel_policy import check_saved_model
+    from hnn.plugins.frontends.keras_frontend import import_keras
+
+    keras = import_keras()
+    layers = keras.layers
+    model = keras.Sequential([keras.Input((16, 16, 3)), layers.Conv2D(8, 3), layers.BatchNormalization(),
+                              layers.ReLU(), layers.DepthwiseConv2D(3), layers.GlobalAveragePooling2D(),
+                              layers.Dense(4), layers.Softmax()])
+    model.export(str(tmp_path / "saved"), verbose=False)  # its save/restore functions hold SaveV2/RestoreV2
+    check_saved_model(tmp_path / "saved")  # raises if anything in a real export is off the list
+
+
+def test_archive_entries_may_not_point_outside_the_archive(tmp_path):
+    import zipfile
+
+    from hnn.errors import InputError
+    from hnn.ingest.archives import check_zip_archive
+
+    path = tmp_path / "escape.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("../../outside.txt", "x")
+    with pytest.raises(InputError, match="points outside the archive"):
+        check_zip_archive(path)
 
 
 def test_deeply_nested_subgraphs_finish_cleanly(corpus):

@@ -19,20 +19,22 @@ import os
 import sys
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import onnx
 
 from hnn.errors import InputError
+from hnn.ingest.archives import check_zip_archive
 from hnn.plugins.frontend import ConvertOptions, Frontend, is_spec, spec_module
 from hnn.plugins.hookspecs import hookimpl
 
 SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
-def import_keras():
-    """Import keras with TensorFlow's C++ start-up chatter silenced.
+def import_tensorflow():
+    """Import TensorFlow with its C++ start-up chatter silenced.
 
     Measured here (tensorflow-cpu 2.21, torch 2.14): once TensorFlow is loaded, a later
     import of triton (which torch and torchvision import lazily) kills the process with a
@@ -43,6 +45,14 @@ def import_keras():
         import triton  # noqa: F401
     except ImportError:
         pass
+    import tensorflow
+
+    return tensorflow
+
+
+def import_keras():
+    """Import keras; every path that may load TensorFlow goes through :func:`import_tensorflow`."""
+    import_tensorflow()
     import keras
 
     return keras
@@ -68,7 +78,7 @@ class KerasFrontend(Frontend):
         elif is_spec(source):
             model = _build_from_spec(source, options.input_shape)
         else:
-            model = _load_file(Path(source))
+            model = _load_file(Path(source), options.trust)
         return export_model(model, options.input_shape, options.workdir)
 
 
@@ -94,15 +104,18 @@ def _build_from_spec(spec: str, input_shape):
     return model
 
 
-def _load_file(path: Path):
+def _load_file(path: Path, trust: bool = False):
+    """Load a Keras file; only a trusted one may hold Lambda layers or unknown classes."""
     keras = import_keras()
     if not path.exists():
         raise InputError(f"{path}: no such file")
+    if zipfile.is_zipfile(path):  # .keras files are zip archives; .h5 files are HDF5
+        check_zip_archive(path)
     try:
-        return keras.saving.load_model(str(path), compile=False, safe_mode=True)
+        return keras.saving.load_model(str(path), compile=False, safe_mode=not trust)
     except Exception as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: cannot load as a Keras model (safe mode): {message}") from None
+        raise InputError(f"{path}: cannot load as a Keras model{'' if trust else ' (safe mode)'}: {message}") from None
 
 
 def _trigger_shapes(model, input_shape) -> list[list[int]]:

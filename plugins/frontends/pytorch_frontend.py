@@ -24,6 +24,7 @@ from typing import Any
 import onnx
 
 from hnn.errors import InputError, UntrustedInputError, UsageError
+from hnn.ingest.archives import check_zip_archive
 from hnn.ingest.onnx_model import stdout_to_stderr
 from hnn.plugins.frontend import ConvertOptions, Frontend, is_spec, spec_module
 from hnn.plugins.hookspecs import hookimpl
@@ -92,8 +93,7 @@ def _archive_kind(path: Path) -> str:
     """'torchscript', 'pt2' or 'pickle', from the zip layout torch writes."""
     if not zipfile.is_zipfile(path):
         return "pickle"  # the legacy (pre-1.6) torch.save format is a bare pickle
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
+    names = check_zip_archive(path)
     if any(name.endswith("archive_format") or "/models/" in name for name in names) or path.suffix == ".pt2":
         return "pt2"
     if any("/code/" in name for name in names):

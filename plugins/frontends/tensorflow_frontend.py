@@ -1,6 +1,7 @@
 """Front-end for TensorFlow SavedModel directories, converted by tf2onnx.
 
-tf2onnx runs in a child process (``python -m tf2onnx.convert``): TensorFlow's
+Unless the user trusts the folder, every TensorFlow op in it is checked against
+an allow-list first (:mod:`hnn.ingest.savedmodel_policy`). tf2onnx runs in a child process (``python -m tf2onnx.convert``): TensorFlow's
 memory and log output stay out of the caller, and a crash in the converter
 becomes an error message here.
 """
@@ -16,6 +17,7 @@ from typing import Any
 import onnx
 
 from hnn.errors import InputError
+from hnn.ingest.savedmodel_policy import check_saved_model
 from hnn.plugins.frontend import ConvertOptions, Frontend, installed_version
 from hnn.plugins.hookspecs import hookimpl
 
@@ -44,6 +46,8 @@ class TensorFlowFrontend(Frontend):
             raise InputError(f"{folder}: no such directory")
         if not is_saved_model(folder):
             raise InputError(f"{folder}: not a SavedModel directory (no saved_model.pb)")
+        if not options.trust:
+            check_saved_model(folder)  # before tf2onnx loads and traces anything
         target = Path(options.workdir) / "model.onnx"
         command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(folder),
                    "--output", str(target), "--opset", str(OPSET)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +65,22 @@ def _nested_if(depth: int) -> onnx.ModelProto:
     return model
 
 
-def make_corpus(folder: str | Path) -> dict[str, tuple[Path, str]]:
-    """Write every case into ``folder``; returns name -> (path, fragment of the expected error)."""
+def _recursive_function() -> onnx.ModelProto:
+    """A model-local function that calls itself: inlining it would never end."""
+    body = [helper.make_node("Loopy", ["a"], ["b"], domain="custom"), helper.make_node("Relu", ["b"], ["c"])]
+    function = helper.make_function("custom", "Loopy", ["a"], ["c"], body,
+                                    opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)])
+    model = _relu_model(nodes=[helper.make_node("Loopy", ["x"], ["y"], domain="custom")])
+    model.opset_import.append(helper.make_opsetid("custom", 1))
+    model.functions.append(function)
+    return model
+
+
+def make_corpus(folder: str | Path, framework_cases: bool = True) -> dict[str, tuple[Path, str]]:
+    """Write every case into ``folder``; returns name -> (path, fragment of the expected error).
+
+    ``framework_cases=False`` leaves out the cases that need torch and TensorFlow to build.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     cases: dict[str, tuple[Path, str]] = {}
@@ -110,6 +125,96 @@ def make_corpus(folder: str | Path) -> dict[str, tuple[Path, str]]:
               "declares 1000000000000 elements but holds 0")
     # 30 levels of If in If: near the protobuf parser's depth limit; must finish cleanly either way
     onnx_case("nested_if", _nested_if(30), "")
+
+    # Cases found by scripts/fuzz_onnx.py, rebuilt here by hand: each crashed the ONNX-to-IR path once.
+    duplicate = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Sigmoid", ["x"], ["y"])]
+    onnx_case("duplicate_outputs", _relu_model(nodes=duplicate), "produced twice")
+    dangling = [helper.make_node("Add", ["x", "nowhere"], ["y"])]
+    onnx_case("dangling_input", _relu_model(nodes=dangling), "a dangling input")
+    model = _relu_model()
+    model.graph.node[0].op_type = "Re\xfflu"  # 6 bytes in UTF-8, swapped below for 6 bytes that are not UTF-8
+    path = folder / "op_type_not_utf8.onnx"
+    path.write_bytes(model.SerializeToString().replace("Re\xfflu".encode("utf-8"), b"Re\xff\xfelu"))
+    cases["op_type_not_utf8"] = (path, "not UTF-8")
+    pool = [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=3)]  # ONNX: a list of ints
+    onnx_case("attribute_wrong_kind", _relu_model(nodes=pool, inputs=[
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])]), "must be a list of ints")
+    unknown_type = numpy_helper.from_array(np.ones(4, np.float32), "w")
+    unknown_type.data_type = 0
+    onnx_case("unknown_data_type", _relu_model([unknown_type], nodes=[helper.make_node("Add", ["x", "w"], ["y"])]),
+              "unknown data type 0")
+    short = numpy_helper.from_array(np.ones(4, np.float32), "w")
+    short.raw_data = short.raw_data[:10]
+    onnx_case("raw_data_size_mismatch", _relu_model([short], nodes=[helper.make_node("Add", ["x", "w"], ["y"])]),
+              "but holds 10 bytes")
+    retyped = helper.make_tensor("w", TensorProto.FLOAT, [4], [1.0, 2.0, 3.0, 4.0])
+    retyped.data_type = TensorProto.INT64  # the values sit in float_data, which INT64 does not read
+    onnx_case("typed_field_mismatch", _relu_model([retyped], nodes=[helper.make_node("Add", ["x", "w"], ["y"])]),
+              "declares 4 elements but holds 0")
+    onnx_case("recursive_function", _recursive_function(), "recursive")
+
+    path = folder / "zip_bomb.keras"
+    _zip_bomb(path, 1024**3)
+    cases["zip_bomb"] = (path, "zip bomb")
+    if framework_cases:
+        cases.update(_framework_cases(folder, canary))
+    return cases
+
+
+def _zip_bomb(path: Path, size: int) -> None:
+    """A .keras-shaped zip whose weights entry deflates ``size`` zero bytes into about size/1000."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", "{}")
+        with archive.open("model.weights.h5", "w", force_zip64=True) as entry:
+            chunk = bytes(1 << 24)
+            for _ in range(size // len(chunk)):
+                entry.write(chunk)
+
+
+def _framework_cases(folder: Path, canary: Path) -> dict[str, tuple[Path, str]]:
+    """Cases that need torch and TensorFlow to write: a TorchScript archive, Lambda, file-op SavedModels."""
+    import torch
+
+    class Scripted(torch.nn.Module):
+        def forward(self, x):
+            return torch.relu(x)
+
+    cases = {}
+    path = folder / "torchscript.pt"
+    torch.jit.save(torch.jit.script(Scripted()), str(path))
+    cases["torchscript"] = (path, "TorchScript archive can run code")
+
+    from hnn.plugins.frontends.keras_frontend import import_keras, import_tensorflow
+
+    keras = import_keras()
+    tf = import_tensorflow()
+    # The Lambda would create the canary when called: safe mode must refuse it before that.
+    inputs = keras.Input((4,))
+    # eval: the path must be a constant of the lambda's code, which Keras serializes, not a closure
+    creates_canary = eval(f"lambda x: x + 0 * len(open({str(canary)!r}, 'w').name)")  # noqa: S307
+    outputs = keras.layers.Lambda(creates_canary)(inputs)
+    path = folder / "lambda_layer.keras"
+    keras.Model(inputs, outputs).save(path)
+    cases["keras_lambda"] = (path, "safe mode")
+    if canary.exists():  # building the Lambda model above called it once, here in the test's own process
+        canary.unlink()
+
+    class WritesFile(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
+        def __call__(self, x):
+            tf.io.write_file(str(canary), "written by a SavedModel")
+            return tf.nn.relu(x)
+
+    class ReadsFileInABranch(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
+        def __call__(self, x):
+            secret = lambda: x + tf.cast(tf.strings.length(tf.io.read_file("/etc/passwd")), tf.float32)  # noqa: E731
+            return tf.nn.relu(tf.cond(tf.reduce_sum(x) > 0, secret, lambda: x))
+
+    tf.saved_model.save(WritesFile(), str(folder / "savedmodel_writefile"))
+    cases["savedmodel_writefile"] = (folder / "savedmodel_writefile", "TensorFlow op WriteFile")
+    tf.saved_model.save(ReadsFileInABranch(), str(folder / "savedmodel_nested_readfile"))
+    cases["savedmodel_nested_readfile"] = (folder / "savedmodel_nested_readfile", "TensorFlow op ReadFile")
     return cases
 
 
