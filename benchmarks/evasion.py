@@ -9,10 +9,13 @@ original (median, max) and top-1 accuracy (the original is strictly the
 nearest; a tie with another model counts as a miss), next to the distances
 between different models.
 
-Transformations: rename every node and tensor; insert Identity and Dropout;
-upgrade the opset (onnx.version_converter); the other torch exporter (dynamo);
-BatchNorm folded into Conv (torch's eval-mode export); fresh weights; another
-classifier head (10 classes).
+Free rewrites: rename every node and tensor; insert Identity and Dropout;
+insert x*1 and x+0; upgrade the opset (onnx.version_converter); the other
+torch exporter (dynamo); fp16 weights; fresh weights (what fine-tuning changes);
+another classifier head (10 classes); BatchNorm folded into Conv (torch's
+eval-mode export). Structural edits (benchmarks/torch_edits.py, for the
+architectures torchvision builds from a configuration): one block added or
+removed; channel widths pruned by 10, 30 and 50%.
 """
 
 from __future__ import annotations
@@ -68,56 +71,51 @@ def insert_noops(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def insert_arithmetic_noops(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A multiplication by 1 and an addition of 0 after every seventh node's first output."""
+    from onnx import numpy_helper
+
+    model = copy.deepcopy(model)
+    model.graph.initializer.extend([numpy_helper.from_array(np.array(1.0, np.float32), "__one"),
+                                    numpy_helper.from_array(np.array(0.0, np.float32), "__zero")])
+    outputs = {o.name for o in model.graph.output}
+    nodes = []
+    for index, node in enumerate(model.graph.node):
+        nodes.append(node)
+        if index % 7 == 3 and node.output and node.output[0] not in outputs and node.op_type != "Constant":
+            original = node.output[0]
+            node.output[0] = f"{original}__pre"
+            nodes.append(helper.make_node("Mul", [f"{original}__pre", "__one"], [f"{original}__mid"]))
+            nodes.append(helper.make_node("Add", ["__zero", f"{original}__mid"], [original]))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model
+
+
 def upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
     from onnx import version_converter
 
     return version_converter.convert_version(model, 21)
 
 
-def torch_variants(name: str) -> dict[str, onnx.ModelProto]:
-    import torch
-    import torchvision
-
-    from hnn.plugins.frontends.pytorch_frontend import export_module
-
-    shape = [1, 3, 299, 299] if name == "inception_v3" else [1, 3, 224, 224]
-    torch.manual_seed(0)
-    module = getattr(torchvision.models, name)()
-    variants = {"original": export_module(module, shape)}
-    variants["dynamo exporter"] = export_module(module, shape, "dynamo")
-    buffer_module = module.eval()
-    import io
-
-    buffer = io.BytesIO()
-    import warnings
-
-    warnings.simplefilter("ignore")
-    torch.onnx.export(buffer_module, (torch.zeros(*shape),), buffer, dynamo=False, opset_version=18,
-                      training=torch.onnx.TrainingMode.EVAL)  # eval mode: BatchNorm folded into Conv
-    variants["BatchNorm folded"] = onnx.load_model_from_string(buffer.getvalue())
-    torch.manual_seed(1)
-    variants["fresh weights"] = export_module(getattr(torchvision.models, name)(), shape)
-    headed = getattr(torchvision.models, name)()
-    layers = [(n, m) for n, m in headed.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
-    last_name, last = layers[-1]  # the classifier: a Linear, or SqueezeNet's 1x1 Conv
-    replacement = (torch.nn.Linear(last.in_features, 10) if isinstance(last, torch.nn.Linear)
-                   else torch.nn.Conv2d(last.in_channels, 10, last.kernel_size))
-    parent = headed.get_submodule(last_name.rsplit(".", 1)[0]) if "." in last_name else headed
-    setattr(parent, last_name.rsplit(".", 1)[-1], replacement)
-    variants["10-class head"] = export_module(headed, shape)
-    return variants
+FREE = ("renamed", "Identity + Dropout inserted", "x*1 and x+0 inserted", "opset 18 -> 21", "dynamo exporter",
+        "fp16 weights", "fresh weights", "10-class head", "BatchNorm folded")
+STRUCTURAL = ("block added", "block removed", "pruned 10%", "pruned 30%", "pruned 50%")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(PAPER_MODELS))
     parser.add_argument("--bits", type=int, default=64)
+    parser.add_argument("--checkpoint", default=None, help="a checkpoint other than the shipped one")
     args = parser.parse_args()
+
+    from torch_edits import free_variants, structural_variants
 
     from hnn.hasher.api import hash_graphs, load, to_hashable_graph
     from hnn.ingest.pipeline import onnx_to_ir
 
-    checkpoint = load(bits=args.bits)
+    checkpoint = load(args.checkpoint, bits=None if args.checkpoint else args.bits)
 
     def code(model: onnx.ModelProto) -> np.ndarray:
         graph = onnx_to_ir(model, framework="onnx", simplify=False)
@@ -126,12 +124,15 @@ def main() -> None:
     names = args.models.split(",")
     originals, copies = {}, defaultdict(dict)
     for name in names:
-        variants = torch_variants(name)
+        print(f"{name}...", flush=True)
+        variants = free_variants(name)
         base = variants.pop("original")
         originals[name] = code(base)
         variants["renamed"] = rename_everything(base)
         variants["Identity + Dropout inserted"] = insert_noops(base)
+        variants["x*1 and x+0 inserted"] = insert_arithmetic_noops(base)
         variants["opset 18 -> 21"] = upgrade_opset(base)
+        variants.update(structural_variants(name))
         for kind, model in variants.items():
             try:
                 copies[kind][name] = code(model)
@@ -139,18 +140,25 @@ def main() -> None:
                 print(f"{name}: {kind}: failed ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})")
     matrix = np.array([originals[n] for n in names])
     between = [int((matrix[i] != matrix[j]).sum()) for i in range(len(names)) for j in range(i + 1, len(names))]
-    print(f"{len(names)} models, {args.bits} bits. Distances between different models: min {min(between)}, "
+    print(f"\n{len(names)} models, {args.bits} bits. Distances between different models: min {min(between)}, "
           f"median {statistics.median(between)}, max {max(between)}")
-    print(f"{'transformation':<30} {'median d':>8} {'max d':>6} {'top-1':>7}")
-    for kind, codes in copies.items():
-        distances, hits = [], 0
+    print("top-1: the original is strictly the nearest of all originals (a tie is a miss); "
+          "top-1 ties: the original is among the nearest\n")
+    print(f"| transformation | models | median d | max d | top-1 | top-1 ties |\n|---|---|---|---|---|---|")
+    for kind in [*FREE, *STRUCTURAL]:
+        codes = copies.get(kind, {})
+        if not codes:
+            continue
+        distances, strict, tied = [], 0, 0
         for name, copy_code in codes.items():
             to_all = (matrix != copy_code).sum(axis=1)
             own = to_all[names.index(name)]
             others = np.delete(to_all, names.index(name))
             distances.append(int(own))
-            hits += own < others.min()
-        print(f"{kind:<30} {statistics.median(distances):>8} {max(distances):>6} {hits / len(codes):>7.2f}")
+            strict += own < others.min()
+            tied += own <= others.min()
+        print(f"| {kind} | {len(codes)} | {statistics.median(distances)} | {max(distances)} | "
+              f"{strict / len(codes):.2f} | {tied / len(codes):.2f} |")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,29 @@ def remove_layout_ops(graph: WorkGraph) -> int:
     return len(doomed)
 
 
+# Elementwise ops that leave their data input unchanged when the constant operand is
+# all ``neutral``, at these operand positions (x - 0 is a no-op, 0 - x is not).
+IDENTITY_OPERANDS = {"Add": (0.0, (0, 1)), "Sub": (0.0, (1,)), "Mul": (1.0, (0, 1)), "Div": (1.0, (1,))}
+
+
+def remove_identity_arithmetic(graph: WorkGraph) -> int:
+    """Drop x*1, x/1, x+0 and x-0 (a free way to pad a copied model with layers)."""
+    doomed = []
+    for key, node in graph.nodes.items():
+        rule = IDENTITY_OPERANDS.get(node.op)
+        if rule is None or node.data_inputs != 1 or len(node.constants) != 1:
+            continue
+        neutral, positions = rule
+        ((position, values),) = node.constants.items()
+        data_shape = node.input_shapes[1 - position] if len(node.input_shapes) == 2 and position in (0, 1) else None
+        broadcasts = data_shape is not None and node.output_shape is not None and data_shape != node.output_shape
+        if position in positions and values and all(v == neutral for v in values) and not broadcasts:
+            doomed.append(key)
+    for key in doomed:
+        graph.remove_bypassing(key)
+    return len(doomed)
+
+
 def fold_pad_into_consumer(graph: WorkGraph) -> int:
     """Drop a Pad whose every consumer is a Conv or pooling op (the padding is theirs)."""
     doomed = [
@@ -140,6 +163,7 @@ def _layer_attributes(node: WorkNode) -> dict:
 
 PASSES: tuple[Callable[[WorkGraph], int], ...] = (
     remove_layout_ops,
+    remove_identity_arithmetic,
     fold_pad_into_consumer,
     reductions_to_global_pool,
     matmul_with_weight_to_gemm,

@@ -201,8 +201,6 @@ def extract(model: onnx.ModelProto) -> WorkGraph:
     for index in topological_order(list(graph.node), {t.name for t in [*graph.initializer, *graph.input]}):
         node = graph.node[index]
         op = node.op_type
-        if not isinstance(op, str):  # protobuf hands back bytes for a string field that is not UTF-8
-            raise InputError(f"node {index} has an op type that is not UTF-8 text: {op[:40]!r}")
         carrying = DATA_INPUTS.get(op, range(len(node.input)))
         data_inputs = [node.input[i] for i in carrying if i < len(node.input) and node.input[i] in data_tensors]
         if op in SHAPE_ONLY_OPS or not data_inputs:
@@ -314,7 +312,10 @@ def _fold_constant(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
     for name, value in zip(node.output, results):
         array = np.asarray(value)
         if name and array.size <= MAX_FOLD_ELEMENTS and array.dtype != object:
-            folded[name] = onnx.numpy_helper.from_array(array, name)
+            try:
+                folded[name] = onnx.numpy_helper.from_array(array, name)
+            except ValueError:  # e.g. bytes that are not UTF-8 in a string result: leave it unfolded
+                return {}
     return folded
 
 

@@ -72,7 +72,9 @@ def _check_tensor_sizes(model: onnx.ModelProto, path: Path) -> None:
                                  f"data holds {length} bytes")
             continue
         if tensor.HasField("raw_data"):
-            if tensor.data_type != onnx.TensorProto.STRING and len(tensor.raw_data) != declared * itemsize:
+            if tensor.data_type == onnx.TensorProto.STRING:
+                raise InputError(f"{path}: string tensor {tensor.name!r} stores raw data, which ONNX forbids")
+            if len(tensor.raw_data) != declared * itemsize:
                 raise InputError(f"{path}: tensor {tensor.name!r} declares {declared} elements "
                                  f"({declared * itemsize} bytes) but holds {len(tensor.raw_data)} bytes")
             held = declared
@@ -82,6 +84,18 @@ def _check_tensor_sizes(model: onnx.ModelProto, path: Path) -> None:
             held = len(values) // (2 if tensor.data_type in complex_types else 1)
         if held != declared:
             raise InputError(f"{path}: tensor {tensor.name!r} declares {declared} elements but holds {held}")
+
+
+def check_text_fields(model: onnx.ModelProto) -> None:
+    """Refuse names and op types that are not UTF-8: protobuf hands them back as bytes, not str."""
+    graph = model.graph
+    fields = [("op type", node.op_type) for node in graph.node] + [("domain", node.domain) for node in graph.node]
+    fields += [("tensor name", name) for node in graph.node for name in [*node.input, *node.output]]
+    fields += [("tensor name", value.name) for value in [*graph.initializer, *graph.input, *graph.output,
+                                                         *graph.value_info]]
+    bad = next(((what, value) for what, value in fields if not isinstance(value, str)), None)
+    if bad is not None:
+        raise InputError(f"a {bad[0]} is not UTF-8 text: {bad[1][:40]!r}")
 
 
 def _check_functions_not_recursive(model: onnx.ModelProto, path: Path) -> None:

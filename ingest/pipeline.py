@@ -14,7 +14,7 @@ from hnn.errors import InputError
 from hnn.ingest.canonicalize import canonicalize
 from hnn.ingest.extract import extract
 from hnn.ingest.ir import Graph, GraphMeta
-from hnn.ingest.onnx_model import parse_input_shape, prepare, resolve_trigger_shapes
+from hnn.ingest.onnx_model import check_text_fields, parse_input_shape, prepare, resolve_trigger_shapes
 from hnn.ingest.ordering import to_ir
 
 log = logging.getLogger("hnn.ingest")
@@ -30,6 +30,7 @@ def onnx_to_ir(
     simplify: bool = True,
 ) -> Graph:
     """Canonical IR of an ONNX model: fix the trigger input, simplify, extract, canonicalize."""
+    check_text_fields(model)
     if isinstance(input_shape, str):
         input_shape = parse_input_shape(input_shape)
     shapes = resolve_trigger_shapes(model, input_shape)

@@ -104,6 +104,10 @@ def main() -> None:
         stats.unlink(missing_ok=True)
         reasons = [line for line in result.stderr.splitlines() if "ERROR: libFuzzer" in line or "finding:" in line]
         stops.extend(line for line in reasons if "libFuzzer" in line)
+        if result.returncode != 0 and not any("libFuzzer" in line for line in reasons):
+            tail = [line for line in result.stderr.splitlines() if line.strip()][-3:]
+            reasons.append(f"fuzzing process exited {result.returncode}: " + " | ".join(tail))
+            stops.append(reasons[-1])
         for line in reasons:
             print(line, flush=True)
         if result.returncode == 0:

@@ -32,6 +32,25 @@ def test_identity_and_dropout_are_removed_and_their_edges_joined():
     assert ir.edges == [("n0", "n1")]
 
 
+def test_multiplying_by_one_and_adding_zero_are_removed_but_real_arithmetic_stays():
+    import numpy as np
+    from onnx import numpy_helper
+
+    constants = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in
+                 (("one", 1.0), ("zero", 0.0), ("two", 2.0), ("ones", [1.0, 1.0, 1.0, 1.0]))]
+    nodes = [
+        conv("a", "x", "t1"),
+        helper.make_node("Mul", ["t1", "one"], ["t2"]),
+        helper.make_node("Add", ["zero", "t2"], ["t3"]),
+        helper.make_node("Sub", ["t3", "zero"], ["t4"]),
+        helper.make_node("Relu", ["t4"], ["t5"]),
+        helper.make_node("Mul", ["t5", "two"], ["t6"]),  # scales: a real op
+        helper.make_node("Sub", ["zero", "t6"], ["y"]),  # 0 - x negates: a real op
+    ]
+    ir = onnx_to_ir(model(nodes, [("x", [1, 4, 8, 8])], ["y"], conv_weights("a") + constants), simplify=False)
+    assert ops(ir) == ["Conv", "Relu", "Mul", "Sub"]
+
+
 def test_shape_only_subgraph_and_constants_do_not_become_nodes():
     nodes = [
         helper.make_node("Relu", ["x"], ["r"]),

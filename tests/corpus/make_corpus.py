@@ -135,7 +135,12 @@ def make_corpus(folder: str | Path, framework_cases: bool = True) -> dict[str, t
     model.graph.node[0].op_type = "Re\xfflu"  # 6 bytes in UTF-8, swapped below for 6 bytes that are not UTF-8
     path = folder / "op_type_not_utf8.onnx"
     path.write_bytes(model.SerializeToString().replace("Re\xfflu".encode("utf-8"), b"Re\xff\xfelu"))
-    cases["op_type_not_utf8"] = (path, "not UTF-8")
+    cases["op_type_not_utf8"] = (path, "op type is not UTF-8")
+    model = _relu_model()
+    model.graph.node[0].output[0] = model.graph.output[0].name = "\xff\xff"  # found by the fuzzer
+    path = folder / "tensor_name_not_utf8.onnx"
+    path.write_bytes(model.SerializeToString().replace("\xff\xff".encode("utf-8"), b"\xff\xfe\xff\xfe"))
+    cases["tensor_name_not_utf8"] = (path, "tensor name is not UTF-8")
     pool = [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=3)]  # ONNX: a list of ints
     onnx_case("attribute_wrong_kind", _relu_model(nodes=pool, inputs=[
         helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])]), "must be a list of ints")
@@ -151,6 +156,10 @@ def make_corpus(folder: str | Path, framework_cases: bool = True) -> dict[str, t
     retyped.data_type = TensorProto.INT64  # the values sit in float_data, which INT64 does not read
     onnx_case("typed_field_mismatch", _relu_model([retyped], nodes=[helper.make_node("Add", ["x", "w"], ["y"])]),
               "declares 4 elements but holds 0")
+    huge_string = numpy_helper.from_array(np.ones(4, np.float32), "w")
+    huge_string.data_type, huge_string.dims[:] = TensorProto.STRING, [10**12]  # found by the fuzzer: 4 GB+
+    onnx_case("raw_string_tensor", _relu_model([huge_string], nodes=[helper.make_node("Add", ["x", "w"], ["y"])]),
+              "stores raw data")
     onnx_case("recursive_function", _recursive_function(), "recursive")
 
     path = folder / "zip_bomb.keras"

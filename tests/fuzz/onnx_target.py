@@ -89,8 +89,12 @@ def mutate(data: bytes, rng: random.Random, rounds: int = 3) -> bytes:
     if rng.random() < 0.25 or not model.graph.node:
         return _mutate_bytes(data, rng)
     for _ in range(rng.randint(1, rounds)):
-        if model.graph.node:  # a dropped node may have been the last
+        if not model.graph.node:  # a dropped node may have been the last
+            break
+        try:
             rng.choice(_STRUCTURAL)(model, rng)
+        except (UnicodeDecodeError, ValueError, TypeError):  # a field an earlier byte edit left unreadable
+            return _mutate_bytes(data, rng)
     try:
         return model.SerializeToString()
     except Exception:  # e.g. a mutation made a field invalid for serialization

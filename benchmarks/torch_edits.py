@@ -1,0 +1,175 @@
+"""Copies of torchvision models as a pirate would make them in PyTorch, exported to ONNX.
+
+Each function takes a torchvision model name and returns ONNX models keyed by
+the transformation, or leaves out what does not apply to that architecture
+(torchvision builds some models from a configuration, which is what makes a
+block more or less, or narrower channels, a one-line change; others are not
+configurable, and are reported as not covered rather than hacked).
+
+- free rewrites: the other exporter (dynamo), BatchNorm folded (eval-mode
+  export), fp16 weights, fresh weights (a fine-tuned copy has the same
+  structure and other values), another classifier head;
+- structural: one block added or removed in the third stage; channel widths
+  pruned uniformly by 10, 30 and 50% (structured pruning keeps the topology and
+  narrows every layer).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import onnx
+
+PRUNE_SHARES = (0.1, 0.3, 0.5)
+
+
+def input_shape(name: str) -> list[int]:
+    return [1, 3, 299, 299] if name == "inception_v3" else [1, 3, 224, 224]
+
+
+def _export_raw(module, shape, dtype=None, training=None) -> onnx.ModelProto:
+    """torch.onnx.export with the options hnn's own front-end does not use (eval-mode folding, fp16 input)."""
+    import torch
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (torch.zeros(*shape, dtype=dtype or torch.float32),), buffer,
+                          dynamo=False, opset_version=18, training=training or torch.onnx.TrainingMode.PRESERVE)
+    return onnx.load_model_from_string(buffer.getvalue())
+
+
+def free_variants(name: str) -> dict[str, onnx.ModelProto]:
+    """'original' and the copies a pirate gets without touching the architecture."""
+    import torch
+    import torchvision
+
+    from hnn.plugins.frontends.pytorch_frontend import export_module
+
+    shape = input_shape(name)
+    torch.manual_seed(0)
+    module = getattr(torchvision.models, name)()
+    variants = {"original": export_module(module, shape)}
+    variants["dynamo exporter"] = export_module(module, shape, "dynamo")
+    variants["BatchNorm folded"] = _export_raw(module, shape, training=torch.onnx.TrainingMode.EVAL)
+    torch.manual_seed(1)
+    variants["fresh weights"] = export_module(getattr(torchvision.models, name)(), shape)
+    variants["10-class head"] = export_module(_with_head(getattr(torchvision.models, name)(), 10), shape)
+    variants["fp16 weights"] = _export_raw(getattr(torchvision.models, name)().half(), shape, dtype=torch.float16)
+    return variants
+
+
+def _with_head(module, classes: int):
+    import torch
+
+    layers = [(n, m) for n, m in module.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    last_name, last = layers[-1]  # the classifier: a Linear, or SqueezeNet's 1x1 Conv
+    replacement = (torch.nn.Linear(last.in_features, classes) if isinstance(last, torch.nn.Linear)
+                   else torch.nn.Conv2d(last.in_channels, classes, last.kernel_size))
+    parent = module.get_submodule(last_name.rsplit(".", 1)[0]) if "." in last_name else module
+    setattr(parent, last_name.rsplit(".", 1)[-1], replacement)
+    return module
+
+
+def structural_variants(name: str) -> dict[str, onnx.ModelProto]:
+    """'block added', 'block removed' and 'pruned N%' copies, for the architectures that allow them."""
+    from hnn.plugins.frontends.pytorch_frontend import export_module
+
+    builders = {**_depth_builders(name), **_width_builders(name)}
+    return {kind: export_module(build(), input_shape(name)) for kind, build in builders.items()}
+
+
+def _depth_builders(name: str) -> dict:
+    """Constructors of the model with one block more and one less, in its third stage."""
+    from torchvision.models import densenet, mobilenetv2, resnet, shufflenetv2, vgg
+
+    def stage3(depths, delta):
+        depths = list(depths)
+        depths[2] += delta
+        return depths
+
+    resnets = {"resnet18": (resnet.BasicBlock, [2, 2, 2, 2]), "resnet34": (resnet.BasicBlock, [3, 4, 6, 3]),
+               "resnet101": (resnet.Bottleneck, [3, 4, 23, 3])}
+    densenets = {"densenet121": (32, (6, 12, 24, 16), 64), "densenet161": (48, (6, 12, 36, 24), 96),
+                 "densenet201": (32, (6, 12, 48, 32), 64)}
+    vggs = {"vgg11": "A", "vgg13": "B", "vgg16": "D"}
+    shufflenets = {"shufflenet_v2_x0_5": [24, 48, 96, 192, 1024], "shufflenet_v2_x1_5": [24, 176, 352, 704, 1024],
+                   "shufflenet_v2_x2_0": [24, 244, 488, 976, 2048]}
+    builders = {}
+    for kind, delta in (("block added", 1), ("block removed", -1)):
+        if name in resnets:
+            block, depths = resnets[name]
+            builders[kind] = lambda b=block, d=stage3(depths, delta): resnet.ResNet(b, d)
+        elif name in densenets:
+            growth, blocks, initial = densenets[name]
+            builders[kind] = lambda g=growth, b=tuple(stage3(blocks, delta)), i=initial: densenet.DenseNet(g, b, i)
+        elif name in vggs:
+            builders[kind] = lambda c=_vgg_cfg_with_block(vgg.cfgs[vggs[name]], delta): vgg.VGG(vgg.make_layers(c))
+        elif name in shufflenets:
+            builders[kind] = lambda d=stage3([4, 8, 4, 0], delta)[:3], c=shufflenets[name]: \
+                shufflenetv2.ShuffleNetV2(d, c)
+        elif name == "mobilenet_v2":
+            setting = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2],
+                       [6, 320, 1, 1]]
+            setting[3][2] += delta
+            builders[kind] = lambda s=setting: mobilenetv2.MobileNetV2(inverted_residual_setting=s)
+    return builders
+
+
+def _vgg_cfg_with_block(cfg: list, delta: int) -> list:
+    """A conv layer more or less in VGG's fourth block (between its third and fourth pooling)."""
+    cfg = list(cfg)
+    pools = [i for i, item in enumerate(cfg) if item == "M"]
+    position = pools[3]  # the fourth "M": the end of the fourth block
+    if delta > 0:
+        cfg.insert(position, cfg[position - 1])
+    else:
+        del cfg[position - 1]
+    return cfg
+
+
+def _width_builders(name: str) -> dict:
+    """Constructors of the model with every layer narrowed by 10, 30 and 50%."""
+    from torchvision.models import densenet, mnasnet, mobilenetv2, shufflenetv2, vgg
+
+    densenets = {"densenet121": (32, (6, 12, 24, 16), 64), "densenet161": (48, (6, 12, 36, 24), 96),
+                 "densenet201": (32, (6, 12, 48, 32), 64)}
+    vggs = {"vgg11": "A", "vgg13": "B", "vgg16": "D"}
+    alphas = {"mnasnet0_75": 0.75, "mnasnet1_0": 1.0, "mnasnet1_3": 1.3}
+    shufflenets = {"shufflenet_v2_x0_5": [24, 48, 96, 192, 1024], "shufflenet_v2_x1_5": [24, 176, 352, 704, 1024],
+                   "shufflenet_v2_x2_0": [24, 244, 488, 976, 2048]}
+    builders = {}
+    for share in PRUNE_SHARES:
+        keep = 1 - share
+        kind = f"pruned {share:.0%}"
+        if name == "mobilenet_v2":
+            builders[kind] = lambda k=keep: mobilenetv2.MobileNetV2(width_mult=k)
+        elif name in alphas:
+            builders[kind] = lambda a=alphas[name] * keep: mnasnet.MNASNet(a)
+        elif name in densenets:
+            growth, blocks, initial = densenets[name]
+            builders[kind] = lambda g=round(growth * keep), b=blocks, i=round(initial * keep): densenet.DenseNet(g, b, i)
+        elif name in shufflenets:
+            channels = [c if i in (0,) else _even(c * keep) for i, c in enumerate(shufflenets[name])]
+            builders[kind] = lambda c=channels: shufflenetv2.ShuffleNetV2([4, 8, 4], c)
+        elif name in vggs:
+            builders[kind] = lambda c=vgg.cfgs[vggs[name]], k=keep: _narrow_vgg(c, k)
+    return builders
+
+
+def _even(value: float) -> int:
+    return max(2, int(round(value / 2)) * 2)  # ShuffleNet splits channels in two
+
+
+def _narrow_vgg(cfg: list, keep: float):
+    import torch
+    from torchvision.models import vgg
+
+    narrowed = [item if item == "M" else max(1, round(item * keep)) for item in cfg]
+    model = vgg.VGG(vgg.make_layers(narrowed))
+    hidden = round(4096 * keep)
+    model.classifier = torch.nn.Sequential(
+        torch.nn.Linear(narrowed[-2] * 7 * 7, hidden), torch.nn.ReLU(True), torch.nn.Dropout(),
+        torch.nn.Linear(hidden, hidden), torch.nn.ReLU(True), torch.nn.Dropout(), torch.nn.Linear(hidden, 1000))
+    return model
