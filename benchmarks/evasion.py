@@ -107,7 +107,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(PAPER_MODELS))
     parser.add_argument("--bits", type=int, default=64)
-    parser.add_argument("--checkpoint", default=None, help="a checkpoint other than the shipped one")
+    parser.add_argument("--checkpoint", action="append", default=None,
+                        help="a checkpoint other than the shipped one; repeat to compare several on the same copies")
     args = parser.parse_args()
 
     from torch_edits import free_variants, structural_variants
@@ -115,11 +116,11 @@ def main() -> None:
     from hnn.hasher.api import hash_graphs, load, to_hashable_graph
     from hnn.ingest.pipeline import onnx_to_ir
 
-    checkpoint = load(args.checkpoint, bits=None if args.checkpoint else args.bits)
+    checkpoints = [load(path) for path in args.checkpoint] if args.checkpoint else [load(bits=args.bits)]
 
-    def code(model: onnx.ModelProto) -> np.ndarray:
+    def codes(model: onnx.ModelProto) -> list[np.ndarray]:
         graph = onnx_to_ir(model, framework="onnx", simplify=False)
-        return hash_graphs([to_hashable_graph(graph, checkpoint)], checkpoint)[0]
+        return [hash_graphs([to_hashable_graph(graph, c)], c)[0] for c in checkpoints]
 
     names = args.models.split(",")
     originals, copies = {}, defaultdict(dict)
@@ -127,7 +128,7 @@ def main() -> None:
         print(f"{name}...", flush=True)
         variants = free_variants(name)
         base = variants.pop("original")
-        originals[name] = code(base)
+        originals[name] = codes(base)
         variants["renamed"] = rename_everything(base)
         variants["Identity + Dropout inserted"] = insert_noops(base)
         variants["x*1 and x+0 inserted"] = insert_arithmetic_noops(base)
@@ -135,30 +136,38 @@ def main() -> None:
         variants.update(structural_variants(name))
         for kind, model in variants.items():
             try:
-                copies[kind][name] = code(model)
+                copies[kind][name] = codes(model)
             except Exception as exc:  # a transformation a converter cannot take is reported, not fatal
                 print(f"{name}: {kind}: failed ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})")
+    for position, checkpoint in enumerate(checkpoints):
+        label = args.checkpoint[position] if args.checkpoint else f"shipped {checkpoint.bits}-bit checkpoint"
+        report(label, checkpoint.bits, names, {n: c[position] for n, c in originals.items()},
+               {kind: {n: c[position] for n, c in by_name.items()} for kind, by_name in copies.items()})
+
+
+def report(label: str, bits: int, names: list[str], originals: dict, copies: dict) -> None:
+    """The Markdown table of one checkpoint: distances to the original and top-1 among all originals."""
     matrix = np.array([originals[n] for n in names])
     between = [int((matrix[i] != matrix[j]).sum()) for i in range(len(names)) for j in range(i + 1, len(names))]
-    print(f"\n{len(names)} models, {args.bits} bits. Distances between different models: min {min(between)}, "
-          f"median {statistics.median(between)}, max {max(between)}")
+    print(f"\n### {label}: {len(names)} models, {bits} bits. Distances between different models: "
+          f"min {min(between)}, median {statistics.median(between)}, max {max(between)}")
     print("top-1: the original is strictly the nearest of all originals (a tie is a miss); "
           "top-1 ties: the original is among the nearest\n")
-    print(f"| transformation | models | median d | max d | top-1 | top-1 ties |\n|---|---|---|---|---|---|")
+    print("| transformation | models | median d | max d | top-1 | top-1 ties |\n|---|---|---|---|---|---|")
     for kind in [*FREE, *STRUCTURAL]:
-        codes = copies.get(kind, {})
-        if not codes:
+        by_name = copies.get(kind, {})
+        if not by_name:
             continue
         distances, strict, tied = [], 0, 0
-        for name, copy_code in codes.items():
+        for name, copy_code in by_name.items():
             to_all = (matrix != copy_code).sum(axis=1)
             own = to_all[names.index(name)]
             others = np.delete(to_all, names.index(name))
             distances.append(int(own))
             strict += own < others.min()
             tied += own <= others.min()
-        print(f"| {kind} | {len(codes)} | {statistics.median(distances)} | {max(distances)} | "
-              f"{strict / len(codes):.2f} | {tied / len(codes):.2f} |")
+        print(f"| {kind} | {len(by_name)} | {statistics.median(distances)} | {max(distances)} | "
+              f"{strict / len(by_name):.2f} | {tied / len(by_name):.2f} |")
 
 
 if __name__ == "__main__":

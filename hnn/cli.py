@@ -252,6 +252,9 @@ def zoo_build(
     rules: RulesOption = None,
     augmentations: Annotated[int, typer.Option(help="Augmented copies per model.", min=0)] = 10,
     seed: Annotated[int, typer.Option(help="Seed of the augmentation.")] = 0,
+    reuse_raw: Annotated[Optional[Path], typer.Option(
+        "--reuse-raw", help="Another dataset whose raw IR to reuse instead of converting again "
+                            "(e.g. to merge it with other rules).")] = None,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
     debug: DebugOption = False,
@@ -265,7 +268,8 @@ def zoo_build(
 
     started = time.perf_counter()
     with _Progress("building") as progress:
-        data = build(preset, output, rule_files=rules, augmentations=augmentations, seed=seed, progress=progress)
+        data = build(preset, output, rule_files=rules, augmentations=augmentations, seed=seed, progress=progress,
+                     reuse_raw=reuse_raw)
     summary = {"output": str(output), "models": len(data["models"]), "augmented": len(data["augmented"]),
                "families": len({m["family"] for m in data["models"]}), "failed": data["failed"],
                "seconds": round(time.perf_counter() - started, 1)}

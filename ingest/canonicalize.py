@@ -66,6 +66,45 @@ def remove_identity_arithmetic(graph: WorkGraph) -> int:
     return len(doomed)
 
 
+def fold_channel_affine_into_conv(graph: WorkGraph) -> int:
+    """Drop a per-channel (or scalar) Mul or Add by a constant that directly follows a Conv.
+
+    A convolution followed by a per-channel scale or shift is a convolution with
+    other weights or bias: it is how a BatchNormalization folded only halfway by a
+    converter arrives (tf2onnx leaves the scale of some Keras depthwise convolutions
+    as a Mul), and a free way to make a copy look different. The Conv keeps its
+    parameter count: folding a scale changes its weights' values, not their number.
+    """
+    doomed = []
+    for key, node in graph.nodes.items():
+        if node.op not in ("Mul", "Add") or node.params == 0 or node.data_inputs != 1 or len(node.preds) != 1:
+            continue
+        (pred_key,) = node.preds
+        conv = graph.nodes[pred_key]
+        if conv.op != "Conv" or len(conv.succs) != 1 or conv.is_output or not _per_channel(node):
+            continue
+        doomed.append(key)
+    for key in doomed:
+        graph.remove_bypassing(key)
+    return len(doomed)
+
+
+def _per_channel(node: WorkNode) -> bool:
+    """Is the constant operand a scalar or shaped [C, 1, ..., 1] against an N, C, ... output?"""
+    out = node.output_shape
+    if not out or len(out) < 2:
+        return False
+    for shape in node.input_shapes:
+        if shape is None or shape == out:
+            continue  # the data operand
+        squeezed = list(shape)
+        while squeezed and squeezed[0] == 1 and len(squeezed) > len(out) - 1:
+            squeezed.pop(0)
+        if all(d == 1 for d in squeezed) or squeezed == [out[1]] + [1] * (len(out) - 2):
+            return True
+    return False
+
+
 def fold_pad_into_consumer(graph: WorkGraph) -> int:
     """Drop a Pad whose every consumer is a Conv or pooling op (the padding is theirs)."""
     doomed = [
@@ -164,6 +203,7 @@ def _layer_attributes(node: WorkNode) -> dict:
 PASSES: tuple[Callable[[WorkGraph], int], ...] = (
     remove_layout_ops,
     remove_identity_arithmetic,
+    fold_channel_affine_into_conv,
     fold_pad_into_consumer,
     reductions_to_global_pool,
     matmul_with_weight_to_gemm,

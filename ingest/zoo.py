@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -123,7 +123,10 @@ def list_file_preset(path: str | Path) -> list[ZooEntry]:
         if name in names:
             raise UsageError(f"{path}:{number}: model name {name!r} used twice; add a NAME column")
         names.add(name)
-        entries.append(ZooEntry(name=name, family=family, constructor=source))
+        if source.startswith("torchvision.models:"):  # as in the torchvision preset: its input shape too
+            entries.append(replace(torchvision_entry(source.split(":", 1)[1], family), name=name))
+        else:
+            entries.append(ZooEntry(name=name, family=family, constructor=source))
     if not entries:
         raise UsageError(f"{path}: no models listed")
     return entries
@@ -226,9 +229,21 @@ def _graph_record(graph: Graph, relative: str) -> dict:
     return {"file": relative, "nodes": len(graph.nodes), "edges": len(graph.edges), "digest": graph.digest()}
 
 
-def build_one(entry: ZooEntry, root: Path, rule_set, augmentations: int, seed: int) -> tuple[dict, list[dict]]:
-    """Convert, merge, augment and write one model; returns its manifest records."""
-    raw = _convert(entry, isolate=entry.framework == "keras" or entry.constructor.startswith("keras"))
+def _reusable_raw_graphs(root: str | Path | None) -> dict[str, Path]:
+    """Raw IR files of another dataset's converted models, by name (conversion is the slow part)."""
+    if root is None:
+        return {}
+    manifest = load_manifest(root)
+    return {model["name"]: Path(root) / model["files"]["raw"] for model in manifest["models"]}
+
+
+def build_one(entry: ZooEntry, root: Path, rule_set, augmentations: int, seed: int,
+              reuse: Path | None = None) -> tuple[dict, list[dict]]:
+    """Convert (or read ``reuse``, a raw IR file), merge, augment and write one model; its manifest records."""
+    if reuse is not None:
+        raw = Graph.from_json_file(reuse)
+    else:
+        raw = _convert(entry, isolate=entry.framework == "keras" or entry.constructor.startswith("keras"))
     merged, _ = rule_set.apply(raw)
     graphs = {"raw": raw, "merged": merged}
     files, records = {}, {}
@@ -258,11 +273,16 @@ def build_one(entry: ZooEntry, root: Path, rule_set, augmentations: int, seed: i
 
 
 def build(preset: str, root: str | Path, rule_files=None, augmentations: int = AUGMENTATIONS, seed: int = 0,
-          progress: Callable[[int, int, str], None] | None = None) -> dict:
-    """Build (or resume) a dataset; returns the manifest data."""
+          progress: Callable[[int, int, str], None] | None = None, reuse_raw: str | Path | None = None) -> dict:
+    """Build (or resume) a dataset; returns the manifest data.
+
+    ``reuse_raw``: another dataset whose raw IR is reused for the models it has (to re-merge
+    a dataset with other rules without converting every model again).
+    """
     from hnn.rules import combine, load_rule_sets
 
     entries = resolve_preset(preset)
+    reusable = _reusable_raw_graphs(reuse_raw)
     rule_set = combine(load_rule_sets(rule_files))
     root = Path(root)
     for kind in KINDS:
@@ -278,7 +298,7 @@ def build(preset: str, root: str | Path, rule_files=None, augmentations: int = A
             continue
         started = time.perf_counter()
         try:
-            model, augmented = build_one(entry, root, rule_set, augmentations, seed)
+            model, augmented = build_one(entry, root, rule_set, augmentations, seed, reusable.get(entry.name))
         except HnnError as exc:
             log.warning("%s: skipped: %s", entry.name, exc)
             manifest.fail(entry, str(exc))

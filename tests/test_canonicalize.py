@@ -51,6 +51,25 @@ def test_multiplying_by_one_and_adding_zero_are_removed_but_real_arithmetic_stay
     assert ops(ir) == ["Conv", "Relu", "Mul", "Sub"]
 
 
+def test_a_per_channel_scale_after_a_conv_is_folded_into_it_and_other_products_stay():
+    import numpy as np
+    from onnx import numpy_helper
+
+    scale = numpy_helper.from_array(np.full((4, 1, 1), 0.5, np.float32), "scale")
+    rows = numpy_helper.from_array(np.full((8, 1), 0.5, np.float32), "rows")  # scales rows, not channels
+    nodes = [
+        conv("a", "x", "t1"),
+        helper.make_node("Mul", ["t1", "scale"], ["t2"]),  # a BatchNorm scale left by a converter
+        helper.make_node("Relu", ["t2"], ["t3"]),
+        conv("b", "t3", "t4"),
+        helper.make_node("Mul", ["t4", "rows"], ["y"]),
+    ]
+    weights = conv_weights("a", "b") + [scale, rows]
+    ir = onnx_to_ir(model(nodes, [("x", [1, 4, 8, 8])], ["y"], weights), simplify=False)
+    assert ops(ir) == ["Conv", "Relu", "Conv", "Mul"]
+    assert ir.nodes[0].params == 4 * 4 * 9  # the Conv's own count: folding changes values, not numbers
+
+
 def test_shape_only_subgraph_and_constants_do_not_become_nodes():
     nodes = [
         helper.make_node("Relu", ["x"], ["r"]),

@@ -54,6 +54,29 @@ def test_build_resumes_without_redoing_finished_models(small_zoo):
     assert resumed["augmented"] == data["augmented"]
 
 
+def test_reusing_raw_ir_remerges_with_other_rules_without_converting_again(small_zoo, tmp_path, monkeypatch):
+    import hnn.ingest.zoo as zoo
+
+    root, listing, data = small_zoo
+    monkeypatch.setattr(zoo, "_convert", lambda *a, **k: pytest.fail("converted a model it could reuse"))
+    remerged = build(str(listing), tmp_path / "agnostic", rule_files=["agnostic"], augmentations=3, seed=5,
+                     reuse_raw=root / "data")
+    assert [m["digest"]["raw"] for m in remerged["models"]] == [m["digest"]["raw"] for m in data["models"]]
+    assert remerged["rules"] == "agnostic"
+    resnet = load_dataset_graph(tmp_path / "agnostic", remerged["models"][1]["files"]["merged"])
+    assert "ConvAct" in {node.op for node in resnet.nodes}
+
+
+def test_torchvision_lines_of_a_list_get_the_preset_input_shape(tmp_path):
+    from hnn.ingest.zoo import list_file_preset
+
+    listing = tmp_path / "models.txt"
+    listing.write_text("torchvision.models:inception_v3 inception\ntorchvision.models:resnet18 resnet r18\n")
+    inception, resnet = list_file_preset(listing)
+    assert inception.input_shape == [1, 3, 299, 299] and resnet.input_shape == [1, 3, 224, 224]
+    assert resnet.name == "r18" and resnet.framework == "pytorch"
+
+
 def test_failed_model_is_reported_and_skipped(tmp_path):
     listing = tmp_path / "models.txt"
     listing.write_text("torchvision.models:no_such_net broken\n")

@@ -93,7 +93,7 @@ def mutate(data: bytes, rng: random.Random, rounds: int = 3) -> bytes:
             break
         try:
             rng.choice(_STRUCTURAL)(model, rng)
-        except (UnicodeDecodeError, ValueError, TypeError):  # a field an earlier byte edit left unreadable
+        except (UnicodeDecodeError, ValueError, TypeError, IndexError):  # unreadable or emptied fields
             return _mutate_bytes(data, rng)
     try:
         return model.SerializeToString()
