@@ -33,6 +33,11 @@ RulesOption = Annotated[
     Optional[list[str]],
     typer.Option("--rules", "-r", help="Merge-rule file or registered rule-set name (repeatable); default: paper."),
 ]
+IngestRulesOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--rules", "-r", help="Merge-rule file or registered rule-set name (repeatable); default: the "
+                                       "shipped checkpoints' rules (agnostic), so the output can be hashed."),
+]
 
 FrameworkOption = Annotated[
     Optional[str], typer.Option("--framework", "-f", help="Front-end to use (see `hnn frameworks`); default: detect.")
@@ -87,7 +92,7 @@ def ingest(
         Optional[str], typer.Option("--exporter", help="pytorch: torchscript (default) or dynamo.")
     ] = None,
     no_simplify: Annotated[bool, typer.Option("--no-simplify", help="Skip onnxsim.")] = False,
-    rules: RulesOption = None,
+    rules: IngestRulesOption = None,
     no_merge: Annotated[bool, typer.Option("--no-merge", help="Raw graph: apply no merge rules.")] = False,
     max_memory: MaxMemoryOption = "4G",
     timeout: TimeoutOption = 300.0,
@@ -109,9 +114,11 @@ def ingest(
         raise UsageError("--rules and --no-merge contradict each other")
     rule_files = None
     if not no_merge:
+        from hnn.hasher.checkpoint import default_checkpoint, load_checkpoint
         from hnn.rules import load_rule_sets
 
-        rule_files = load_rule_sets(rules)  # before conversion: a typo in a rule file fails fast
+        # By default, the shipped checkpoints' rules: `hnn ingest -o m.json; hnn hash m.json` then just works.
+        rule_files = load_rule_sets(rules or [load_checkpoint(default_checkpoint()).rules])  # typos fail fast
     graph = ingest_safely(source, trust=trust, limits=limits, framework=framework, input_shape=input_shape,
                           exporter=exporter, simplify=not no_simplify)
     if rule_files is not None:

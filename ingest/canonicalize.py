@@ -105,6 +105,26 @@ def _per_channel(node: WorkNode) -> bool:
     return False
 
 
+def sequence_split_to_slices(graph: WorkGraph) -> int:
+    """SplitToSequence read by SequenceAt nodes is a split into slices: write it as Slice nodes.
+
+    torch's ``x.chunk(2)`` (ShuffleNetV2's channel split) arrives from the TorchScript
+    exporter as two Slice nodes and from the dynamo exporter as SplitToSequence with two
+    SequenceAt readers; this pass gives both the TorchScript form.
+    """
+    changed = 0
+    for key in [k for k, node in graph.nodes.items() if node.op == "SplitToSequence"]:
+        node = graph.nodes[key]
+        readers = [graph.nodes[s] for s in node.succs]
+        if not readers or node.is_output or any(reader.op != "SequenceAt" for reader in readers):
+            continue
+        for reader in readers:
+            reader.op, reader.attrs = "Slice", {}
+        graph.remove_bypassing(key)
+        changed += 1 + len(readers)
+    return changed
+
+
 def fold_pad_into_consumer(graph: WorkGraph) -> int:
     """Drop a Pad whose every consumer is a Conv or pooling op (the padding is theirs)."""
     doomed = [
@@ -204,6 +224,7 @@ PASSES: tuple[Callable[[WorkGraph], int], ...] = (
     remove_layout_ops,
     remove_identity_arithmetic,
     fold_channel_affine_into_conv,
+    sequence_split_to_slices,
     fold_pad_into_consumer,
     reductions_to_global_pool,
     matmul_with_weight_to_gemm,

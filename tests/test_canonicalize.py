@@ -70,6 +70,22 @@ def test_a_per_channel_scale_after_a_conv_is_folded_into_it_and_other_products_s
     assert ir.nodes[0].params == 4 * 4 * 9  # the Conv's own count: folding changes values, not numbers
 
 
+def test_a_split_to_sequence_read_by_sequence_at_becomes_slices_as_torchscript_writes_it():
+    nodes = [
+        conv("a", "x", "t1"),
+        helper.make_node("SplitToSequence", ["t1"], ["seq"], axis=1),
+        helper.make_node("SequenceAt", ["seq", "zero"], ["left"]),
+        helper.make_node("SequenceAt", ["seq", "one"], ["right"]),
+        helper.make_node("Relu", ["right"], ["r"]),
+        helper.make_node("Concat", ["left", "r"], ["y"], axis=1),
+    ]
+    initializers = conv_weights("a") + [int_tensor("zero", 0), int_tensor("one", 1)]
+    ir = onnx_to_ir(model(nodes, [("x", [1, 4, 8, 8])], ["y"], initializers), simplify=False)
+    assert sorted(ops(ir)) == ["Concat", "Conv", "Relu", "Slice", "Slice"]
+    conv_id = next(node.id for node in ir.nodes if node.op == "Conv")
+    assert sum(1 for src, _ in ir.edges if src == conv_id) == 2  # the Conv feeds both slices directly
+
+
 def test_shape_only_subgraph_and_constants_do_not_become_nodes():
     nodes = [
         helper.make_node("Relu", ["x"], ["r"]),

@@ -29,11 +29,18 @@ def test_ingest_without_a_model_uses_the_bundled_example_and_writes_ir(tmp_path)
     assert json.loads(out.read_text())["format"] == "hnn-ir"
 
 
-def test_ingest_merges_with_the_paper_rules_by_default():
-    result = run_hnn("ingest", "--json")
+def test_ingest_merges_with_the_shipped_checkpoints_rules_by_default_so_its_output_hashes(tmp_path):
+    result = run_hnn("ingest", "--json", "-o", tmp_path / "m.json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    # stem Conv-BN-ReLU, block Conv-BN-ReLU and Conv-BN; the residual Add, ReLU, pool and head stay
+    # stem and block Conv-BN-ReLU, block Conv-BN; the residual Add, ReLU, pool and head stay
+    assert summary["ops"] == {"ConvAct": 2, "ConvUnit": 1, "Add": 1, "Relu": 1, "GlobalAveragePool": 1, "Gemm": 1}
+    assert summary["rules"] == ["agnostic"]
+    assert run_hnn("hash", tmp_path / "m.json").returncode == 0
+
+
+def test_ingest_with_the_paper_rules():
+    summary = json.loads(run_hnn("ingest", "--json", "--rules", "paper").stdout)
     assert summary["ops"] == {"ConvBnRelu": 2, "ConvBn": 1, "Add": 1, "Relu": 1, "GlobalAveragePool": 1, "Gemm": 1}
     assert summary["rules"] == ["paper"]
 
