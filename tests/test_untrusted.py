@@ -69,10 +69,11 @@ def test_archive_entries_may_not_point_outside_the_archive(tmp_path):
         check_zip_archive(path)
 
 
-def test_deeply_nested_subgraphs_finish_cleanly(corpus):
+@pytest.mark.parametrize("case, op", [("nested_if", "If"), ("nested_loop", "Loop")])
+def test_deeply_nested_subgraphs_finish_cleanly(corpus, case, op):
     _, cases = corpus
-    result = run_hnn("ingest", cases["nested_if"][0], "--json")
-    assert result.returncode == 0 and '"If": 1' in result.stdout
+    result = run_hnn("ingest", cases[case][0], "--json")
+    assert result.returncode == 0 and f'"{op}": 1' in result.stdout
 
 
 def test_hashing_bad_files_keeps_the_good_ones(corpus):

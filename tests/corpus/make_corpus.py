@@ -65,6 +65,31 @@ def _nested_if(depth: int) -> onnx.ModelProto:
     return model
 
 
+def _nested_loop(depth: int) -> onnx.ModelProto:
+    """Loop in Loop in Loop...: each body runs the next level once and passes x through."""
+    def body(level: int) -> onnx.GraphProto:
+        inputs = [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                  helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+                  helper.make_tensor_value_info(f"x{level}", TensorProto.FLOAT, None)]
+        outputs = [helper.make_tensor_value_info("c_out", TensorProto.BOOL, None),
+                   helper.make_tensor_value_info(f"y{level}", TensorProto.FLOAT, None)]
+        nodes = [helper.make_node("Identity", ["c"], ["c_out"])]
+        if level == 0:
+            nodes.append(helper.make_node("Relu", [f"x{level}"], [f"y{level}"]))
+        else:
+            nodes.append(helper.make_node("Loop", ["one", "", f"x{level}"], [f"y{level}"], body=body(level - 1)))
+        return helper.make_graph(nodes, f"body{level}", inputs, outputs,
+                                 initializer=[numpy_helper.from_array(np.array(1, np.int64), "one")])
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    graph = helper.make_graph([helper.make_node("Loop", ["trip", "", "x"], ["y"], body=body(depth))], "g", [x], [y],
+                              initializer=[numpy_helper.from_array(np.array(1, np.int64), "trip")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
 def _recursive_function() -> onnx.ModelProto:
     """A model-local function that calls itself: inlining it would never end."""
     body = [helper.make_node("Loopy", ["a"], ["b"], domain="custom"), helper.make_node("Relu", ["b"], ["c"])]
@@ -125,6 +150,7 @@ def make_corpus(folder: str | Path, framework_cases: bool = True) -> dict[str, t
               "declares 1000000000000 elements but holds 0")
     # 30 levels of If in If: near the protobuf parser's depth limit; must finish cleanly either way
     onnx_case("nested_if", _nested_if(30), "")
+    onnx_case("nested_loop", _nested_loop(20), "")
 
     # Cases found by scripts/fuzz_onnx.py, rebuilt here by hand: each crashed the ONNX-to-IR path once.
     duplicate = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Sigmoid", ["x"], ["y"])]
