@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/evasion.py [--models resnet18,vgg16,...] [--bits 64]
 
-For every model of the paper's set, each transformation below makes a copy;
+For every model of the paper's set and four more torchvision models (resnet50,
+efficientnet_b0, mobilenet_v3_large, convnext_tiny), each transformation below makes a copy;
 the copy is hashed with the shipped checkpoint and looked up among the
 originals of all models. Reported per transformation: Hamming distance to the
 original (median, max) and top-1 accuracy (the original is strictly the
@@ -33,6 +34,10 @@ PAPER_MODELS = ["vgg11", "vgg13", "vgg16", "resnet18", "resnet34", "resnet101", 
                 "mnasnet1_3", "densenet121", "densenet161", "densenet201", "squeezenet1_0", "squeezenet1_1",
                 "shufflenet_v2_x0_5", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0", "alexnet", "inception_v3",
                 "mobilenet_v2", "googlenet"]
+
+
+# Beyond the paper's set: architectures the shipped checkpoints were trained on but the paper lacks.
+MORE_MODELS = ["resnet50", "efficientnet_b0", "mobilenet_v3_large", "convnext_tiny"]
 
 
 def rename_everything(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -105,7 +110,8 @@ STRUCTURAL = ("block added", "block removed", "pruned 10%", "pruned 30%", "prune
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(PAPER_MODELS))
+    parser.add_argument("--models", default=",".join(PAPER_MODELS + MORE_MODELS),
+                        help="torchvision model names; default: the paper's 21 and four more")
     parser.add_argument("--bits", type=int, default=64)
     parser.add_argument("--checkpoint", action="append", default=None,
                         help="a checkpoint other than the shipped one; repeat to compare several on the same copies")

@@ -97,8 +97,11 @@ def _depth_builders(name: str) -> dict:
     shufflenets = {"shufflenet_v2_x0_5": [24, 48, 96, 192, 1024], "shufflenet_v2_x1_5": [24, 176, 352, 704, 1024],
                    "shufflenet_v2_x2_0": [24, 244, 488, 976, 2048]}
     builders = {}
+    resnets["resnet50"] = (resnet.Bottleneck, [3, 4, 6, 3])
     for kind, delta in (("block added", 1), ("block removed", -1)):
-        if name in resnets:
+        if name in MORE_DEPTH_BUILDERS:
+            builders[kind] = lambda d=delta: MORE_DEPTH_BUILDERS[name](d)
+        elif name in resnets:
             block, depths = resnets[name]
             builders[kind] = lambda b=block, d=stage3(depths, delta): resnet.ResNet(b, d)
         elif name in densenets:
@@ -143,7 +146,9 @@ def _width_builders(name: str) -> dict:
     for share in PRUNE_SHARES:
         keep = 1 - share
         kind = f"pruned {share:.0%}"
-        if name == "mobilenet_v2":
+        if name in MORE_WIDTH_BUILDERS:
+            builders[kind] = lambda k=keep: MORE_WIDTH_BUILDERS[name](k)
+        elif name == "mobilenet_v2":
             builders[kind] = lambda k=keep: mobilenetv2.MobileNetV2(width_mult=k)
         elif name in alphas:
             builders[kind] = lambda a=alphas[name] * keep: mnasnet.MNASNet(a)
@@ -173,3 +178,49 @@ def _narrow_vgg(cfg: list, keep: float):
         torch.nn.Linear(narrowed[-2] * 7 * 7, hidden), torch.nn.ReLU(True), torch.nn.Dropout(),
         torch.nn.Linear(hidden, hidden), torch.nn.ReLU(True), torch.nn.Dropout(), torch.nn.Linear(hidden, 1000))
     return model
+
+
+# Architectures beyond the paper's set whose torchvision builders take a configuration.
+def _efficientnet_b0(delta: int = 0, keep: float = 1.0):
+    from torchvision.models import efficientnet
+
+    setting, last = efficientnet._efficientnet_conf("efficientnet_b0", width_mult=keep, depth_mult=1.0)
+    setting[3].num_layers += delta
+    return efficientnet.EfficientNet(setting, 0.2, last_channel=last)
+
+
+def _mobilenet_v3_large(delta: int = 0, keep: float = 1.0):
+    import copy
+
+    from torchvision.models import mobilenetv3
+
+    setting, last = mobilenetv3._mobilenet_v3_conf("mobilenet_v3_large", width_mult=keep)
+    setting = list(setting)
+    if delta > 0:
+        setting.insert(5, copy.copy(setting[5]))  # a repeat of a stride-1 block: same shapes in and out
+    elif delta < 0:
+        del setting[5]
+    return mobilenetv3.MobileNetV3(setting, last)
+
+
+def _convnext_tiny(delta: int = 0, keep: float = 1.0):
+    from torchvision.models import convnext
+
+    widths = [max(8, round(c * keep / 8) * 8) for c in (96, 192, 384, 768)]
+    depths = [3, 3, 9 + delta, 3]
+    setting = [convnext.CNBlockConfig(widths[i], widths[i + 1] if i < 3 else None, depths[i]) for i in range(4)]
+    return convnext.ConvNeXt(setting)
+
+
+def _resnet50_pruned(keep: float):
+    from torchvision.models import resnet
+
+    # Structured pruning of the bottlenecks' inner convolutions (the residual width stays).
+    return resnet.ResNet(resnet.Bottleneck, [3, 4, 6, 3], width_per_group=max(8, round(64 * keep)))
+
+
+MORE_DEPTH_BUILDERS = {"efficientnet_b0": _efficientnet_b0, "mobilenet_v3_large": _mobilenet_v3_large,
+                       "convnext_tiny": _convnext_tiny}
+MORE_WIDTH_BUILDERS = {"efficientnet_b0": lambda keep: _efficientnet_b0(keep=keep),
+                       "mobilenet_v3_large": lambda keep: _mobilenet_v3_large(keep=keep),
+                       "convnext_tiny": lambda keep: _convnext_tiny(keep=keep), "resnet50": _resnet50_pruned}

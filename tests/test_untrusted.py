@@ -25,7 +25,7 @@ def corpus(tmp_path_factory):
 
 
 CASES = ["pickle_canary", "random_bytes", "truncated", "external_dotdot", "external_absolute", "external_symlink",
-         "cycle", "huge_declared_tensor", "zip_bomb", "torchscript", "keras_lambda", "savedmodel_writefile",
+         "cycle", "huge_declared_tensor", "zip_bomb", "torchscript", "keras_lambda", "keras_unknown_class", "savedmodel_writefile",
          "savedmodel_nested_readfile", "duplicate_outputs", "dangling_input", "op_type_not_utf8",
          "attribute_wrong_kind", "unknown_data_type", "raw_data_size_mismatch", "typed_field_mismatch",
          "recursive_function", "raw_string_tensor", "tensor_name_not_utf8"]

@@ -196,6 +196,22 @@ def make_corpus(folder: str | Path, framework_cases: bool = True) -> dict[str, t
     return cases
 
 
+def _unknown_class_keras(template: Path, path: Path, canary: Path) -> Path:
+    """The Lambda file with its layer replaced by ``os.system("touch CANARY")`` as a 'class' to deserialize."""
+    import json
+
+    with zipfile.ZipFile(template) as source:
+        members = {name: source.read(name) for name in source.namelist()}
+    config = json.loads(members["config.json"])
+    config["config"]["layers"][1].update({"module": "os", "class_name": "system", "registered_name": None,
+                                          "config": {"command": f"touch {canary}"}})
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as target:
+        for name, data in members.items():
+            target.writestr(name, data)
+    return path
+
+
 def _zip_bomb(path: Path, size: int) -> None:
     """A .keras-shaped zip whose weights entry deflates ``size`` zero bytes into about size/1000."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -233,6 +249,8 @@ def _framework_cases(folder: Path, canary: Path) -> dict[str, tuple[Path, str]]:
     cases["keras_lambda"] = (path, "safe mode")
     if canary.exists():  # building the Lambda model above called it once, here in the test's own process
         canary.unlink()
+    cases["keras_unknown_class"] = (_unknown_class_keras(path, folder / "unknown_class.keras", canary),
+                                    "cannot load as a Keras model")
 
     class WritesFile(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
