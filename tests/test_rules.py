@@ -2,6 +2,7 @@
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +10,8 @@ from conftest import run_hnn
 from hnn.ingest.ir import Graph, GraphMeta, Node
 from hnn.rules import RuleFileError, load_rule_file, merge
 from hnn.rules.loader import compile_rules
+
+AGNOSTIC = Path(__file__).parents[1] / "rules" / "agnostic.yaml"
 
 
 def chain_graph(ops, extra_edges=(), flops=None):
@@ -39,6 +42,17 @@ def test_each_default_rule_matches_its_chain(ops, expected):
     assert merged_ops(result) == expected
     assert result.total_flops == graph.total_flops and result.total_params == graph.total_params
     assert sum(counts.values()) == (1 if expected[0].startswith("Conv") else 0)
+
+
+@pytest.mark.parametrize("kept, folded", [
+    (["Conv", "BatchNormalization", "Relu"], ["Conv", "Relu"]),
+    (["Conv", "BatchNormalization", "Conv", "BatchNormalization", "Relu"], ["Conv", "Conv", "Relu"]),
+    (["Conv", "BatchNormalization", "Conv", "BatchNormalization"], ["Conv", "Conv"]),
+])
+def test_agnostic_rules_merge_a_folded_batchnorm_like_a_kept_one(kept, folded):
+    rules = [AGNOSTIC]
+    assert [n.op for n in merge(chain_graph(kept), rules)[0].nodes] == \
+        [n.op for n in merge(chain_graph(folded), rules)[0].nodes]
 
 
 def test_branching_intermediate_tensor_ends_the_chain():
