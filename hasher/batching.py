@@ -16,8 +16,8 @@ class GraphTensors:
     edge_index: torch.Tensor  # [2, E] int64
 
 
-def to_tensors(graph: Graph, vocabulary: list[str]) -> GraphTensors:
-    return GraphTensors(torch.from_numpy(node_features(graph, vocabulary)),
+def to_tensors(graph: Graph, vocabulary: list[str], size_features: bool = False) -> GraphTensors:
+    return GraphTensors(torch.from_numpy(node_features(graph, vocabulary, size_features)),
                         torch.from_numpy(undirected_edge_index(graph)))
 
 

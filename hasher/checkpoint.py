@@ -54,6 +54,10 @@ class Checkpoint:
     def bits(self) -> int:
         return int(self.config["bits"])
 
+    @property
+    def size_features(self) -> bool:
+        return bool(self.config.get("size_features", False))  # absent from checkpoints made before it
+
     def torch_model(self, device: str = "cpu"):
         """The torch HNNNet with these weights, in eval mode (imports torch)."""
         if device not in self._torch_models:

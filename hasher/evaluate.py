@@ -30,6 +30,7 @@ METHODS: dict[str, TrainConfig | None] = {
     "ghashing": replace(DEFAULT_CONFIG, beta=0.0, same_source_shrink=1.0, source_margin=0.0),
     "wl-simhash": None,
     "hnn+wl": DEFAULT_CONFIG,  # half the bits from HNN-Net, half from WL-SimHash, concatenated
+    "hnn-size": replace(DEFAULT_CONFIG, size_features=True),  # graph size on every node (not in the paper)
 }
 
 

@@ -26,6 +26,7 @@ class HNNNetConfig:
         families: number of family classes of the classification head (0: no head).
         gcn: output widths of the GCN layers.
         fc: widths of FC1..FC4; FC3 is the embedding the topology loss constrains.
+        size_features: the node features end with the graph's size (not in the paper).
     """
 
     in_channels: int
@@ -33,6 +34,7 @@ class HNNNetConfig:
     families: int = 0
     gcn: tuple[int, ...] = (256, 128, 64)
     fc: tuple[int, ...] = (348, 256, 256, 128)
+    size_features: bool = False  # in_channels includes the 3 graph-size columns (hnn.hasher.features)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -41,6 +41,7 @@ class TrainConfig:
     validate_every: int = 5
     same_source_shrink: float = 1.0
     source_margin: float = 0.0
+    size_features: bool = False
 
 
 # What `hnn train` uses: the code-form topology loss with source-aware targets measured
@@ -110,7 +111,7 @@ def prepare(data_dir: str | Path, config: TrainConfig, progress=None) -> Prepare
     _, matrix, _ = pairwise_ged(data_dir, kind=config.kind, cap=config.cap, progress=progress,
                                 loaded=(records, graphs))
     return Prepared(
-        names=names, records=records, tensors=[to_tensors(g, vocabulary) for g in graphs],
+        names=names, records=records, tensors=[to_tensors(g, vocabulary, config.size_features) for g in graphs],
         family_index=np.array([family_of.get(r["family"], -1) for r in records]), families=families,
         vocabulary=vocabulary, ged=matrix.astype(np.float32), train=np.array(train),
         validation=np.array(validation), rules=manifest["rules"], rules_digest=manifest.get("rules_digest", ""),
@@ -194,8 +195,9 @@ def train(data_dir: str | Path, config: TrainConfig, output: str | Path | None =
     data = prepare(data_dir, config)
     if len(data.train) < 2:
         raise UsageError(f"{data_dir}: the {config.split} split leaves fewer than 2 training graphs")
-    model = HNNNet(HNNNetConfig(in_channels=feature_width(data.vocabulary), bits=config.bits,
-                                families=len(data.families) if config.beta else 0)).to(device)
+    model = HNNNet(HNNNetConfig(in_channels=feature_width(data.vocabulary, config.size_features), bits=config.bits,
+                                families=len(data.families) if config.beta else 0,
+                                size_features=config.size_features)).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     weights = LossWeights(alpha=config.alpha, beta=config.beta, gamma=config.gamma, cap=config.cap,
                           topology=config.topology, same_source_shrink=config.same_source_shrink,

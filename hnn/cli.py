@@ -335,6 +335,8 @@ def train_command(
     kind: Annotated[str, typer.Option("--kind", help="merged or raw graphs.")] = "merged",
     topology: Annotated[str, typer.Option(help="code (default) or embedding (the paper's form).")] = "code",
     no_class: Annotated[bool, typer.Option("--no-class", help="Train without L_class.")] = False,
+    size_features: Annotated[bool, typer.Option(
+        "--size-features", help="Give every node the graph's size too (separates siblings; not in the paper).")] = False,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -344,7 +346,7 @@ def train_command(
     from dataclasses import replace
 
     config = replace(DEFAULT_CONFIG, bits=bits, epochs=epochs, device=device, seed=seed, split=split, kind=kind,
-                     topology=topology, beta=0.0 if no_class else DEFAULT_CONFIG.beta)
+                     topology=topology, beta=0.0 if no_class else DEFAULT_CONFIG.beta, size_features=size_features)
     with _Progress("training") as progress:
         def report(epoch, total, record):
             parts = " ".join(f"{k}={record[k]}" for k in ("topo", "class", "quant", "val_source_map") if k in record)

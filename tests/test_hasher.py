@@ -113,23 +113,39 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
         load_checkpoint(tmp_path / "text.npz")
 
 
-def test_numpy_forward_equals_torch_forward(tmp_path):
+@pytest.mark.parametrize("size_features", [False, True])
+def test_numpy_forward_equals_torch_forward(tmp_path, size_features):
     from hnn.hasher.checkpoint import load_checkpoint, save_checkpoint
+    from hnn.hasher.features import feature_width
     from hnn.hasher.numpy_model import forward
 
     torch.manual_seed(3)
     graphs = [small_graph(("Conv", "Relu", "Add", "Conv", "Gemm"), (10**6, 10**3, 50, 10**5, 10**4)),
               small_graph(("Conv",) * 7)]
     vocabulary = build_vocabulary(graphs)
-    model = HNNNet(HNNNetConfig(in_channels=len(vocabulary) + 22, bits=32)).eval()
+    model = HNNNet(HNNNetConfig(in_channels=feature_width(vocabulary, size_features), bits=32,
+                                size_features=size_features)).eval()
     save_checkpoint(tmp_path / "c.npz", model, vocabulary, [], "paper", "", {})
     loaded = load_checkpoint(tmp_path / "c.npz")
+    assert loaded.size_features == size_features
     for graph in graphs:
         with torch.no_grad():
-            expected = model(*collate([to_tensors(graph, vocabulary)]))
-        got = forward(loaded.arrays, graph, vocabulary)
+            expected = model(*collate([to_tensors(graph, vocabulary, size_features)]))
+        got = forward(loaded.arrays, graph, vocabulary, size_features=loaded.size_features)
         assert np.allclose(got["code"], expected["code"][0].numpy(), atol=1e-5)
         assert np.allclose(got["embedding"], expected["embedding"][0].numpy(), atol=1e-4)
+
+
+def test_size_features_tell_apart_graphs_that_differ_only_in_depth():
+    from hnn.hasher.features import SIZE_COLUMNS, node_features
+
+    shallow, deep = small_graph(("Conv",) * 4), small_graph(("Conv",) * 8)
+    vocabulary = build_vocabulary([shallow, deep])
+    assert (node_features(shallow, vocabulary)[0] == node_features(deep, vocabulary)[0]).all()
+    a, b = node_features(shallow, vocabulary, True), node_features(deep, vocabulary, True)
+    assert a.shape[1] == node_features(shallow, vocabulary).shape[1] + SIZE_COLUMNS
+    assert not np.allclose(a[0, -SIZE_COLUMNS:], b[0, -SIZE_COLUMNS:])
+    assert np.allclose(a[:, -SIZE_COLUMNS:], a[0, -SIZE_COLUMNS:])  # the same on every node
 
 
 def test_hex_round_trip():
