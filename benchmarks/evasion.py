@@ -22,13 +22,11 @@ removed; channel widths pruned by 10, 30 and 50%.
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 from collections import defaultdict
 
 import numpy as np
 import onnx
-from onnx import helper
 
 PAPER_MODELS = ["vgg11", "vgg13", "vgg16", "resnet18", "resnet34", "resnet101", "mnasnet0_75", "mnasnet1_0",
                 "mnasnet1_3", "densenet121", "densenet161", "densenet201", "squeezenet1_0", "squeezenet1_1",
@@ -38,69 +36,6 @@ PAPER_MODELS = ["vgg11", "vgg13", "vgg16", "resnet18", "resnet34", "resnet101", 
 
 # Beyond the paper's set: architectures the shipped checkpoints were trained on but the paper lacks.
 MORE_MODELS = ["resnet50", "efficientnet_b0", "mobilenet_v3_large", "convnext_tiny"]
-
-
-def rename_everything(model: onnx.ModelProto) -> onnx.ModelProto:
-    model = copy.deepcopy(model)
-    graph = model.graph
-    keep = {v.name for v in [*graph.input, *graph.output]}
-    names: dict[str, str] = {}
-
-    def rename(name: str) -> str:
-        return name if not name or name in keep else names.setdefault(name, f"x{len(names)}")
-
-    for init in graph.initializer:
-        init.name = rename(init.name)
-    for index, node in enumerate(graph.node):
-        node.name = f"n{index}"
-        node.input[:] = [rename(n) for n in node.input]
-        node.output[:] = [rename(n) for n in node.output]
-    for value in graph.value_info:
-        value.name = rename(value.name)
-    return model
-
-
-def insert_noops(model: onnx.ModelProto) -> onnx.ModelProto:
-    """An Identity and a Dropout after every fifth node's first output."""
-    model = copy.deepcopy(model)
-    nodes = []
-    for index, node in enumerate(model.graph.node):
-        nodes.append(node)
-        if index % 5 == 0 and node.output and node.output[0] not in {o.name for o in model.graph.output}:
-            original = node.output[0]
-            node.output[0] = f"{original}__pre"
-            nodes.append(helper.make_node("Identity", [f"{original}__pre"], [f"{original}__mid"]))
-            nodes.append(helper.make_node("Dropout", [f"{original}__mid"], [original]))
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    return model
-
-
-def insert_arithmetic_noops(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A multiplication by 1 and an addition of 0 after every seventh node's first output."""
-    from onnx import numpy_helper
-
-    model = copy.deepcopy(model)
-    model.graph.initializer.extend([numpy_helper.from_array(np.array(1.0, np.float32), "__one"),
-                                    numpy_helper.from_array(np.array(0.0, np.float32), "__zero")])
-    outputs = {o.name for o in model.graph.output}
-    nodes = []
-    for index, node in enumerate(model.graph.node):
-        nodes.append(node)
-        if index % 7 == 3 and node.output and node.output[0] not in outputs and node.op_type != "Constant":
-            original = node.output[0]
-            node.output[0] = f"{original}__pre"
-            nodes.append(helper.make_node("Mul", [f"{original}__pre", "__one"], [f"{original}__mid"]))
-            nodes.append(helper.make_node("Add", ["__zero", f"{original}__mid"], [original]))
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    return model
-
-
-def upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
-    from onnx import version_converter
-
-    return version_converter.convert_version(model, 21)
 
 
 FREE = ("renamed", "Identity + Dropout inserted", "x*1 and x+0 inserted", "opset 18 -> 21", "dynamo exporter",
@@ -117,6 +52,7 @@ def main() -> None:
                         help="a checkpoint other than the shipped one; repeat to compare several on the same copies")
     args = parser.parse_args()
 
+    from onnx_edits import insert_arithmetic_noops, insert_noops, rename_everything, upgrade_opset
     from torch_edits import free_variants, structural_variants
 
     from hnn.hasher.api import hash_graphs, load, to_hashable_graph

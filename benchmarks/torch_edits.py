@@ -24,6 +24,15 @@ import onnx
 PRUNE_SHARES = (0.1, 0.3, 0.5)
 
 
+# torchvision's configurations of the paper's configurable families, as its builders take them.
+DENSENETS = {"densenet121": (32, (6, 12, 24, 16), 64), "densenet161": (48, (6, 12, 36, 24), 96),
+             "densenet201": (32, (6, 12, 48, 32), 64)}  # growth rate, block depths, initial features
+VGG_CONFIGS = {"vgg11": "A", "vgg13": "B", "vgg16": "D"}
+SHUFFLENET_CHANNELS = {"shufflenet_v2_x0_5": [24, 48, 96, 192, 1024],
+                       "shufflenet_v2_x1_5": [24, 176, 352, 704, 1024],
+                       "shufflenet_v2_x2_0": [24, 244, 488, 976, 2048]}
+
+
 def input_shape(name: str) -> list[int]:
     return [1, 3, 299, 299] if name == "inception_v3" else [1, 3, 224, 224]
 
@@ -90,27 +99,21 @@ def _depth_builders(name: str) -> dict:
         return depths
 
     resnets = {"resnet18": (resnet.BasicBlock, [2, 2, 2, 2]), "resnet34": (resnet.BasicBlock, [3, 4, 6, 3]),
-               "resnet101": (resnet.Bottleneck, [3, 4, 23, 3])}
-    densenets = {"densenet121": (32, (6, 12, 24, 16), 64), "densenet161": (48, (6, 12, 36, 24), 96),
-                 "densenet201": (32, (6, 12, 48, 32), 64)}
-    vggs = {"vgg11": "A", "vgg13": "B", "vgg16": "D"}
-    shufflenets = {"shufflenet_v2_x0_5": [24, 48, 96, 192, 1024], "shufflenet_v2_x1_5": [24, 176, 352, 704, 1024],
-                   "shufflenet_v2_x2_0": [24, 244, 488, 976, 2048]}
+               "resnet50": (resnet.Bottleneck, [3, 4, 6, 3]), "resnet101": (resnet.Bottleneck, [3, 4, 23, 3])}
     builders = {}
-    resnets["resnet50"] = (resnet.Bottleneck, [3, 4, 6, 3])
     for kind, delta in (("block added", 1), ("block removed", -1)):
         if name in MORE_DEPTH_BUILDERS:
             builders[kind] = lambda d=delta: MORE_DEPTH_BUILDERS[name](d)
         elif name in resnets:
             block, depths = resnets[name]
             builders[kind] = lambda b=block, d=stage3(depths, delta): resnet.ResNet(b, d)
-        elif name in densenets:
-            growth, blocks, initial = densenets[name]
+        elif name in DENSENETS:
+            growth, blocks, initial = DENSENETS[name]
             builders[kind] = lambda g=growth, b=tuple(stage3(blocks, delta)), i=initial: densenet.DenseNet(g, b, i)
-        elif name in vggs:
-            builders[kind] = lambda c=_vgg_cfg_with_block(vgg.cfgs[vggs[name]], delta): vgg.VGG(vgg.make_layers(c))
-        elif name in shufflenets:
-            builders[kind] = lambda d=stage3([4, 8, 4, 0], delta)[:3], c=shufflenets[name]: \
+        elif name in VGG_CONFIGS:
+            builders[kind] = lambda c=_vgg_cfg_with_block(vgg.cfgs[VGG_CONFIGS[name]], delta): vgg.VGG(vgg.make_layers(c))
+        elif name in SHUFFLENET_CHANNELS:
+            builders[kind] = lambda d=stage3([4, 8, 4, 0], delta)[:3], c=SHUFFLENET_CHANNELS[name]: \
                 shufflenetv2.ShuffleNetV2(d, c)
         elif name == "mobilenet_v2":
             setting = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2],
@@ -136,12 +139,7 @@ def _width_builders(name: str) -> dict:
     """Constructors of the model with every layer narrowed by 10, 30 and 50%."""
     from torchvision.models import densenet, mnasnet, mobilenetv2, shufflenetv2, vgg
 
-    densenets = {"densenet121": (32, (6, 12, 24, 16), 64), "densenet161": (48, (6, 12, 36, 24), 96),
-                 "densenet201": (32, (6, 12, 48, 32), 64)}
-    vggs = {"vgg11": "A", "vgg13": "B", "vgg16": "D"}
     alphas = {"mnasnet0_75": 0.75, "mnasnet1_0": 1.0, "mnasnet1_3": 1.3}
-    shufflenets = {"shufflenet_v2_x0_5": [24, 48, 96, 192, 1024], "shufflenet_v2_x1_5": [24, 176, 352, 704, 1024],
-                   "shufflenet_v2_x2_0": [24, 244, 488, 976, 2048]}
     builders = {}
     for share in PRUNE_SHARES:
         keep = 1 - share
@@ -152,14 +150,14 @@ def _width_builders(name: str) -> dict:
             builders[kind] = lambda k=keep: mobilenetv2.MobileNetV2(width_mult=k)
         elif name in alphas:
             builders[kind] = lambda a=alphas[name] * keep: mnasnet.MNASNet(a)
-        elif name in densenets:
-            growth, blocks, initial = densenets[name]
+        elif name in DENSENETS:
+            growth, blocks, initial = DENSENETS[name]
             builders[kind] = lambda g=round(growth * keep), b=blocks, i=round(initial * keep): densenet.DenseNet(g, b, i)
-        elif name in shufflenets:
-            channels = [c if i in (0,) else _even(c * keep) for i, c in enumerate(shufflenets[name])]
+        elif name in SHUFFLENET_CHANNELS:
+            channels = [c if i in (0,) else _even(c * keep) for i, c in enumerate(SHUFFLENET_CHANNELS[name])]
             builders[kind] = lambda c=channels: shufflenetv2.ShuffleNetV2([4, 8, 4], c)
-        elif name in vggs:
-            builders[kind] = lambda c=vgg.cfgs[vggs[name]], k=keep: _narrow_vgg(c, k)
+        elif name in VGG_CONFIGS:
+            builders[kind] = lambda c=vgg.cfgs[VGG_CONFIGS[name]], k=keep: _narrow_vgg(c, k)
     return builders
 
 

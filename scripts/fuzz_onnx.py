@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,8 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "fuzz"))
 
 
-def fuzz_child(seconds: int, findings: Path, stats_path: Path, simplify: bool) -> None:
-    """One libFuzzer run (this process): stops at the time limit or at a native crash."""
+def fuzz_child(seconds: int, findings: Path, scratch: Path, simplify: bool) -> None:
+    """One libFuzzer run (this process): stops at the time limit or at a native crash.
+
+    libFuzzer ends the process with exit(), past any ``finally``: so the counters go to
+    ``scratch/stats.json`` every few seconds, and the parent removes ``scratch`` afterwards.
+    """
     import random
 
     import atheris
@@ -41,7 +46,9 @@ def fuzz_child(seconds: int, findings: Path, stats_path: Path, simplify: bool) -
     logging.disable(logging.CRITICAL)  # shape-inference warnings for every mutant would drown the report
     seen = {path.stem for path in findings.glob("*.onnx")}
     stats = {"executions": 0, "findings": 0}
-    workdir = Path(tempfile.mkdtemp(prefix="hnn-fuzz-"))
+    stats_path, workdir, seed_dir = scratch / "stats.json", scratch / "work", scratch / "seeds"
+    workdir.mkdir()
+    seed_dir.mkdir()
     last_write = time.monotonic()
 
     def test_one_input(data: bytes) -> None:
@@ -64,16 +71,12 @@ def fuzz_child(seconds: int, findings: Path, stats_path: Path, simplify: bool) -
     def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
         return mutate(data, random.Random(seed))[:max_size]
 
-    seed_dir = Path(tempfile.mkdtemp(prefix="hnn-fuzz-seeds-"))
     for index, seed in enumerate(seed_models()):
         (seed_dir / f"seed{index}.onnx").write_bytes(seed)
     args = [sys.argv[0], str(seed_dir), f"-max_total_time={seconds}", f"-artifact_prefix={findings}/",
             "-max_len=1000000", "-rss_limit_mb=4096", "-timeout=30", "-print_final_stats=1"]
     atheris.Setup(args, test_one_input, custom_mutator=custom_mutator)
-    try:
-        atheris.Fuzz()
-    finally:
-        stats_path.write_text(json.dumps(stats))
+    atheris.Fuzz()
 
 
 def main() -> None:
@@ -82,26 +85,27 @@ def main() -> None:
     parser.add_argument("--simplify", action="store_true", help="run onnxsim too, as hnn ingest does by default")
     parser.add_argument("--findings", type=Path, default=Path("fuzz-findings"))
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--stats", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.findings.mkdir(parents=True, exist_ok=True)
     if args.child is not None:
-        fuzz_child(args.child, args.findings.resolve(), args.stats, args.simplify)
+        fuzz_child(args.child, args.findings.resolve(), args.scratch, args.simplify)
         return
 
     deadline = time.monotonic() + args.minutes * 60
     executions, runs, stops = 0, 0, []
     while (left := int(deadline - time.monotonic())) > 5:
-        stats = Path(tempfile.mkstemp(prefix="hnn-fuzz-stats-")[1])
-        command = [sys.executable, __file__, "--child", str(left), "--stats", str(stats),
+        scratch = Path(tempfile.mkdtemp(prefix="hnn-fuzz-"))
+        stats = scratch / "stats.json"
+        command = [sys.executable, __file__, "--child", str(left), "--scratch", str(scratch),
                    "--findings", str(args.findings)] + (["--simplify"] if args.simplify else [])
         result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         runs += 1
-        try:
-            executions += json.loads(stats.read_text() or "{}").get("executions", 0)
-        except json.JSONDecodeError:
+        try:  # written every 2 s: the count is a lower bound
+            executions += json.loads(stats.read_text()).get("executions", 0)
+        except (OSError, json.JSONDecodeError):
             pass
-        stats.unlink(missing_ok=True)
+        shutil.rmtree(scratch, ignore_errors=True)
         reasons = [line for line in result.stderr.splitlines() if "ERROR: libFuzzer" in line or "finding:" in line]
         stops.extend(line for line in reasons if "libFuzzer" in line)
         if result.returncode != 0 and not any("libFuzzer" in line for line in reasons):

@@ -1,16 +1,20 @@
 """`hnn hash`, `hnn compare`, `hnn index`, `hnn check` with the shipped checkpoint on real models."""
 
 import json
+import sys
+from pathlib import Path
 
 import onnx
 import pytest
-from onnx import helper
 
 from conftest import run_hnn
 from hnn.hasher.api import hash_model, load
 
 torch = pytest.importorskip("torch")
 from hnn.plugins.frontends.pytorch_frontend import export_module  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+from onnx_edits import insert_noops, rename_everything  # noqa: E402  (the evasion benchmark's own edits)
 
 
 @pytest.fixture(scope="module")
@@ -28,29 +32,8 @@ def model_files(tmp_path_factory):
 
 
 def renamed_with_noops(path, target):
-    """Every node and tensor renamed, and an Identity plus a Dropout inserted after the first node."""
-    model = onnx.load(str(path))
-    graph = model.graph
-    keep = {v.name for v in [*graph.input, *graph.output]}
-    names = {}
-
-    def rename(name):
-        if not name or name in keep:
-            return name
-        return names.setdefault(name, f"t{len(names)}")
-
-    for init in graph.initializer:
-        init.name = rename(init.name)
-    for i, node in enumerate(graph.node):
-        node.name = f"renamed_{i}"
-        node.input[:] = [rename(n) for n in node.input]
-        node.output[:] = [rename(n) for n in node.output]
-    first = graph.node[0]
-    original = first.output[0]
-    first.output[0] = "before_noops"
-    graph.node.insert(1, helper.make_node("Identity", ["before_noops"], ["mid_noop"], name="inserted_identity"))
-    graph.node.insert(2, helper.make_node("Dropout", ["mid_noop"], [original], name="inserted_dropout"))
-    onnx.save(model, str(target))
+    """Every node and tensor renamed, and an Identity plus a Dropout after every fifth node."""
+    onnx.save(insert_noops(rename_everything(onnx.load(str(path)))), str(target))
     return target
 
 
