@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from hnn.errors import InputError, UsageError
+from hnn.hasher.structure import structure_code, structure_distance
 from hnn.ingest.ir import Graph
 
 # Verdict thresholds as a share of the code's bits, used when the checkpoint holds none.
@@ -26,10 +27,11 @@ class HashResult:
     hash: str
     nodes: int
     code: np.ndarray
+    structure: np.ndarray
 
     def to_dict(self) -> dict:
         return {"model": self.model, "framework": self.framework, "bits": self.bits, "hash": self.hash,
-                "nodes": self.nodes}
+                "structure": code_to_hex(self.structure), "nodes": self.nodes}
 
 
 def code_to_hex(code: np.ndarray) -> str:
@@ -115,7 +117,7 @@ def hash_model(source: Any, checkpoint: str | Path | None = None, bits: int | No
     code = hash_graphs([graph], loaded)[0]
     return HashResult(model=str(source) if isinstance(source, (str, Path)) else type(source).__name__,
                       framework=graph.meta.framework, bits=loaded.bits, hash=code_to_hex(code),
-                      nodes=len(graph.nodes), code=code)
+                      nodes=len(graph.nodes), code=code, structure=structure_code(graph))
 
 
 def thresholds(checkpoint) -> dict[str, int]:
@@ -143,5 +145,6 @@ def compare(a: Any, b: Any, checkpoint: str | Path | None = None, bits: int | No
     distance = int((first.code != second.code).sum())
     limits = thresholds(loaded)
     return {"a": first.to_dict(), "b": second.to_dict(), "distance": distance,
+            "structure_distance": structure_distance(first.structure, second.structure),
             "similarity": round(1 - distance / loaded.bits, 4), "verdict": verdict(distance, limits),
             "thresholds": limits}

@@ -20,12 +20,13 @@ from hnn.ingest.ir import Graph
 ITERATIONS = 3
 
 
-def wl_features(graph: Graph, iterations: int = ITERATIONS) -> Counter:
+def wl_features(graph: Graph, iterations: int = ITERATIONS, sizes: bool = True) -> Counter:
+    """The WL feature bag; node labels are op and size buckets, or the op alone (``sizes=False``)."""
     import networkx as nx
 
     undirected = nx.Graph()
     for node in graph.nodes:
-        undirected.add_node(node.id, label=f"{node.op}/{enc(node.flops)}/{enc(node.params)}")
+        undirected.add_node(node.id, label=f"{node.op}/{enc(node.flops)}/{enc(node.params)}" if sizes else node.op)
     undirected.add_edges_from(graph.edges)
     hashes = nx.weisfeiler_lehman_subgraph_hashes(undirected, node_attr="label", iterations=iterations)
     features = Counter(undirected.nodes[n]["label"] for n in undirected.nodes)
@@ -39,9 +40,9 @@ def _signs(feature: str, bits: int) -> np.ndarray:
     return np.unpackbits(np.frombuffer(digest, dtype=np.uint8))[:bits].astype(np.float64) * 2 - 1
 
 
-def wl_simhash(graph: Graph, bits: int) -> np.ndarray:
+def wl_simhash(graph: Graph, bits: int, sizes: bool = True) -> np.ndarray:
     """Bool code [bits]."""
     total = np.zeros(bits)
-    for feature, count in wl_features(graph).items():
+    for feature, count in wl_features(graph, sizes=sizes).items():
         total += count * _signs(feature, bits)
     return total > 0

@@ -31,18 +31,42 @@ METHODS: dict[str, TrainConfig | None] = {
     "wl-simhash": None,
     "hnn+wl": DEFAULT_CONFIG,  # half the bits from HNN-Net, half from WL-SimHash, concatenated
     "hnn-size": replace(DEFAULT_CONFIG, size_features=True),  # graph size on every node (not in the paper)
+    # `hnn` codes ranked as `hnn index query` ranks them: ties of the code ordered by the structure code.
+    "hnn-index": DEFAULT_CONFIG,
 }
 
 
+def structure_codes(method: str, graphs: list) -> np.ndarray | None:
+    """The structure codes that break ties of ``method``'s ranking, or None where it has no tie-break."""
+    if method != "hnn-index":
+        return None
+    from hnn.hasher.structure import structure_code
+
+    return np.array([structure_code(graph) for graph in graphs], dtype=bool)
+
+
 def method_codes(method: str, data_dir: Path, kind: str, bits: int, split: str, seed: int, epochs: int,
-                 records: list[dict], graphs: list) -> np.ndarray:
-    """Bool codes [graphs, bits] of one method."""
+                 records: list[dict], graphs: list, cache: dict | None = None) -> np.ndarray:
+    """Bool codes [graphs, bits] of one method; ``cache`` keeps trained codes that several methods share."""
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method == "hnn-index":
+        method = "hnn"
+    key = (method, kind, bits, seed)
+    if cache is not None and key in cache:
+        return cache[key]
+    codes = _method_codes(method, data_dir, kind, bits, split, seed, epochs, records, graphs, cache)
+    if cache is not None:
+        cache[key] = codes
+    return codes
+
+
+def _method_codes(method: str, data_dir: Path, kind: str, bits: int, split: str, seed: int, epochs: int,
+                  records: list[dict], graphs: list, cache: dict | None) -> np.ndarray:
     if method == "hnn+wl":
-        learned = method_codes("hnn", data_dir, kind, bits - bits // 2, split, seed, epochs, records, graphs)
+        learned = method_codes("hnn", data_dir, kind, bits - bits // 2, split, seed, epochs, records, graphs, cache)
         return np.concatenate([learned, method_codes("wl-simhash", data_dir, kind, bits // 2, split, seed, epochs,
-                                                     records, graphs)], axis=1)
+                                                     records, graphs, cache)], axis=1)
     if METHODS[method] is None:
         from hnn.hasher.baselines import wl_simhash
 
@@ -54,17 +78,28 @@ def method_codes(method: str, data_dir: Path, kind: str, bits: int, split: str, 
     return embed(result["model"], result["data"].tensors, "cpu")["code"] > 0.5
 
 
-def score(codes: np.ndarray, records: list[dict], split_names: dict, split: str) -> dict:
-    """Family- and source-level metrics, PR points, distance histograms, held-out variant shares."""
+def score(codes: np.ndarray, records: list[dict], split_names: dict, split: str,
+          structures: np.ndarray | None = None) -> dict:
+    """Family- and source-level metrics, PR points, distance histograms, held-out variant shares.
+
+    With ``structures``, the ranking is by code distance, then structure-code distance (as the
+    index ranks); the histograms stay those of the code distance.
+    """
     position = {record["name"]: i for i, record in enumerate(records)}
     queries = np.array([position[name] for name in split_names["test"]])
     if split == "paper":
         database = np.array([position[name] for name in split_names["train"]])
     else:
         database = np.arange(len(records))
-    distances = hamming_matrix(codes[queries], codes[database]).astype(np.int64)
+    code_distances = hamming_matrix(codes[queries], codes[database]).astype(np.int64)
     if split != "paper":  # a query is not its own answer
-        distances[queries[:, None] == database[None, :]] = codes.shape[1] + 1
+        code_distances[queries[:, None] == database[None, :]] = codes.shape[1] + 1
+    distances = code_distances
+    if structures is not None:
+        from hnn.hasher.structure import ranking_distance, structure_distance_matrix
+
+        distances = ranking_distance(code_distances, structure_distance_matrix(structures[queries],
+                                                                                 structures[database]))
     families = np.array([r["family"] for r in records])
     sources = np.array([source_of(r) for r in records])
     self_match = queries[:, None] == database[None, :]
@@ -77,8 +112,9 @@ def score(codes: np.ndarray, records: list[dict], split_names: dict, split: str)
                        for level, relevant in levels.items()}
     valid = ~self_match
     out["histogram"] = {
-        "same_family": np.bincount(distances[levels["family"]], minlength=codes.shape[1] + 2).tolist(),
-        "different_family": np.bincount(distances[valid & ~levels["family"]], minlength=codes.shape[1] + 2).tolist(),
+        "same_family": np.bincount(code_distances[levels["family"]], minlength=codes.shape[1] + 2).tolist(),
+        "different_family": np.bincount(code_distances[valid & ~levels["family"]],
+                                        minlength=codes.shape[1] + 2).tolist(),
     }
     if split != "paper":
         order = np.argsort(distances, axis=1, kind="stable")[:, :K]
@@ -107,13 +143,14 @@ def evaluate(data_dir: str | Path, split: str = "paper", bits_list=(16, 32, 64),
     results: dict = {"data": str(data_dir), "split": split, "k": K, "seeds": seeds, "epochs": epochs, "runs": []}
     started = time.perf_counter()
     graphs_by_kind = {kind: dataset_graphs(data_dir, kind) for kind in kinds}
+    trained: dict = {}  # codes by (method, kind, bits, seed): hnn-index ranks the codes hnn trained
     for done, (kind, bits, method, seed) in enumerate(runs):
         if progress:
             progress(done, len(runs), f"{kind} {bits} bits {method} seed {seed}")
         records, graphs = graphs_by_kind[kind]
         run_started = time.perf_counter()
-        codes = method_codes(method, data_dir, kind, bits, split, seed, epochs, records, graphs)
-        scored = score(codes, records, split_names, split)
+        codes = method_codes(method, data_dir, kind, bits, split, seed, epochs, records, graphs, trained)
+        scored = score(codes, records, split_names, split, structure_codes(method, graphs))
         from hnn.hasher.api import code_to_hex
 
         results["runs"].append({"kind": kind, "bits": bits, "method": method, "seed": seed,

@@ -2,8 +2,12 @@
 
 One file, no server. Each entry: a stable id, the model's name and source,
 framework, an optional label (family or owner), the code and its bit count,
-the digest of the checkpoint that made it, the IR digest and the time it was
-added. An index holds codes of one checkpoint only: the first entry fixes it,
+the digest of the checkpoint that made it, the IR digest, the time it was
+added, and the structure code (hnn.hasher.structure) that orders entries
+at the same Hamming distance: a search returns the k nearest by the perceptual
+code, and among equal distances the one whose structure code is nearest first.
+Entries of a version-1 index (made before the structure code) have none and come
+after those that have one at the same distance. An index holds codes of one checkpoint only: the first entry fixes it,
 and codes of another checkpoint or bit count are refused.
 
 Durability: the database runs in WAL mode and each entry is its own
@@ -23,9 +27,10 @@ import numpy as np
 
 from hnn.errors import InputError, UsageError
 from hnn.hasher.search import packed_codes
+from hnn.hasher.structure import structure_distance
 
 FORMAT = "hnn-index"
-VERSION = 1
+VERSION = 2  # 2: the structure column
 BUSY_TIMEOUT_MS = 60_000
 
 SCHEMA = """
@@ -40,7 +45,8 @@ CREATE TABLE IF NOT EXISTS entries (
     bits INTEGER NOT NULL,
     checkpoint TEXT NOT NULL,
     ir_digest TEXT NOT NULL UNIQUE,
-    added REAL NOT NULL
+    added REAL NOT NULL,
+    structure BLOB
 );
 """
 
@@ -57,12 +63,14 @@ class Entry:
     checkpoint: str
     ir_digest: str
     added: float
+    structure: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         from hnn.hasher.api import code_to_hex
 
         return {"id": self.id, "name": self.name, "source": self.source, "framework": self.framework,
                 "label": self.label, "hash": code_to_hex(self.code), "bits": self.bits,
+                "structure": None if self.structure is None else code_to_hex(self.structure),
                 "checkpoint": self.checkpoint[:16], "ir_digest": self.ir_digest, "added": self.added}
 
 
@@ -112,6 +120,21 @@ class Index:
         if int(meta.get("version", 0)) > VERSION:
             raise InputError(f"{self.path}: index format version {meta['version']} is newer than this hnn "
                              f"reads ({VERSION}); upgrade hnn")
+        if int(meta.get("version", 0)) < VERSION:
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Version 1 -> 2 in one transaction: add the (empty) structure column; entries keep their codes."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(entries)")}
+            if "structure" not in columns:
+                self.db.execute("ALTER TABLE entries ADD COLUMN structure BLOB")
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(VERSION),))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def __enter__(self) -> "Index":
         return self
@@ -149,9 +172,10 @@ class Index:
     # --- entries ------------------------------------------------------------------------
 
     def add(self, name: str, source: str, framework: str, code: np.ndarray, checkpoint_digest: str,
-            ir_digest: str, label: str | None = None) -> Entry:
+            ir_digest: str, label: str | None = None, structure: np.ndarray | None = None) -> Entry:
         """Add one entry in its own transaction; raises DuplicateEntry for an IR already indexed."""
         packed = np.packbits(code.astype(bool)).tobytes()
+        packed_structure = None if structure is None else _pack_structure(structure)
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self._claim_checkpoint(checkpoint_digest, len(code))
@@ -159,9 +183,10 @@ class Index:
             if existing is not None:
                 raise DuplicateEntry(self._entry(existing))
             cursor = self.db.execute(
-                "INSERT INTO entries (name, source, framework, label, code, bits, checkpoint, ir_digest, added) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, source, framework, label, packed, len(code), checkpoint_digest, ir_digest, time.time()),
+                "INSERT INTO entries (name, source, framework, label, code, bits, checkpoint, ir_digest, added, "
+                "structure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, source, framework, label, packed, len(code), checkpoint_digest, ir_digest, time.time(),
+                 packed_structure),
             )
             self.db.execute("COMMIT")
         except BaseException:
@@ -190,9 +215,10 @@ class Index:
 
     @staticmethod
     def _entry(row) -> Entry:
-        entry_id, name, source, framework, label, code, bits, checkpoint, ir_digest, added = row
+        entry_id, name, source, framework, label, code, bits, checkpoint, ir_digest, added, structure = row
         bits_array = np.unpackbits(np.frombuffer(code, dtype=np.uint8))[:bits].astype(bool)
-        return Entry(entry_id, name, source, framework, label, bits_array, bits, checkpoint, ir_digest, added)
+        return Entry(entry_id, name, source, framework, label, bits_array, bits, checkpoint, ir_digest, added,
+                     None if structure is None else _unpack_structure(structure))
 
     # --- search -------------------------------------------------------------------------
 
@@ -207,10 +233,34 @@ class Index:
             self._codes = packed_codes(codes, ids)
         return self._codes
 
-    def query(self, code: np.ndarray, k: int = 10, radius: int | None = None) -> list[tuple[Entry, int]]:
-        """Nearest entries (entry, Hamming distance): the k nearest, or all within ``radius``."""
+    def query(self, code: np.ndarray, k: int = 10, radius: int | None = None,
+              structure: np.ndarray | None = None) -> list[tuple[Entry, int]]:
+        """Nearest entries (entry, Hamming distance): the k nearest, or all within ``radius``.
+
+        With the query's ``structure`` code, entries at the same distance are ordered by
+        :func:`structure_distance` (then by id); without it, by id.
+        """
         if len(self) == 0:
             return []
         packed = self.codes()
-        found = packed.within(code, radius) if radius is not None else packed.top_k(code, k)
-        return [(self.get(int(entry_id)), int(distance)) for entry_id, distance in found]
+        if radius is None:
+            nearest = packed.top_k(code, k)
+            if structure is None or not nearest:
+                return [(self.get(int(entry_id)), int(distance)) for entry_id, distance in nearest]
+            # Every entry tied with the k-th, so that the tie-break chooses among all of them.
+            found = packed.within(code, nearest[-1][1])
+        else:
+            found = packed.within(code, radius)
+        hits = [(self.get(int(entry_id)), int(distance)) for entry_id, distance in found]
+        if structure is not None:
+            hits.sort(key=lambda hit: (hit[1], structure_distance(structure, hit[0].structure), hit[0].id))
+        return hits if radius is not None else hits[:k]
+
+
+def _pack_structure(structure: np.ndarray) -> bytes:
+    return len(structure).to_bytes(2, "big") + np.packbits(structure.astype(bool)).tobytes()
+
+
+def _unpack_structure(blob: bytes) -> np.ndarray:
+    bits = int.from_bytes(blob[:2], "big")
+    return np.unpackbits(np.frombuffer(blob[2:], dtype=np.uint8))[:bits].astype(bool)

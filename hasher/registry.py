@@ -6,16 +6,18 @@ from pathlib import Path
 from typing import Callable
 
 from hnn.errors import HnnError
-from hnn.hasher.api import code_to_hex, load, thresholds, to_hashable_graph, hash_graphs
+from hnn.hasher.api import code_to_hex, hash_graphs, load, thresholds, to_hashable_graph
 from hnn.hasher.index import DuplicateEntry, Index
+from hnn.hasher.structure import structure_code, structure_distance
 
 # A platform asks "is this a copy?": only these verdicts. `different` in `hnn compare` is `new` here.
 NEW = "new"
 
 
 def _hash(model: str, checkpoint, **ingest_options):
+    """The merged graph, its perceptual code and its structure code (the tie-break)."""
     graph = to_hashable_graph(model, checkpoint, **ingest_options)
-    return graph, hash_graphs([graph], checkpoint)[0]
+    return graph, hash_graphs([graph], checkpoint)[0], structure_code(graph)
 
 
 def add_models(index_path: str | Path, models: list[str], label: str | None = None, checkpoint=None,
@@ -29,10 +31,10 @@ def add_models(index_path: str | Path, models: list[str], label: str | None = No
             if progress:
                 progress(position, len(models), Path(model).name)
             try:
-                graph, code = _hash(model, loaded, **ingest_options)
+                graph, code, structure = _hash(model, loaded, **ingest_options)
                 entry = index.add(name=Path(model).name if Path(model).exists() else model, source=str(model),
                                   framework=graph.meta.framework, code=code, checkpoint_digest=loaded.digest,
-                                  ir_digest=graph.digest(), label=label)
+                                  ir_digest=graph.digest(), label=label, structure=structure)
                 results.append({"model": model, "status": "added", "id": entry.id, "hash": code_to_hex(code)})
             except DuplicateEntry as duplicate:
                 results.append({"model": model, "status": "duplicate", "id": duplicate.existing.id,
@@ -50,9 +52,12 @@ def query_model(index_path: str | Path, model: str, k: int = 10, radius: int | N
         bits = index.meta("bits")
         loaded = load(checkpoint, int(bits) if bits and checkpoint is None else None)
         index.check_compatible(loaded.digest, loaded.bits)
-        _, code = _hash(model, loaded, **ingest_options)
-        neighbours = [{**entry.to_dict(), "distance": distance} for entry, distance in index.query(code, k, radius)]
-    return {"model": model, "hash": code_to_hex(code), "bits": loaded.bits, "neighbours": neighbours,
+        _, code, structure = _hash(model, loaded, **ingest_options)
+        neighbours = [{**entry.to_dict(), "distance": distance,
+                       "structure_distance": structure_distance(structure, entry.structure)}
+                      for entry, distance in index.query(code, k, radius, structure=structure)]
+    return {"model": model, "hash": code_to_hex(code), "structure": code_to_hex(structure), "bits": loaded.bits,
+            "neighbours": neighbours,
             "thresholds": thresholds(loaded)}
 
 

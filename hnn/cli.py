@@ -561,8 +561,10 @@ def eval_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for results.json, results.md, plots.")],
     split: Annotated[str, typer.Option("--split", help="paper, models or families.")] = "paper",
     bits: Annotated[str, typer.Option("--bits", help="Comma-separated bit counts.")] = "16,32,64",
-    methods: Annotated[str, typer.Option("--methods", help="Comma-separated: hnn, hnn-noclass, hnn-paper, "
-                                                           "ghashing, wl-simhash.")] = "hnn,hnn-noclass,ghashing,wl-simhash",
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated: hnn, hnn-index, hnn-noclass, "
+                                                           "hnn-paper, ghashing, wl-simhash, hnn+wl, hnn-size "
+                                                           "(docs/evaluation.md).")]
+    = "hnn,hnn-index,hnn-noclass,ghashing,wl-simhash",
     kinds: Annotated[str, typer.Option("--kinds", help="merged, raw or both.")] = "merged,raw",
     seeds: Annotated[int, typer.Option("--seeds", min=1)] = 1,
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 60,

@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+import numpy as np
+
 from hnn.ingest.extract import WorkGraph, WorkNode
 
 log = logging.getLogger("hnn.ingest")
@@ -64,6 +66,40 @@ def remove_identity_arithmetic(graph: WorkGraph) -> int:
     for key in doomed:
         graph.remove_bypassing(key)
     return len(doomed)
+
+
+INPUT_SCALING_OPS = frozenset({"Add", "Sub", "Mul", "Div"})
+
+
+def drop_input_scaling(graph: WorkGraph) -> int:
+    """Drop the input normalisation ((x - mean) / std, x / 255) a model applies to its own input.
+
+    Keras applications build it in (a Rescaling or Normalization layer, two nodes in
+    ConvNeXt and EfficientNet); torchvision leaves it to the data pipeline. It is
+    pre-processing, not architecture: an elementwise op by a constant that reads only
+    the graph's input, and the chain of them that follows. (tf2onnx makes the mean and
+    variance of a Keras Normalization layer graph inputs of their own, so the "constant"
+    may be a second, broadcast graph input.)
+    """
+    removed = 0
+    while True:
+        doomed = [key for key, node in graph.nodes.items()
+                  if node.op in INPUT_SCALING_OPS and not node.preds and node.succs and not node.is_output
+                  and (node.data_inputs == 1 or (node.data_inputs == 2 and _one_operand_broadcast(node)))]
+        if not doomed:
+            return removed
+        for key in doomed:
+            graph.remove_bypassing(key)
+        removed += len(doomed)
+
+
+def _one_operand_broadcast(node: WorkNode) -> bool:
+    """Is one of two operands a small broadcast tensor (a per-channel mean), the other the full shape?"""
+    shapes = [shape for shape in node.input_shapes if shape is not None]
+    if len(shapes) != 2 or node.output_shape is None or any(d is None or d < 0 for s in shapes for d in s):
+        return False
+    sizes = sorted(int(np.prod(shape)) for shape in shapes)
+    return sizes[0] * 16 <= sizes[1] and max(shapes, key=lambda s: int(np.prod(s))) == node.output_shape
 
 
 def fold_channel_affine_into_conv(graph: WorkGraph) -> int:
@@ -184,6 +220,95 @@ def matmul_with_weight_to_gemm(graph: WorkGraph) -> int:
     return changed
 
 
+# Cheap elementwise arithmetic (and the mean) from which exporters write a layer out.
+ARITHMETIC_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Neg", "Pow", "Sqrt", "Reciprocal", "ReduceMean",
+                            "Erf", "Tanh"})
+# How far from its input a written-out layer may reach (LayerNorm from tf2onnx: 5 steps).
+REGION_DEPTH = 8
+REGION_NODES = 16
+
+
+def fuse_layer_norm(graph: WorkGraph) -> int:
+    """A LayerNorm written out as arithmetic (mean, centre, variance, sqrt, scale) is LayerNormalization.
+
+    torch exports ``LayerNormalization``; Keras through tf2onnx writes the same layer as
+    ReduceMean, Sub, Mul, ReduceMean, Add, Sqrt, Reciprocal, Mul, Mul, Mul, Add (Keras
+    ConvNeXt: 11 nodes for each of torch's one).
+    """
+    return _fuse_regions(graph, seed_op="ReduceMean", new_op="LayerNormalization",
+                         signature=lambda ops: ops.count("ReduceMean") >= 2 and ("Sqrt" in ops or "Pow" in ops))
+
+
+def fuse_gelu(graph: WorkGraph) -> int:
+    """GELU written out, x * 0.5 * (1 + erf(x / sqrt 2)) or its tanh form, is one ``Gelu`` node.
+
+    torch writes Div, Erf, Add, Mul, Mul; Keras through tf2onnx Mul or Div, Erf, Add, Mul, Mul;
+    opset 20 has a ``Gelu`` op. All three become ``Gelu``.
+    """
+    fused = _fuse_regions(graph, seed_op="Erf", new_op="Gelu", signature=lambda ops: "Mul" in ops)
+    return fused + _fuse_regions(graph, seed_op="Tanh", new_op="Gelu",
+                                 signature=lambda ops: "Pow" in ops or ops.count("Mul") >= 4)
+
+
+def _fuse_regions(graph: WorkGraph, seed_op: str, new_op: str, signature: Callable[[list[str]], bool]) -> int:
+    """Collapse each written-out layer around a ``seed_op`` node into one ``new_op`` node.
+
+    The region is the arithmetic between one input node X and one exit: X is found by
+    walking back from the seed through arithmetic nodes that have a single consumer (a
+    node read by several is where the layer's input fans out); the region is every
+    arithmetic node within REGION_DEPTH steps of X whose inputs all come from X or the
+    region. It is fused only when exactly one of its nodes is read from outside (the
+    exit) and ``signature`` holds for its ops; otherwise the graph is left as it is.
+    """
+    changed = 0
+    for seed_key in [k for k, node in graph.nodes.items() if node.op == seed_op]:
+        seed = graph.nodes.get(seed_key)
+        if seed is None or len(seed.preds) != 1:
+            continue
+        entry = next(iter(seed.preds))
+        while graph.nodes[entry].op in ARITHMETIC_OPS and len(graph.nodes[entry].succs) == 1 \
+                and len(graph.nodes[entry].preds) == 1:
+            entry = next(iter(graph.nodes[entry].preds))
+        region = _region_after(graph, entry)
+        exits = [key for key in region if graph.nodes[key].is_output or graph.nodes[key].succs - region]
+        ops = [graph.nodes[key].op for key in region]
+        if seed_key not in region or len(exits) != 1 or len(region) > REGION_NODES or not signature(ops):
+            continue
+        _collapse(graph, entry, region, exits[0], new_op)
+        changed += len(region)
+    return changed
+
+
+def _region_after(graph: WorkGraph, entry: int) -> set[int]:
+    """Arithmetic nodes within REGION_DEPTH of ``entry`` whose inputs are ``entry`` or each other."""
+    region, frontier = set(), {s for s in graph.nodes[entry].succs if graph.nodes[s].op in ARITHMETIC_OPS}
+    for _ in range(REGION_DEPTH):
+        region |= frontier
+        frontier = {s for key in frontier for s in graph.nodes[key].succs
+                    if s not in region and graph.nodes[s].op in ARITHMETIC_OPS}
+        if not frontier:
+            break
+    pruned = True
+    while pruned:  # a node fed from outside (a residual Add, a second branch) is not the layer's
+        doomed = {key for key in region if not graph.nodes[key].preds <= region | {entry}}
+        region -= doomed
+        pruned = bool(doomed)
+    return region
+
+
+def _collapse(graph: WorkGraph, entry: int, region: set[int], exit_key: int, new_op: str) -> None:
+    """Replace ``region`` by its exit node, renamed ``new_op``, reading ``entry``, with the region's costs."""
+    exit_node = graph.nodes[exit_key]
+    exit_node.flops = sum(graph.nodes[key].flops for key in region)
+    exit_node.params = sum(graph.nodes[key].params for key in region)
+    exit_node.op, exit_node.attrs, exit_node.constants, exit_node.data_inputs = new_op, {}, {}, 1
+    exit_node.input_shapes = [graph.nodes[entry].output_shape]
+    for key in region - {exit_key}:
+        graph.nodes.pop(key)
+    graph.nodes[entry].succs = (graph.nodes[entry].succs - region) | {exit_key}
+    exit_node.preds = {entry}
+
+
 def drop_output_softmax(graph: WorkGraph) -> int:
     """Remove a Softmax or LogSoftmax that only produces a graph output."""
     doomed = [
@@ -223,9 +348,12 @@ def _layer_attributes(node: WorkNode) -> dict:
 PASSES: tuple[Callable[[WorkGraph], int], ...] = (
     remove_layout_ops,
     remove_identity_arithmetic,
+    drop_input_scaling,
     fold_channel_affine_into_conv,
     sequence_split_to_slices,
     fold_pad_into_consumer,
+    fuse_layer_norm,  # before reductions_to_global_pool: a LayerNorm's mean over the last axis of an
+    fuse_gelu,        # [N, T, D] tensor would otherwise pass for global pooling over T
     reductions_to_global_pool,
     matmul_with_weight_to_gemm,
     drop_output_softmax,

@@ -124,6 +124,62 @@ def test_matmul_by_weight_plus_bias_is_one_gemm():
     assert ir.nodes[0].params == 21 and ir.nodes[0].flops == 2 * 3 * 6
 
 
+def written_out_layer_norm(inp, out, prefix):
+    """LayerNorm over the last axis as tf2onnx writes it: mean, centre, variance, sqrt, scale, shift."""
+    p = prefix
+    return [
+        helper.make_node("ReduceMean", [inp, "last"], [f"{p}mean"], keepdims=1),
+        helper.make_node("Sub", [inp, f"{p}mean"], [f"{p}centred"]),
+        helper.make_node("Mul", [f"{p}centred", f"{p}centred"], [f"{p}square"]),
+        helper.make_node("ReduceMean", [f"{p}square", "last"], [f"{p}var"], keepdims=1),
+        helper.make_node("Add", [f"{p}var", "eps"], [f"{p}var_eps"]),
+        helper.make_node("Sqrt", [f"{p}var_eps"], [f"{p}std"]),
+        helper.make_node("Reciprocal", [f"{p}std"], [f"{p}inv"]),
+        helper.make_node("Mul", [f"{p}inv", "gamma"], [f"{p}scale"]),
+        helper.make_node("Mul", [f"{p}centred", f"{p}scale"], [f"{p}scaled"]),
+        helper.make_node("Add", [f"{p}scaled", "beta"], [out]),
+    ]
+
+
+def test_written_out_layer_norm_and_gelu_become_one_node_each_and_the_residual_stays():
+    import numpy as np
+    from onnx import numpy_helper
+
+    constants = [numpy_helper.from_array(np.array(v, np.float32), n)
+                 for n, v in (("eps", 1e-6), ("root2", 2 ** 0.5), ("one", 1.0), ("half", 0.5))]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w0"], ["h"]),
+        # pre-norm block: h feeds the LayerNorm and, around it, the residual Add
+        *written_out_layer_norm("h", "normed", "ln_"),
+        helper.make_node("MatMul", ["normed", "w1"], ["up"]),
+        helper.make_node("Div", ["up", "root2"], ["g1"]),
+        helper.make_node("Erf", ["g1"], ["g2"]),
+        helper.make_node("Add", ["g2", "one"], ["g3"]),
+        helper.make_node("Mul", ["up", "g3"], ["g4"]),
+        helper.make_node("Mul", ["g4", "half"], ["gelu"]),
+        helper.make_node("MatMul", ["gelu", "w2"], ["down"]),
+        helper.make_node("Add", ["h", "down"], ["y"]),
+    ]
+    inits = [weight("w0", 8, 8), weight("w1", 8, 16), weight("w2", 16, 8), weight("gamma", 8), weight("beta", 8),
+             int_tensor("last", [-1]), *constants]
+    ir = onnx_to_ir(model(nodes, [("x", [1, 4, 8])], ["y"], inits, opset=18), simplify=False)
+    assert ops(ir) == ["Gemm", "LayerNormalization", "Gemm", "Gelu", "Gemm", "Add"]
+    assert ir.nodes[1].params == 16 + 1  # gamma, beta and the epsilon constant
+    assert sorted(ir.edges) == [("n0", "n1"), ("n0", "n5"), ("n1", "n2"), ("n2", "n3"), ("n3", "n4"), ("n4", "n5")]
+
+
+def test_arithmetic_that_is_not_a_whole_layer_is_left_alone():
+    # A mean and a centring without the variance is not a LayerNorm: nothing is fused.
+    nodes = [
+        helper.make_node("ReduceMean", ["x", "last"], ["mean"], keepdims=1),
+        helper.make_node("Sub", ["x", "mean"], ["centred"]),
+        helper.make_node("Relu", ["centred"], ["y"]),
+    ]
+    ir = onnx_to_ir(model(nodes, [("x", [1, 2, 2, 8])], ["y"], [int_tensor("last", [-1])], opset=18),
+                    simplify=False)
+    assert ops(ir) == ["ReduceMean", "Sub", "Relu"]
+
+
 def test_pad_before_conv_and_output_softmax_are_dropped():
     nodes = [
         helper.make_node("Pad", ["x", "pads"], ["p"], mode="constant"),

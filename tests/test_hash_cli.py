@@ -23,7 +23,7 @@ def model_files(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("models")
     files = {}
-    for name in ("resnet18", "squeezenet1_0", "mobilenet_v2"):
+    for name in ("resnet18", "resnet34", "squeezenet1_0", "mobilenet_v2"):
         files[name] = folder / f"{name}.onnx"
         onnx.save(export_module(getattr(torchvision.models, name)(), [1, 3, 224, 224]), str(files[name]))
     files["resnet18_dynamo"] = folder / "resnet18_dynamo.onnx"
@@ -53,7 +53,7 @@ def test_hash_cli_text_and_json_for_many_models(model_files):
     result = run_hnn("hash", model_files["resnet18"], model_files["squeezenet1_0"], "--json")
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [set(row) for row in rows] == [{"model", "framework", "bits", "hash", "nodes"}] * 2
+    assert [set(row) for row in rows] == [{"model", "framework", "bits", "hash", "structure", "nodes"}] * 2
     assert rows[0]["bits"] == 64 and rows[0]["nodes"] == 39
     text = run_hnn("hash", model_files["resnet18"], "--bits", "32")
     code, name = text.stdout.split()
@@ -97,6 +97,20 @@ def test_index_add_list_query_check_remove(model_files, tmp_path):
     removed = run_hnn("index", "remove", db, "1")
     assert removed.returncode == 0
     assert [row["id"] for row in json.loads(run_hnn("index", "list", db, "--json").stdout)] == [2]
+
+
+def test_a_copy_is_matched_to_its_original_before_a_sibling_with_the_same_code(model_files, tmp_path):
+    # resnet18 and resnet34 differ only in depth; the shipped 64-bit code may give both one
+    # value. The structure code must still put the copy's own original first.
+    db = tmp_path / "models.db"
+    assert run_hnn("index", "add", db, model_files["resnet34"], model_files["resnet18"]).returncode == 0
+    disguised = renamed_with_noops(model_files["resnet18_dynamo"], tmp_path / "disguised.onnx")
+    query = json.loads(run_hnn("index", "query", db, disguised, "-k", "2", "--json").stdout)
+    first, second = query["neighbours"]
+    assert first["name"] == "resnet18.onnx" and first["distance"] == 0 and first["structure_distance"] == 0
+    assert (second["distance"], second["structure_distance"]) > (0, 0)
+    check = json.loads(run_hnn("check", db, disguised, "-k", "1", "--json").stdout)
+    assert check["verdict"] == "match" and check["neighbours"][0]["name"] == "resnet18.onnx"
 
 
 def test_index_refuses_codes_of_another_checkpoint(model_files, tmp_path):

@@ -41,6 +41,49 @@ def test_same_cnn_from_pytorch_and_keras_gives_the_same_op_sequence():
     assert from_keras.meta.framework == "keras"
 
 
+def keras_convnext_block():
+    inputs = keras.Input((16, 16, 8))
+    x = keras.layers.Normalization(mean=[0.5] * 8, variance=[0.25] * 8)(inputs)  # built-in pre-processing
+    x = keras.layers.Conv2D(8, 2, strides=2)(x)
+    skip = x
+    x = keras.layers.Conv2D(8, 7, padding="same", groups=8)(x)  # depthwise, as a grouped convolution
+    x = keras.layers.LayerNormalization(epsilon=1e-6)(x)
+    x = keras.layers.Dense(32)(x)
+    x = keras.layers.Activation("gelu")(x)  # the exact (erf) GELU, as ConvNeXt
+    x = keras.layers.Dense(8)(x)
+    x = keras.layers.Add()([skip, x])
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+
+
+class TorchConvNeXtBlock(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        from torch import nn
+
+        self.stem = nn.Conv2d(8, 8, 2, stride=2)
+        self.depthwise = nn.Conv2d(8, 8, 7, padding=3, groups=8)
+        self.norm = nn.LayerNorm(8, eps=1e-6)
+        self.up, self.act, self.down = nn.Linear(8, 32), nn.GELU(), nn.Linear(32, 8)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.depthwise(x).permute(0, 2, 3, 1)
+        y = self.down(self.act(self.up(self.norm(y)))).permute(0, 3, 1, 2)
+        return (x + y).mean((2, 3))
+
+
+def test_convnext_block_from_keras_and_pytorch_gives_the_same_graph():
+    # Keras writes the grouped convolution inside an XLA function, GELU with Erfc, LayerNorm
+    # as eleven arithmetic nodes and adds its input normalisation; torch writes none of that.
+    from_keras = ingest(keras_convnext_block())
+    from_torch = ingest(TorchConvNeXtBlock(), input_shape=[1, 8, 16, 16])
+    expected = ["Conv", "Conv", "LayerNormalization", "Gemm", "Gelu", "Gemm", "Add", "GlobalAveragePool"]
+    assert [n.op for n in from_keras.nodes] == [n.op for n in from_torch.nodes] == expected
+    assert from_keras.edges == from_torch.edges
+    assert from_keras.nodes[1].attrs == from_torch.nodes[1].attrs and from_keras.nodes[1].attrs["group"] == 8
+    assert from_keras.total_flops == pytest.approx(from_torch.total_flops, rel=0.05)
+
+
 def test_keras_application_mobilenetv2_parameters_are_its_kernels():
     graph = ingest("keras.applications:MobileNetV2")
     model = keras.applications.MobileNetV2(weights=None)

@@ -38,3 +38,25 @@ def test_ties_keep_database_order():
     distances = np.array([[1, 1, 1]])
     relevant = np.array([[False, False, True]])
     assert retrieval_metrics(distances, relevant, k=1)["top1"] == 0.0
+
+
+def test_structure_codes_order_ties_of_the_code_as_the_index_does():
+    from hnn.hasher.evaluate import score
+
+    # Database: the query's sibling (added first) and its own source share the query's code;
+    # only the structure code tells them apart. A third graph is 1 bit away in code.
+    records = [{"name": "q", "family": "f", "source": "own"}, {"name": "sibling", "family": "f"},
+               {"name": "own~aug", "family": "f", "source": "own"}, {"name": "far", "family": "g"}]
+    from hnn.hasher.structure import STRUCTURE_BITS
+
+    codes = np.array([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]], dtype=bool)
+    structures = np.zeros((4, STRUCTURE_BITS), dtype=bool)
+    structures[1, 0] = True  # the sibling: one topology bit off
+    structures[2, -30:] = True  # the query's own source: 30 size bits off, topology equal
+    split = {"test": ["q"], "train": ["sibling", "own~aug", "far"]}
+    by_code = score(codes, records, split, "paper")
+    by_index = score(codes, records, split, "paper", structures)
+    assert by_code["source"]["top1"] == 0.0 and by_index["source"]["top1"] == 1.0
+    assert by_index["source"]["map"] == 1.0 and by_code["source"]["map"] == 0.5
+    # The tie-break never lifts a farther code over a nearer one: "far" has the query's structure.
+    assert by_index["family"]["map"] == 1.0 and by_index["histogram"] == by_code["histogram"]

@@ -13,6 +13,7 @@ import pytest
 from hnn.errors import InputError, UsageError
 from hnn.hasher.index import DuplicateEntry, Index
 from hnn.hasher.search import packed_codes
+from hnn.hasher.structure import STRUCTURE_BITS
 
 
 @pytest.mark.parametrize("backend", ["numpy", "faiss"])
@@ -55,6 +56,52 @@ def test_add_query_remove_and_duplicates(tmp_path):
             index.get(first.id)
     with Index(path) as reopened:
         assert len(reopened) == 1 and reopened.entries()[0].label is None
+
+
+def test_ties_of_the_perceptual_code_are_ordered_by_structure_code(tmp_path):
+    # Three siblings share one perceptual code; the query's structure code is nearest to the
+    # last one added, which must come first (and within k = 1), whatever the insertion order.
+    shared = code(7)
+    query_structure = code(100, bits=STRUCTURE_BITS)
+    near = query_structure.copy()
+    near[-20:] = ~near[-20:]  # 20 bits of the sizes half differ
+    far = query_structure.copy()
+    far[:1] = ~far[:1]  # one bit of the topology half differs: topology comes first
+    with Index(tmp_path / "models.db", create=True) as index:
+        index.add("no-structure", "x", "onnx", shared, "ck", "d0")
+        index.add("far", "x", "onnx", shared, "ck", "d1", structure=far)
+        nearest = index.add("near", "x", "onnx", shared, "ck", "d2", structure=near)
+        index.add("other", "x", "onnx", code(8), "ck", "d3", structure=query_structure)
+        ranked = index.query(shared, k=3, structure=query_structure)
+        assert [entry.name for entry, _ in ranked] == ["near", "far", "no-structure"]
+        assert [entry.id for entry, _ in index.query(shared, k=1, structure=query_structure)] == [nearest.id]
+        assert [entry.name for entry, _ in index.query(shared, radius=0, structure=query_structure)] == \
+            ["near", "far", "no-structure"]
+        # Without a structure code, ties keep id order (indexes and callers that predate it).
+        assert [entry.name for entry, _ in index.query(shared, k=3)] == ["no-structure", "far", "near"]
+
+
+def test_a_version_1_index_is_upgraded_in_place_and_keeps_its_entries(tmp_path):
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE entries (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, source TEXT NOT NULL,
+            framework TEXT NOT NULL, label TEXT, code BLOB NOT NULL, bits INTEGER NOT NULL, checkpoint TEXT NOT NULL,
+            ir_digest TEXT NOT NULL UNIQUE, added REAL NOT NULL);
+        INSERT INTO meta VALUES ('format', 'hnn-index'), ('version', '1'), ('checkpoint', 'ck'), ('bits', '16');
+    """)
+    db.execute("INSERT INTO entries (name, source, framework, label, code, bits, checkpoint, ir_digest, added) "
+               "VALUES ('old', 'old.onnx', 'onnx', NULL, ?, 16, 'ck', 'd-old', 0)", (np.packbits(code(1)).tobytes(),))
+    db.commit()
+    db.close()
+    with Index(path) as index:
+        assert index.meta("version") == "2"
+        (old,) = index.entries()
+        assert old.name == "old" and old.structure is None and (old.code == code(1)).all()
+        structure = code(5, bits=STRUCTURE_BITS)
+        added = index.add("new", "new.onnx", "onnx", code(1), "ck", "d-new", structure=structure)
+        assert [entry.id for entry, _ in index.query(code(1), k=2, structure=structure)] == [added.id, old.id]
 
 
 def test_codes_of_another_checkpoint_or_bit_count_are_refused(tmp_path):

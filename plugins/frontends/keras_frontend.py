@@ -13,6 +13,7 @@ Known limit: with the TensorFlow backend, exporting very large models (VGG16,
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import importlib
 import os
@@ -145,13 +146,65 @@ def export_model(model, input_shape, workdir: Path) -> onnx.ModelProto:
     folder = Path(workdir) if str(workdir) not in ("", ".") else Path(tempfile.mkdtemp(prefix="hnn-keras-"))
     target = folder / "model.onnx"
     try:
-        with warnings.catch_warnings():  # tf2onnx's numpy-2 shims warn; nothing for the user
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(), _traceable_backend_ops():
+            warnings.simplefilter("ignore")  # tf2onnx's numpy-2 shims warn; nothing for the user
             model.export(str(target), format="onnx", verbose=False)
     except Exception as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"Keras ONNX export failed: {message}") from None
     return onnx.load(str(target))
+
+
+@contextlib.contextmanager
+def _traceable_backend_ops():
+    """While exporting, trace two Keras TensorFlow-backend ops in a form tf2onnx converts.
+
+    Export only traces the model, never runs it, so these forms need not run on a CPU:
+
+    - Grouped convolutions (ConvNeXt's depthwise 7x7, ResNeXt, RegNet): Keras wraps
+      each in a nested ``tf.function(jit_compile=True)`` because TensorFlow cannot run
+      it on a CPU without XLA. tf2onnx cannot see into that function: it stays a
+      ``StatefulPartitionedCall`` node (Keras ConvNeXtTiny exported 4 of its 22 Conv
+      nodes). Traced as a plain ``tf.nn.convolution``, it becomes an ONNX Conv with
+      ``group`` set.
+    - Exact GELU: TensorFlow writes it with ``Erfc``, which tf2onnx leaves as an op
+      ONNX does not have, so shape inference (and every FLOPs count after the first
+      GELU) stops there. Traced as 0.5 x (1 + erf(x / sqrt 2)), the same function,
+      it becomes ONNX Erf.
+
+    Outside this block the backend is untouched; on another Keras layout nothing is changed.
+    """
+    try:
+        from keras.src.backend.tensorflow import nn as backend_nn
+    except ImportError:
+        yield
+        return
+    keras_conv, keras_gelu = getattr(backend_nn, "conv", None), getattr(backend_nn, "gelu", None)
+    if keras_conv is None or keras_gelu is None:
+        yield
+        return
+    tf = import_tensorflow()
+
+    def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+        data_format = backend_nn.backend.standardize_data_format(data_format)
+        channels = inputs.shape[-1] if data_format == "channels_last" else inputs.shape[1]
+        if channels == kernel.shape[-2] or len(inputs.shape) == 5:  # not grouped: Keras's own path
+            return keras_conv(inputs, kernel, strides, padding, data_format, dilation_rate)
+        return tf.nn.convolution(inputs, kernel, strides, padding.upper(),
+                                 data_format=backend_nn._convert_data_format(data_format, len(inputs.shape)),
+                                 dilations=dilation_rate)
+
+    def gelu(x, approximate=True):
+        if approximate:  # the tanh form converts as it is
+            return keras_gelu(x, approximate=True)
+        x = backend_nn.convert_to_tensor(x)
+        return 0.5 * x * (1.0 + tf.math.erf(x / tf.cast(tf.sqrt(2.0), x.dtype)))
+
+    backend_nn.conv, backend_nn.gelu = conv, gelu
+    try:
+        yield
+    finally:
+        backend_nn.conv, backend_nn.gelu = keras_conv, keras_gelu
 
 
 @hookimpl
