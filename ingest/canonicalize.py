@@ -117,7 +117,9 @@ def fold_channel_affine_into_conv(graph: WorkGraph) -> int:
             continue
         (pred_key,) = node.preds
         conv = graph.nodes[pred_key]
-        if conv.op != "Conv" or len(conv.succs) != 1 or conv.is_output or not _per_channel(node):
+        channels_last = bool(conv.output_shape and node.output_shape and len(conv.output_shape) > 2
+                             and conv.output_shape[1] == node.output_shape[-1] != node.output_shape[1])
+        if conv.op != "Conv" or len(conv.succs) != 1 or conv.is_output or not _per_channel(node, channels_last):
             continue
         doomed.append(key)
     for key in doomed:
@@ -125,8 +127,12 @@ def fold_channel_affine_into_conv(graph: WorkGraph) -> int:
     return len(doomed)
 
 
-def _per_channel(node: WorkNode) -> bool:
-    """Is the constant operand a scalar or shaped [C, 1, ..., 1] against an N, C, ... output?"""
+def _per_channel(node: WorkNode, channels_last: bool = False) -> bool:
+    """Is the constant operand a scalar or shaped [C, 1, ..., 1] against an N, C, ... output?
+
+    With ``channels_last`` (the node reads a Conv whose channel count is the output's last
+    dimension), a [C] constant against an N, H, W, C output also counts.
+    """
     out = node.output_shape
     if not out or len(out) < 2:
         return False
@@ -137,6 +143,8 @@ def _per_channel(node: WorkNode) -> bool:
         while squeezed and squeezed[0] == 1 and len(squeezed) > len(out) - 1:
             squeezed.pop(0)
         if all(d == 1 for d in squeezed) or squeezed == [out[1]] + [1] * (len(out) - 2):
+            return True
+        if channels_last and squeezed == [out[-1]]:  # [C] against N, H, W, C (tf2onnx's layout)
             return True
     return False
 
@@ -174,7 +182,12 @@ def fold_pad_into_consumer(graph: WorkGraph) -> int:
 
 
 def reductions_to_global_pool(graph: WorkGraph) -> int:
-    """ReduceMean/ReduceMax over all spatial axes of an N,C,... tensor is global pooling."""
+    """ReduceMean/ReduceMax over all spatial axes is global pooling.
+
+    Spatial axes are 2.. of an N, C, ... tensor, or 1..rank-2 of a channels-last N, H, W, C
+    one of rank 4 or more (Keras's squeeze-and-excitation pooling reaches the IR that way:
+    tf2onnx moves only convolutions to channels-first).
+    """
     changed = 0
     for node in graph.nodes.values():
         target = GLOBAL_POOL_OF.get(node.op)
@@ -185,7 +198,8 @@ def reductions_to_global_pool(graph: WorkGraph) -> int:
         if axes is None:
             continue
         rank = len(shape)
-        if sorted(axis % rank for axis in axes) == list(range(2, rank)):
+        reduced = sorted(axis % rank for axis in axes)
+        if reduced == list(range(2, rank)) or (rank >= 4 and reduced == list(range(1, rank - 1))):
             node.op = target
             node.attrs = {}
             changed += 1
@@ -220,9 +234,10 @@ def matmul_with_weight_to_gemm(graph: WorkGraph) -> int:
     return changed
 
 
-# Cheap elementwise arithmetic (and the mean) from which exporters write a layer out.
-ARITHMETIC_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Neg", "Pow", "Sqrt", "Reciprocal", "ReduceMean",
-                            "Erf", "Tanh"})
+# The ops from which exporters write out each layer (a region grows only over these).
+LAYER_NORM_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Neg", "Pow", "Sqrt", "Reciprocal", "ReduceMean"})
+GELU_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Neg", "Pow", "Erf", "Tanh"})
+HARD_ACTIVATION_OPS = frozenset({"Add", "Mul", "Div", "Clip"})
 # How far from its input a written-out layer may reach (LayerNorm from tf2onnx: 5 steps).
 REGION_DEPTH = 8
 REGION_NODES = 16
@@ -235,8 +250,8 @@ def fuse_layer_norm(graph: WorkGraph) -> int:
     ReduceMean, Sub, Mul, ReduceMean, Add, Sqrt, Reciprocal, Mul, Mul, Mul, Add (Keras
     ConvNeXt: 11 nodes for each of torch's one).
     """
-    return _fuse_regions(graph, seed_op="ReduceMean", new_op="LayerNormalization",
-                         signature=lambda ops: ops.count("ReduceMean") >= 2 and ("Sqrt" in ops or "Pow" in ops))
+    return _fuse_regions(graph, "ReduceMean", LAYER_NORM_OPS, lambda ops, _: "LayerNormalization"
+                         if ops.count("ReduceMean") >= 2 and ("Sqrt" in ops or "Pow" in ops) else None)
 
 
 def fuse_gelu(graph: WorkGraph) -> int:
@@ -245,20 +260,37 @@ def fuse_gelu(graph: WorkGraph) -> int:
     torch writes Div, Erf, Add, Mul, Mul; Keras through tf2onnx Mul or Div, Erf, Add, Mul, Mul;
     opset 20 has a ``Gelu`` op. All three become ``Gelu``.
     """
-    fused = _fuse_regions(graph, seed_op="Erf", new_op="Gelu", signature=lambda ops: "Mul" in ops)
-    return fused + _fuse_regions(graph, seed_op="Tanh", new_op="Gelu",
-                                 signature=lambda ops: "Pow" in ops or ops.count("Mul") >= 4)
+    fused = _fuse_regions(graph, "Erf", GELU_OPS, lambda ops, _: "Gelu" if "Mul" in ops else None)
+    return fused + _fuse_regions(graph, "Tanh", GELU_OPS, lambda ops, _: "Gelu"
+                                 if "Pow" in ops or ops.count("Mul") >= 4 else None)
 
 
-def _fuse_regions(graph: WorkGraph, seed_op: str, new_op: str, signature: Callable[[list[str]], bool]) -> int:
-    """Collapse each written-out layer around a ``seed_op`` node into one ``new_op`` node.
+def fuse_hard_activations(graph: WorkGraph) -> int:
+    """relu6(x + 3) / 6 is HardSigmoid, and x times it HardSwish, as torch exports them.
 
-    The region is the arithmetic between one input node X and one exit: X is found by
-    walking back from the seed through arithmetic nodes that have a single consumer (a
-    node read by several is where the layer's input fans out); the region is every
-    arithmetic node within REGION_DEPTH steps of X whose inputs all come from X or the
+    Keras MobileNetV3 writes them out: Add, Clip, Mul (and a Mul by x for hard-swish);
+    tf2onnx folds the + 3 into the bias of a convolution right before, leaving Clip, Mul.
+    A ReLU6 alone (a Clip with no scale after it) stays a Clip.
+    """
+    def name(ops: list[str], reads_entry_twice: bool) -> str | None:
+        if not ({"Mul", "Div"} & set(ops)):
+            return None
+        return "HardSwish" if reads_entry_twice else "HardSigmoid"
+
+    return _fuse_regions(graph, "Clip", HARD_ACTIVATION_OPS, name)
+
+
+def _fuse_regions(graph: WorkGraph, seed_op: str, layer_ops: frozenset[str],
+                  name_region: Callable[[list[str], bool], str | None]) -> int:
+    """Collapse each written-out layer around a ``seed_op`` node into one node.
+
+    The region is the arithmetic (``layer_ops``) between one input node X and one exit:
+    X is found by walking back from the seed through such nodes that have a single
+    consumer (a node read by several is where the layer's input fans out); the region is
+    every such node within REGION_DEPTH steps of X whose inputs all come from X or the
     region. It is fused only when exactly one of its nodes is read from outside (the
-    exit) and ``signature`` holds for its ops; otherwise the graph is left as it is.
+    exit) and ``name_region(ops, reads_entry_twice)`` names it (x * f(x) layers read X
+    twice); otherwise the graph is left as it is.
     """
     changed = 0
     for seed_key in [k for k, node in graph.nodes.items() if node.op == seed_op]:
@@ -266,26 +298,29 @@ def _fuse_regions(graph: WorkGraph, seed_op: str, new_op: str, signature: Callab
         if seed is None or len(seed.preds) != 1:
             continue
         entry = next(iter(seed.preds))
-        while graph.nodes[entry].op in ARITHMETIC_OPS and len(graph.nodes[entry].succs) == 1 \
+        while graph.nodes[entry].op in layer_ops and len(graph.nodes[entry].succs) == 1 \
                 and len(graph.nodes[entry].preds) == 1:
             entry = next(iter(graph.nodes[entry].preds))
-        region = _region_after(graph, entry)
+        region = _region_after(graph, entry, layer_ops)
         exits = [key for key in region if graph.nodes[key].is_output or graph.nodes[key].succs - region]
-        ops = [graph.nodes[key].op for key in region]
-        if seed_key not in region or len(exits) != 1 or len(region) > REGION_NODES or not signature(ops):
+        if seed_key not in region or len(exits) != 1 or len(region) > REGION_NODES:
+            continue
+        reads_entry_twice = len(graph.nodes[entry].succs & region) > 1
+        new_op = name_region([graph.nodes[key].op for key in region], reads_entry_twice)
+        if new_op is None:
             continue
         _collapse(graph, entry, region, exits[0], new_op)
         changed += len(region)
     return changed
 
 
-def _region_after(graph: WorkGraph, entry: int) -> set[int]:
-    """Arithmetic nodes within REGION_DEPTH of ``entry`` whose inputs are ``entry`` or each other."""
-    region, frontier = set(), {s for s in graph.nodes[entry].succs if graph.nodes[s].op in ARITHMETIC_OPS}
+def _region_after(graph: WorkGraph, entry: int, layer_ops: frozenset[str]) -> set[int]:
+    """``layer_ops`` nodes within REGION_DEPTH of ``entry`` whose inputs are ``entry`` or each other."""
+    region, frontier = set(), {s for s in graph.nodes[entry].succs if graph.nodes[s].op in layer_ops}
     for _ in range(REGION_DEPTH):
         region |= frontier
         frontier = {s for key in frontier for s in graph.nodes[key].succs
-                    if s not in region and graph.nodes[s].op in ARITHMETIC_OPS}
+                    if s not in region and graph.nodes[s].op in layer_ops}
         if not frontier:
             break
     pruned = True
@@ -307,6 +342,28 @@ def _collapse(graph: WorkGraph, entry: int, region: set[int], exit_key: int, new
         graph.nodes.pop(key)
     graph.nodes[entry].succs = (graph.nodes[entry].succs - region) | {exit_key}
     exit_node.preds = {entry}
+
+
+def pointwise_conv_on_a_point_to_gemm(graph: WorkGraph) -> int:
+    """A 1x1 convolution (group 1) of a 1x1 feature map is a dense layer: call it Gemm.
+
+    Keras MobileNetV3 writes its classifier as 1x1 Conv2D layers after global pooling, and
+    squeeze-and-excitation blocks of either framework may use a 1x1 Conv or a Linear for the
+    same product. Same FLOPs and parameters either way.
+    """
+    changed = 0
+    for node in graph.nodes.values():
+        if node.op != "Conv" or int(node.attrs.get("group", 1)) != 1:
+            continue
+        data = node.input_shapes[0] if node.input_shapes else None
+        weight = node.input_shapes[1] if len(node.input_shapes) > 1 else None
+        kernel = node.attrs.get("kernel_shape") or (weight[2:] if weight else None)
+        if data is None or kernel is None or len(data) < 3 or any(int(k) != 1 for k in kernel):
+            continue
+        if all(d == 1 for d in data[2:]):
+            node.op, node.attrs = "Gemm", {}
+            changed += 1
+    return changed
 
 
 def drop_output_softmax(graph: WorkGraph) -> int:
@@ -354,8 +411,10 @@ PASSES: tuple[Callable[[WorkGraph], int], ...] = (
     fold_pad_into_consumer,
     fuse_layer_norm,  # before reductions_to_global_pool: a LayerNorm's mean over the last axis of an
     fuse_gelu,        # [N, T, D] tensor would otherwise pass for global pooling over T
+    fuse_hard_activations,
     reductions_to_global_pool,
     matmul_with_weight_to_gemm,
+    pointwise_conv_on_a_point_to_gemm,
     drop_output_softmax,
     canonical_attributes,
 )

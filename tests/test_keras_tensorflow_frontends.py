@@ -84,6 +84,48 @@ def test_convnext_block_from_keras_and_pytorch_gives_the_same_graph():
     assert from_keras.total_flops == pytest.approx(from_torch.total_flops, rel=0.05)
 
 
+def keras_mobilenetv3_block():
+    inputs = keras.Input((16, 16, 8))
+    x = keras.layers.Rescaling(1 / 255)(inputs)  # built-in pre-processing
+    x = keras.layers.DepthwiseConv2D(3, padding="same")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Activation("hard_swish")(x)
+    squeezed = keras.layers.GlobalAveragePooling2D(keepdims=True)(x)  # squeeze-and-excitation
+    squeezed = keras.layers.Conv2D(4, 1, activation="relu")(squeezed)
+    squeezed = keras.layers.Conv2D(8, 1, activation="hard_sigmoid")(squeezed)
+    x = keras.layers.Multiply()([x, squeezed])
+    x = keras.layers.GlobalAveragePooling2D(keepdims=True)(x)
+    x = keras.layers.Conv2D(10, 1)(x)  # the classifier as a 1x1 convolution, as Keras MobileNetV3
+    return keras.Model(inputs, keras.layers.Flatten()(x))
+
+
+class TorchMobileNetV3Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        from torch import nn
+
+        self.depthwise = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.Hardswish())
+        self.excite = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(8, 4, 1), nn.ReLU(), nn.Conv2d(4, 8, 1),
+                                    nn.Hardsigmoid())
+        self.classifier = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.depthwise(x)
+        x = x * self.excite(x)
+        return self.classifier(x.mean((2, 3)))
+
+
+def test_mobilenetv3_block_from_keras_and_pytorch_gives_the_same_graph_but_batchnorm():
+    # Keras writes hard-swish and hard-sigmoid out as Add/Clip/Mul, pools channels-last with
+    # ReduceMean, and classifies with a 1x1 Conv; its export also folds BatchNormalization.
+    from_keras = ingest(keras_mobilenetv3_block())
+    from_torch = ingest(TorchMobileNetV3Block(), input_shape=[1, 8, 16, 16])
+    torch_ops = [n.op for n in from_torch.nodes]
+    assert torch_ops == ["Conv", "BatchNormalization", "HardSwish", "GlobalAveragePool", "Gemm", "Relu", "Gemm",
+                         "HardSigmoid", "Mul", "GlobalAveragePool", "Gemm"]
+    assert [n.op for n in from_keras.nodes] == [op for op in torch_ops if op != "BatchNormalization"]
+
+
 def test_keras_application_mobilenetv2_parameters_are_its_kernels():
     graph = ingest("keras.applications:MobileNetV2")
     model = keras.applications.MobileNetV2(weights=None)
