@@ -319,6 +319,46 @@ def _fold_constant(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
     return folded
 
 
+def fold_constant_nodes(model: onnx.ModelProto) -> int:
+    """Replace nodes computed from constants alone by initializers, in place; returns how many.
+
+    Shape inference cannot see through some shape arithmetic: the TorchScript export of
+    ShuffleNetV2 computes a Slice's end from the tensor's Shape with Div and Mul, and
+    every shape after that first chunk stayed unknown (FLOPs 0 for most of the model)
+    unless onnxsim ran first. Folding those nodes (with the shapes inferred so far) and
+    inferring again gives the shapes onnxsim would, without it. Only small results are
+    folded (:func:`_fold_constant`), and graph outputs are never removed.
+    """
+    graph = model.graph
+    shapes = {vi.name: _shape_of(vi) for vi in [*graph.input, *graph.value_info, *graph.output]}
+    tensors = _constant_tensors(graph)
+    for name, tensor in tensors.items():
+        shapes[name] = list(tensor.dims)
+    outputs = {out.name for out in graph.output}
+    folded_nodes, new_tensors = [], {}
+    for node in graph.node:
+        if node.op_type in ("Constant", "Identity") or any(name in outputs for name in node.output):
+            continue
+        folded = _fold_constant(node, tensors, shapes)
+        if not folded or set(folded) != {name for name in node.output if name}:
+            continue
+        tensors.update(folded)
+        new_tensors.update(folded)
+        for name, tensor in folded.items():
+            shapes[name] = list(tensor.dims)
+        folded_nodes.append(node)
+    if not folded_nodes:
+        return 0
+    for node in folded_nodes:
+        graph.node.remove(node)
+    still_read = {name for node in graph.node for name in node.input}
+    graph.initializer.extend(tensor for name, tensor in new_tensors.items() if name in still_read)
+    stale = [vi for vi in graph.value_info if vi.name in new_tensors]
+    for vi in stale:
+        graph.value_info.remove(vi)
+    return len(folded_nodes)
+
+
 def _parameter_count(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> int:
     positions = PARAMETER_INPUTS.get(node.op_type, range(len(node.input)))
     total = 0

@@ -17,7 +17,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from hnn.errors import InputError, UsageError
-from hnn.ingest.extract import sort_nodes
+from hnn.ingest.extract import fold_constant_nodes, sort_nodes
 
 log = logging.getLogger("hnn.ingest")
 
@@ -225,13 +225,29 @@ def prepare(model: onnx.ModelProto, shapes: dict[str, list[int]], simplify: bool
     _fix_input_shapes(model_copy, shapes)
     if simplify:
         model_copy = _simplify(model_copy)
+    for _ in range(FOLD_ROUNDS):  # fold shape arithmetic, infer again: what onnxsim would see
+        inferred = _infer_shapes(model_copy)
+        if inferred is None:
+            return model_copy
+        model_copy = inferred
+        if not fold_constant_nodes(model_copy):
+            break
+    return model_copy
+
+
+# Rounds of constant folding and shape inference; each round unlocks the shapes the
+# previous fold made computable (ShuffleNetV2 from TorchScript needs 2).
+FOLD_ROUNDS = 4
+
+
+def _infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto | None:
     try:
-        return onnx.shape_inference.infer_shapes(model_copy, data_prop=True)
+        return onnx.shape_inference.infer_shapes(model, data_prop=True)
     except MemoryError:
         raise  # a memory limit must reject the model, not degrade its IR
     except Exception as exc:  # onnx raises several unrelated types here
         log.warning("shape inference failed (%s); FLOPs of nodes with unknown shapes count as 0", _one_line(exc))
-        return model_copy
+        return None
 
 
 def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
