@@ -186,13 +186,19 @@ def sort_nodes(model: onnx.ModelProto) -> None:
         graph.node.extend(nodes)
 
 
+def _known_shapes_and_constants(graph: onnx.GraphProto) -> tuple[dict, dict[str, onnx.TensorProto]]:
+    """Declared or inferred shapes of every tensor, and the constant tensors (with their shapes)."""
+    shapes = {vi.name: _shape_of(vi) for vi in [*graph.input, *graph.value_info, *graph.output]}
+    constants = _constant_tensors(graph)
+    for name, tensor in constants.items():
+        shapes[name] = list(tensor.dims)
+    return shapes, constants
+
+
 def extract(model: onnx.ModelProto) -> WorkGraph:
     """Build the layer graph of the data nodes of a prepared model (see the module docstring)."""
     graph = model.graph
-    shapes = {vi.name: _shape_of(vi) for vi in [*graph.input, *graph.value_info, *graph.output]}
-    initializers = _constant_tensors(graph)
-    for name, init in initializers.items():
-        shapes[name] = list(init.dims)
+    shapes, initializers = _known_shapes_and_constants(graph)
     graph_outputs = {out.name for out in graph.output}
     data_tensors = {inp.name for inp in graph.input if inp.name not in initializers}
     producer: dict[str, int] = {}
@@ -330,10 +336,7 @@ def fold_constant_nodes(model: onnx.ModelProto) -> int:
     folded (:func:`_fold_constant`), and graph outputs are never removed.
     """
     graph = model.graph
-    shapes = {vi.name: _shape_of(vi) for vi in [*graph.input, *graph.value_info, *graph.output]}
-    tensors = _constant_tensors(graph)
-    for name, tensor in tensors.items():
-        shapes[name] = list(tensor.dims)
+    shapes, tensors = _known_shapes_and_constants(graph)
     outputs = {out.name for out in graph.output}
     folded_nodes, new_tensors = [], {}
     for node in graph.node:
