@@ -42,6 +42,10 @@ class TrainConfig:
     same_source_shrink: float = 1.0
     source_margin: float = 0.0
     size_features: bool = False
+    # Training augmentation (not in the paper): a graph in a batch is, with probability 1/2,
+    # seen with every node's FLOPs and parameters scaled by s^2, s uniform in
+    # [1 - width_jitter, 1] (the cost of channels pruned by a share 1 - s), as the same source.
+    width_jitter: float = 0.0
 
 
 # What `hnn train` uses: the code-form topology loss with source-aware targets measured
@@ -80,6 +84,7 @@ class Prepared:
     validation: np.ndarray
     rules: str
     rules_digest: str
+    graphs: list  # the IR graphs behind ``tensors`` (the width augmentation rescales them)
 
 
 def prepare(data_dir: str | Path, config: TrainConfig, progress=None) -> Prepared:
@@ -115,7 +120,33 @@ def prepare(data_dir: str | Path, config: TrainConfig, progress=None) -> Prepare
         family_index=np.array([family_of.get(r["family"], -1) for r in records]), families=families,
         vocabulary=vocabulary, ged=matrix.astype(np.float32), train=np.array(train),
         validation=np.array(validation), rules=manifest["rules"], rules_digest=manifest.get("rules_digest", ""),
+        graphs=graphs,
     )
+
+
+def width_scaled(graph, factor: float):
+    """``graph`` with every node's FLOPs and parameters times ``factor`` (a width change's cost)."""
+    from dataclasses import replace
+
+    return replace(graph, nodes=[replace(node, flops=int(node.flops * factor), params=int(node.params * factor))
+                                 for node in graph.nodes])
+
+
+def batch_tensors(data: Prepared, index: np.ndarray, config: TrainConfig, rng: np.random.Generator) -> list:
+    """The batch's tensors; with ``config.width_jitter``, half of them width-scaled (see TrainConfig)."""
+    if not config.width_jitter:
+        return [data.tensors[i] for i in index]
+    from hnn.hasher.batching import to_tensors
+
+    tensors = []
+    for i in index:
+        if rng.random() < 0.5:
+            width = rng.uniform(1 - config.width_jitter, 1)
+            tensors.append(to_tensors(width_scaled(data.graphs[i], width ** 2), data.vocabulary,
+                                      config.size_features))
+        else:
+            tensors.append(data.tensors[i])
+    return tensors
 
 
 def embed(model, tensors: list, device, batch_size: int = 64) -> dict:
@@ -217,7 +248,7 @@ def train(data_dir: str | Path, config: TrainConfig, output: str | Path | None =
             index = order[step * config.batch_size:(step + 1) * config.batch_size]
             if len(index) < 2:
                 continue
-            out = model(*collate([data.tensors[i] for i in index], device))
+            out = model(*collate(batch_tensors(data, index, config, rng), device))
             selector = torch.from_numpy(index).to(device)
             loss, parts = pair_loss(out, ged[selector][:, selector], families[selector], weights,
                                     sources=source_ids[selector])

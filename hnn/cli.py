@@ -337,6 +337,9 @@ def train_command(
     no_class: Annotated[bool, typer.Option("--no-class", help="Train without L_class.")] = False,
     size_features: Annotated[bool, typer.Option(
         "--size-features", help="Give every node the graph's size too (separates siblings; not in the paper).")] = False,
+    width_jitter: Annotated[float, typer.Option(
+        "--width-jitter", min=0.0, max=0.9,
+        help="Train on width-scaled copies too: widths scaled by up to this share (robustness to pruning).")] = 0.0,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -346,7 +349,8 @@ def train_command(
     from dataclasses import replace
 
     config = replace(DEFAULT_CONFIG, bits=bits, epochs=epochs, device=device, seed=seed, split=split, kind=kind,
-                     topology=topology, beta=0.0 if no_class else DEFAULT_CONFIG.beta, size_features=size_features)
+                     topology=topology, beta=0.0 if no_class else DEFAULT_CONFIG.beta, size_features=size_features,
+                     width_jitter=width_jitter)
     with _Progress("training") as progress:
         def report(epoch, total, record):
             parts = " ".join(f"{k}={record[k]}" for k in ("topo", "class", "quant", "val_source_map") if k in record)

@@ -148,6 +148,29 @@ def test_size_features_tell_apart_graphs_that_differ_only_in_depth():
     assert np.allclose(a[:, -SIZE_COLUMNS:], a[0, -SIZE_COLUMNS:])  # the same on every node
 
 
+def test_width_jitter_rescales_sizes_of_about_half_the_batch_and_keeps_the_ops():
+    from dataclasses import replace as with_fields
+
+    from hnn.hasher.train import DEFAULT_CONFIG, Prepared, batch_tensors, width_scaled
+
+    graph = small_graph(flops=(10**6, 10**4, 10**5))
+    halved = width_scaled(graph, 0.25)  # widths halved: FLOPs and parameters / 4
+    assert [n.flops for n in halved.nodes] == [250000, 2500, 25000] and halved.edges == graph.edges
+    vocabulary = build_vocabulary([graph])
+    graphs = [graph] * 40
+    data = Prepared(names=[], records=[], tensors=[to_tensors(g, vocabulary) for g in graphs], family_index=None,
+                    families=[], vocabulary=vocabulary, ged=None, train=None, validation=None, rules="",
+                    rules_digest="", graphs=graphs)
+    index = np.arange(40)
+    plain = batch_tensors(data, index, DEFAULT_CONFIG, np.random.default_rng(0))
+    assert all(t is data.tensors[i] for i, t in zip(index, plain))
+    jittered = batch_tensors(data, index, with_fields(DEFAULT_CONFIG, width_jitter=0.9), np.random.default_rng(0))
+    changed = [not torch.equal(t.x, data.tensors[0].x) for t in jittered]
+    assert 5 < sum(changed) < 35  # about half, each rescaled at random
+    ops = len(vocabulary)
+    assert all(torch.equal(t.x[:, :ops], data.tensors[0].x[:, :ops]) for t in jittered)
+
+
 def test_hex_round_trip():
     from hnn.hasher.api import code_to_hex, hex_to_code
 
