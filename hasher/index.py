@@ -3,12 +3,13 @@
 One file, no server. Each entry: a stable id, the model's name and source,
 framework, an optional label (family or owner), the code and its bit count,
 the digest of the checkpoint that made it, the IR digest, the time it was
-added, and the structure code (hnn.hasher.structure) that orders entries
-at the same Hamming distance: a search returns the k nearest by the perceptual
-code, and among equal distances the one whose structure code is nearest first.
-Entries of a version-1 index (made before the structure code) have none and come
-after those that have one at the same distance. An index holds codes of one checkpoint only: the first entry fixes it,
-and codes of another checkpoint or bit count are refused.
+added, and the structure code (hnn.hasher.structure) that orders entries at the
+same Hamming distance: a search returns the k nearest by the perceptual code,
+and among equal distances the one whose structure code is nearest first. A
+version-1 index (made before the structure code) is upgraded when opened; its
+entries have none and come after those that have one at the same distance.
+An index holds codes of one checkpoint only: the first entry fixes it, and
+codes of another checkpoint or bit count are refused.
 
 Durability: the database runs in WAL mode and each entry is its own
 transaction, so an interrupted bulk add keeps every entry committed before the
@@ -125,7 +126,11 @@ class Index:
 
     def _upgrade(self) -> None:
         """Version 1 -> 2 in one transaction: add the (empty) structure column; entries keep their codes."""
-        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:  # a read-only file or folder: say why, not "not an index"
+            raise InputError(f"{self.path}: a version-1 index, which this hnn upgrades to version {VERSION} "
+                             f"when it opens it, and the upgrade cannot write ({exc})") from None
         try:
             columns = {row[1] for row in self.db.execute("PRAGMA table_info(entries)")}
             if "structure" not in columns:

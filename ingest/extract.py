@@ -338,28 +338,29 @@ def fold_constant_nodes(model: onnx.ModelProto) -> int:
     graph = model.graph
     shapes, tensors = _known_shapes_and_constants(graph)
     outputs = {out.name for out in graph.output}
-    folded_nodes, new_tensors = [], {}
+    kept, new_tensors = [], {}
     for node in graph.node:
-        if node.op_type in ("Constant", "Identity") or any(name in outputs for name in node.output):
-            continue
-        folded = _fold_constant(node, tensors, shapes)
+        folded = {}
+        if node.op_type not in ("Constant", "Identity") and not any(name in outputs for name in node.output):
+            folded = _fold_constant(node, tensors, shapes)
         if not folded or set(folded) != {name for name in node.output if name}:
+            kept.append(node)
             continue
         tensors.update(folded)
         new_tensors.update(folded)
         for name, tensor in folded.items():
             shapes[name] = list(tensor.dims)
-        folded_nodes.append(node)
-    if not folded_nodes:
+    if not new_tensors:
         return 0
-    for node in folded_nodes:
-        graph.node.remove(node)
+    removed = len(graph.node) - len(kept)
+    del graph.node[:]  # one rebuild, not a linear remove() per folded node
+    graph.node.extend(kept)
     still_read = {name for node in graph.node for name in node.input}
     graph.initializer.extend(tensor for name, tensor in new_tensors.items() if name in still_read)
     stale = [vi for vi in graph.value_info if vi.name in new_tensors]
     for vi in stale:
         graph.value_info.remove(vi)
-    return len(folded_nodes)
+    return removed
 
 
 def _parameter_count(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> int:

@@ -225,14 +225,12 @@ def prepare(model: onnx.ModelProto, shapes: dict[str, list[int]], simplify: bool
     _fix_input_shapes(model_copy, shapes)
     if simplify:
         model_copy = _simplify(model_copy)
+    inferred = _infer_shapes(model_copy)
     for _ in range(FOLD_ROUNDS):  # fold shape arithmetic, infer again: what onnxsim would see
-        inferred = _infer_shapes(model_copy)
-        if inferred is None:
-            return model_copy
-        model_copy = inferred
-        if not fold_constant_nodes(model_copy):
+        if inferred is None or not fold_constant_nodes(inferred):
             break
-    return model_copy
+        inferred = _infer_shapes(inferred)
+    return model_copy if inferred is None else inferred
 
 
 # Rounds of constant folding and shape inference; each round unlocks the shapes the

@@ -176,11 +176,9 @@ def _traceable_backend_ops():
     """
     try:
         from keras.src.backend.tensorflow import nn as backend_nn
-    except ImportError:
-        yield
-        return
-    keras_conv, keras_gelu = getattr(backend_nn, "conv", None), getattr(backend_nn, "gelu", None)
-    if keras_conv is None or keras_gelu is None:
+
+        keras_conv, keras_gelu = backend_nn.conv, backend_nn.gelu
+    except (ImportError, AttributeError):  # another Keras layout: export as it comes
         yield
         return
     tf = import_tensorflow()
