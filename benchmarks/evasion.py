@@ -1,6 +1,10 @@
 """Robustness of the hash against the rewrites a pirate gets for free.
 
-    .venv/bin/python benchmarks/evasion.py [--models resnet18,vgg16,...] [--bits 64]
+    .venv/bin/python benchmarks/evasion.py [--models resnet18,vgg16,...] [--bits 64] [--cache DIR]
+
+With ``--cache DIR`` the converted graphs (the IR before merging) are kept in DIR, one
+folder per model, and a later run with the same DIR hashes them again without exporting
+(seconds instead of minutes: how a new checkpoint is measured on the same copies).
 
 For every model of the paper's set and four more torchvision models (resnet50,
 efficientnet_b0, mobilenet_v3_large, convnext_tiny), each transformation below makes a copy;
@@ -26,11 +30,12 @@ removed; channel widths pruned by 10, 30 and 50%.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
-import onnx
 
 PAPER_MODELS = ["vgg11", "vgg13", "vgg16", "resnet18", "resnet34", "resnet101", "mnasnet0_75", "mnasnet1_0",
                 "mnasnet1_3", "densenet121", "densenet161", "densenet201", "squeezenet1_0", "squeezenet1_1",
@@ -52,22 +57,18 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(PAPER_MODELS + MORE_MODELS),
                         help="torchvision model names; default: the paper's 21 and four more")
     parser.add_argument("--bits", type=int, default=64)
+    parser.add_argument("--cache", default=None, help="folder that keeps the converted copies (see above)")
     parser.add_argument("--checkpoint", action="append", default=None,
                         help="a checkpoint other than the shipped one; repeat to compare several on the same copies")
     args = parser.parse_args()
 
-    from onnx_edits import insert_arithmetic_noops, insert_noops, rename_everything, upgrade_opset
-    from torch_edits import free_variants, structural_variants
-
     from hnn.hasher.api import hash_graphs, load, to_hashable_graph
     from hnn.hasher.structure import structure_code
-    from hnn.ingest.pipeline import onnx_to_ir
 
     checkpoints = [load(path) for path in args.checkpoint] if args.checkpoint else [load(bits=args.bits)]
 
-    def codes(model: onnx.ModelProto) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(perceptual code, structure code) per checkpoint."""
-        graph = onnx_to_ir(model, framework="onnx", simplify=False)
+    def codes(graph) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(perceptual code, structure code) per checkpoint of one converted graph."""
         merged = [to_hashable_graph(graph, c) for c in checkpoints]
         return [(hash_graphs([m], c)[0], structure_code(m)) for m, c in zip(merged, checkpoints)]
 
@@ -75,23 +76,48 @@ def main() -> None:
     originals, copies = {}, defaultdict(dict)
     for name in names:
         print(f"{name}...", flush=True)
-        variants = free_variants(name)
-        base = variants.pop("original")
-        originals[name] = codes(base)
-        variants["renamed"] = rename_everything(base)
-        variants["Identity + Dropout inserted"] = insert_noops(base)
-        variants["x*1 and x+0 inserted"] = insert_arithmetic_noops(base)
-        variants["opset 18 -> 21"] = upgrade_opset(base)
-        variants.update(structural_variants(name))
-        for kind, model in variants.items():
-            try:
-                copies[kind][name] = codes(model)
-            except Exception as exc:  # a transformation a converter cannot take is reported, not fatal
-                print(f"{name}: {kind}: failed ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})")
+        graphs = converted_copies(name, Path(args.cache) / name if args.cache else None)
+        originals[name] = codes(graphs.pop("original"))
+        for kind, graph in graphs.items():
+            copies[kind][name] = codes(graph)
     for position, checkpoint in enumerate(checkpoints):
         label = args.checkpoint[position] if args.checkpoint else f"shipped {checkpoint.bits}-bit checkpoint"
         report(label, checkpoint.bits, names, {n: c[position] for n, c in originals.items()},
                {kind: {n: c[position] for n, c in by_name.items()} for kind, by_name in copies.items()})
+
+
+def converted_copies(name: str, cache: Path | None) -> dict:
+    """The IR of the original and of every copy of one model, converted or read from ``cache``."""
+    from hnn.ingest.ir import Graph
+
+    if cache is not None and (cache / "kinds.json").exists():  # written last: the folder is complete
+        return {kind: Graph.from_json_file(cache / file)
+                for kind, file in json.loads((cache / "kinds.json").read_text()).items()}
+    from onnx_edits import insert_arithmetic_noops, insert_noops, rename_everything, upgrade_opset
+    from torch_edits import free_variants, structural_variants
+
+    from hnn.ingest.pipeline import onnx_to_ir
+
+    variants = free_variants(name)
+    base = variants.pop("original")
+    variants["renamed"] = rename_everything(base)
+    variants["Identity + Dropout inserted"] = insert_noops(base)
+    variants["x*1 and x+0 inserted"] = insert_arithmetic_noops(base)
+    variants["opset 18 -> 21"] = upgrade_opset(base)
+    variants.update(structural_variants(name))
+    graphs = {"original": onnx_to_ir(base, framework="onnx", simplify=False)}
+    for kind, model in variants.items():
+        try:
+            graphs[kind] = onnx_to_ir(model, framework="onnx", simplify=False)
+        except Exception as exc:  # a transformation a converter cannot take is reported, not fatal
+            print(f"{name}: {kind}: failed ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})")
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        files = {kind: f"{number:02d}.json" for number, kind in enumerate(graphs)}
+        for kind, graph in graphs.items():
+            graph.to_json_file(cache / files[kind])
+        (cache / "kinds.json").write_text(json.dumps(files, indent=1))
+    return graphs
 
 
 def report(label: str, bits: int, names: list[str], originals: dict, copies: dict) -> None:

@@ -25,9 +25,9 @@ from hnn.hasher.train import DEFAULT_CONFIG, TrainConfig, source_of
 K = 10
 METHODS: dict[str, TrainConfig | None] = {
     "hnn": DEFAULT_CONFIG,
-    "hnn-noclass": replace(DEFAULT_CONFIG, beta=0.0),
+    "hnn-noclass": replace(DEFAULT_CONFIG, beta=0.0, source_beta=0.0),  # no classification head at all
     "hnn-paper": TrainConfig(topology="embedding"),
-    "ghashing": replace(DEFAULT_CONFIG, beta=0.0, same_source_shrink=1.0, source_margin=0.0),
+    "ghashing": replace(DEFAULT_CONFIG, beta=0.0, same_source_shrink=1.0, source_margin=0.0, source_beta=0.0),
     "wl-simhash": None,
     "hnn+wl": DEFAULT_CONFIG,  # half the bits from HNN-Net, half from WL-SimHash, concatenated
     "hnn-size": replace(DEFAULT_CONFIG, size_features=True),  # graph size on every node (not in the paper)

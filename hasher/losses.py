@@ -41,6 +41,7 @@ class LossWeights:
     topology: str = "embedding"
     same_source_shrink: float = 1.0
     source_margin: float = 0.0
+    source_beta: float = 0.0
 
 
 def pair_loss(out: dict, ged: Tensor, families: Tensor | None, weights: LossWeights,
@@ -78,5 +79,9 @@ def pair_loss(out: dict, ged: Tensor, families: Tensor | None, weights: LossWeig
         klass = torch.nn.functional.cross_entropy(out["logits"], families)
         total = total + weights.beta * klass
         parts["class"] = float(klass.detach())
+    if weights.source_beta and sources is not None and "source_logits" in out:
+        source_class = torch.nn.functional.cross_entropy(out["source_logits"], sources)
+        total = total + weights.source_beta * source_class
+        parts["source_class"] = float(source_class.detach())
     parts["total"] = float(total.detach())
     return total, parts

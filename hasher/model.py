@@ -35,6 +35,7 @@ class HNNNetConfig:
     gcn: tuple[int, ...] = (256, 128, 64)
     fc: tuple[int, ...] = (348, 256, 256, 128)
     size_features: bool = False  # in_channels includes the 3 graph-size columns (hnn.hasher.features)
+    sources: int = 0  # source-model classes of a second head on FC3 (0: none; not in the paper)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,9 +72,12 @@ class HNNNet(nn.Module):
         self.code_layer = nn.Linear(config.fc[-1], config.bits)
         self.embedding_index = 2  # FC3
         self.classifier = nn.Linear(config.fc[self.embedding_index], config.families) if config.families else None
+        self.source_classifier = (nn.Linear(config.fc[self.embedding_index], config.sources)
+                                  if config.sources else None)
 
     def reset_parameters(self) -> None:
-        for module in [*self.convs, *self.pools, *self.fcs, self.code_layer, self.classifier]:
+        for module in [*self.convs, *self.pools, *self.fcs, self.code_layer, self.classifier,
+                       self.source_classifier]:
             if module is not None:
                 module.reset_parameters()
 
@@ -92,6 +96,8 @@ class HNNNet(nn.Module):
         out = {"embedding": embedding, "code": torch.sigmoid(self.code_layer(h))}
         if self.classifier is not None:
             out["logits"] = self.classifier(embedding)
+        if self.source_classifier is not None:
+            out["source_logits"] = self.source_classifier(embedding)
         return out
 
     def __repr__(self) -> str:

@@ -1,8 +1,8 @@
 """The structure code: the tie-break of index searches (docs/index.md, "Ties").
 
 The perceptual code is trained to give a model and its light derivatives one
-code, so close siblings can share it too (vgg11, vgg13 and vgg16, or
-squeezenet1_0 and 1_1, with the shipped 64-bit checkpoint). The structure code is a second,
+code, so close siblings can share it too (squeezenet1_0 and 1_1 with the shipped
+64-bit checkpoint; vgg11, vgg13 and vgg16 with the 16-bit one). The structure code is a second,
 non-learned code of the same merged graph, in two halves of WL-SimHash
 (hnn.hasher.baselines):
 

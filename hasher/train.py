@@ -46,11 +46,15 @@ class TrainConfig:
     # seen with every node's FLOPs and parameters scaled by s^2, s uniform in
     # [1 - width_jitter, 1] (the cost of channels pruned by a share 1 - s), as the same source.
     width_jitter: float = 0.0
+    # L_source (not in the paper): cross-entropy of each graph's source model, from a second
+    # head on FC3, so that the embedding separates sibling architectures (resnet18 / resnet34).
+    source_beta: float = 0.0
 
 
-# What `hnn train` uses: the code-form topology loss with source-aware targets measured
-# best on the paper split's validation set (docs/hasher.md has the comparison).
-DEFAULT_CONFIG = TrainConfig(topology="code", same_source_shrink=0.25, source_margin=0.5)
+# What `hnn train` uses: the code-form topology loss with source-aware targets and the
+# source-model head, measured best on the paper split's validation set (docs/hasher.md
+# has the comparison).
+DEFAULT_CONFIG = TrainConfig(topology="code", same_source_shrink=0.25, source_margin=0.5, source_beta=10.0)
 
 
 def pick_device(name: str):
@@ -226,15 +230,19 @@ def train(data_dir: str | Path, config: TrainConfig, output: str | Path | None =
     data = prepare(data_dir, config)
     if len(data.train) < 2:
         raise UsageError(f"{data_dir}: the {config.split} split leaves fewer than 2 training graphs")
+    # Source ids: the training split's models first, so that the source head has one class per
+    # model it trains on (held-out models get ids past the head's width and never reach it).
+    train_sources = sorted({source_of(data.records[i]) for i in data.train})
+    source_names = train_sources + sorted({source_of(r) for r in data.records} - set(train_sources))
+    source_ids = torch.tensor([source_names.index(source_of(r)) for r in data.records], device=device)
     model = HNNNet(HNNNetConfig(in_channels=feature_width(data.vocabulary, config.size_features), bits=config.bits,
                                 families=len(data.families) if config.beta else 0,
+                                sources=len(train_sources) if config.source_beta else 0,
                                 size_features=config.size_features)).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     weights = LossWeights(alpha=config.alpha, beta=config.beta, gamma=config.gamma, cap=config.cap,
                           topology=config.topology, same_source_shrink=config.same_source_shrink,
-                          source_margin=config.source_margin)
-    source_names = sorted({source_of(r) for r in data.records})
-    source_ids = torch.tensor([source_names.index(source_of(r)) for r in data.records], device=device)
+                          source_margin=config.source_margin, source_beta=config.source_beta)
     ged = torch.from_numpy(data.ged).to(device)
     families = torch.from_numpy(data.family_index).to(device)
     history, best, best_state = [], -1.0, None

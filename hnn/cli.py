@@ -328,13 +328,17 @@ def train_command(
     data: Annotated[Path, typer.Option("--data", help="Dataset folder from `hnn zoo build`.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint file to write.")],
     bits: Annotated[int, typer.Option("--bits", min=1, max=512)] = 32,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 60,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 100,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     split: Annotated[str, typer.Option("--split", help="paper, models or families: what is held out.")] = "paper",
     kind: Annotated[str, typer.Option("--kind", help="merged or raw graphs.")] = "merged",
     topology: Annotated[str, typer.Option(help="code (default) or embedding (the paper's form).")] = "code",
-    no_class: Annotated[bool, typer.Option("--no-class", help="Train without L_class.")] = False,
+    no_class: Annotated[bool, typer.Option(
+        "--no-class", help="Train without the classification heads (L_class and L_source).")] = False,
+    source_weight: Annotated[Optional[float], typer.Option(
+        "--source-weight", min=0.0,
+        help="Weight of L_source, the source-model head (0: no head); default: the default configuration's.")] = None,
     size_features: Annotated[bool, typer.Option(
         "--size-features", help="Give every node the graph's size too (separates siblings; not in the paper).")] = False,
     width_jitter: Annotated[float, typer.Option(
@@ -348,12 +352,15 @@ def train_command(
     from hnn.hasher.train import DEFAULT_CONFIG, train
     from dataclasses import replace
 
+    source_beta = DEFAULT_CONFIG.source_beta if source_weight is None else source_weight
     config = replace(DEFAULT_CONFIG, bits=bits, epochs=epochs, device=device, seed=seed, split=split, kind=kind,
-                     topology=topology, beta=0.0 if no_class else DEFAULT_CONFIG.beta, size_features=size_features,
+                     topology=topology, beta=0.0 if no_class else DEFAULT_CONFIG.beta,
+                     source_beta=0.0 if no_class else source_beta, size_features=size_features,
                      width_jitter=width_jitter)
     with _Progress("training") as progress:
         def report(epoch, total, record):
-            parts = " ".join(f"{k}={record[k]}" for k in ("topo", "class", "quant", "val_source_map") if k in record)
+            parts = " ".join(f"{k}={record[k]}" for k in ("topo", "class", "source_class", "quant", "val_source_map")
+                             if k in record)
             progress(epoch, total, parts)
 
         result = train(data, config, output=output, progress=report)
@@ -571,7 +578,7 @@ def eval_command(
     = "hnn,hnn-index,hnn-noclass,ghashing,wl-simhash",
     kinds: Annotated[str, typer.Option("--kinds", help="merged, raw or both.")] = "merged,raw",
     seeds: Annotated[int, typer.Option("--seeds", min=1)] = 1,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 60,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 100,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:

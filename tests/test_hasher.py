@@ -86,6 +86,36 @@ def test_training_steps_lower_the_loss():
     assert losses[-1] < 0.5 * losses[0]
 
 
+def test_source_head_adds_its_cross_entropy_to_the_loss():
+    torch.manual_seed(1)
+    graphs = [small_graph(("Conv", "Relu") * k) for k in range(1, 5)]
+    vocabulary = build_vocabulary(graphs)
+    model = HNNNet(HNNNetConfig(in_channels=len(vocabulary) + 22, bits=16, families=2, sources=3))
+    out = model(*collate([to_tensors(g, vocabulary) for g in graphs]))
+    assert out["source_logits"].shape == (4, 3)
+    ged = torch.zeros(4, 4)
+    families, sources = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 2, 2])
+    without, _ = pair_loss(out, ged, families, LossWeights(topology="code"), sources=sources)
+    weighted, parts = pair_loss(out, ged, families, LossWeights(topology="code", source_beta=2.0), sources=sources)
+    expected = torch.nn.functional.cross_entropy(out["source_logits"], sources)
+    assert torch.isclose(weighted - without, 2 * expected) and parts["source_class"] == pytest.approx(expected.item())
+
+
+def test_checkpoint_without_a_source_head_still_loads(tmp_path):
+    """Checkpoints written before the source head have no ``sources`` in their config."""
+    from hnn.hasher.checkpoint import load_checkpoint, save_checkpoint
+
+    model = HNNNet(HNNNetConfig(in_channels=26, bits=16, families=2))
+    path = tmp_path / "old.npz"
+    save_checkpoint(path, model, ["Conv", "Gemm", "Relu", OTHER], ["a", "b"], "paper", "d", {})
+    stored = dict(np.load(path, allow_pickle=False))
+    document = json.loads(stored["__meta__"].tobytes())
+    del document["config"]["sources"]
+    stored["__meta__"] = np.frombuffer(json.dumps(document).encode(), dtype=np.uint8)
+    np.savez(path, **stored)
+    assert load_checkpoint(path).torch_model().source_classifier is None
+
+
 def test_checkpoint_round_trip_and_refusals(tmp_path):
     from hnn.hasher.checkpoint import load_checkpoint, save_checkpoint
 

@@ -164,5 +164,7 @@ def test_training_on_a_small_zoo_is_deterministic_and_writes_a_loadable_checkpoi
     a, b = load_checkpoint(tmp_path / "a.npz"), load_checkpoint(tmp_path / "b.npz")
     assert max(float(np.abs(a.arrays[k] - b.arrays[k]).max()) for k in a.arrays) == 0
     assert a.bits == 16 and a.families == ["resnet", "squeezenet"] and "thresholds" in a.meta
+    # the default trains a source-model head too: one class per training model
+    assert a.config["sources"] == 2 and all("source_class" in h for h in first["history"])
     result = hash_model(str(root / "data" / "raw" / "resnet18.json"), checkpoint=tmp_path / "a.npz")
     assert result.bits == 16 and len(result.hash) == 4
