@@ -5,6 +5,8 @@
 With ``--cache DIR`` the converted graphs (the IR before merging) are kept in DIR, one
 folder per model, and a later run with the same DIR hashes them again without exporting
 (seconds instead of minutes: how a new checkpoint is measured on the same copies).
+The cache holds the IR as the code made it then: empty it when conversion or
+canonicalization changes.
 
 For every model of the paper's set and four more torchvision models (resnet50,
 efficientnet_b0, mobilenet_v3_large, convnext_tiny), each transformation below makes a copy;
