@@ -15,10 +15,13 @@ originals of all models. Reported per transformation: Hamming distance to the
 original (median, max) and three top-1 accuracies, next to the distances
 between different models:
 
-- top-1 index: the original comes first in what `hnn index query` returns (Hamming
-  distance of the perceptual code, then of the structure code); a tie on both is a miss;
+- top-1 index: the original comes first in what `hnn index query` returns (entries of the
+  copy's topology first, nearest in scale first; then the others by the Hamming distance of the
+  perceptual code, then of the structure code: hnn.hasher.structure); a tie is a miss;
 - top-1 hash: the original is strictly the nearest by the perceptual code alone;
-- top-1 ties: the original is among the nearest by the perceptual code alone.
+- top-1 ties: the original is among the nearest by the perceptual code alone;
+
+and the share of copies that keep their original's topology digest.
 
 Free rewrites: rename every node and tensor; insert Identity and Dropout;
 insert x*1 and x+0; upgrade the opset (onnx.version_converter); the other
@@ -65,14 +68,14 @@ def main() -> None:
     args = parser.parse_args()
 
     from hnn.hasher.api import hash_graphs, load, to_hashable_graph
-    from hnn.hasher.structure import structure_code
+    from hnn.hasher.structure import structure_of
 
     checkpoints = [load(path) for path in args.checkpoint] if args.checkpoint else [load(bits=args.bits)]
 
-    def codes(graph) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(perceptual code, structure code) per checkpoint of one converted graph."""
+    def codes(graph) -> list[tuple[np.ndarray, object]]:
+        """(perceptual code, structure) per checkpoint of one converted graph."""
         merged = [to_hashable_graph(graph, c) for c in checkpoints]
-        return [(hash_graphs([m], c)[0], structure_code(m)) for m, c in zip(merged, checkpoints)]
+        return [(hash_graphs([m], c)[0], structure_of(m)) for m, c in zip(merged, checkpoints)]
 
     names = args.models.split(",")
     originals, copies = {}, defaultdict(dict)
@@ -124,28 +127,30 @@ def converted_copies(name: str, cache: Path | None) -> dict:
 
 def report(label: str, bits: int, names: list[str], originals: dict, copies: dict) -> None:
     """The Markdown table of one checkpoint: distances to the original and top-1 among all originals."""
-    from hnn.hasher.structure import ranking_distance, structure_distance_matrix
+    from hnn.hasher.structure import ranking_matrix
 
     matrix = np.array([originals[n][0] for n in names])
-    structures = np.array([originals[n][1] for n in names])
+    structures = [originals[n][1] for n in names]
     between = [int((matrix[i] != matrix[j]).sum()) for i in range(len(names)) for j in range(i + 1, len(names))]
     print(f"\n### {label}: {len(names)} models, {bits} bits. Distances between different models: "
           f"min {min(between)}, median {statistics.median(between)}, max {max(between)}")
-    print("top-1 index: the original comes first by (code distance, structure-code distance), a tie on both is a "
-          "miss; top-1 hash: strictly the nearest by the code alone; top-1 ties: among the nearest by the code\n")
-    print("| transformation | models | median d | max d | top-1 index | top-1 hash | top-1 ties |\n"
-          "|---|---|---|---|---|---|---|")
+    print("top-1 index: the original comes first as the index ranks (same topology by scale, then code distance, "
+          "then structure-code distance), a tie is a miss; top-1 hash: strictly the nearest by the code alone; "
+          "top-1 ties: among the nearest by the code\n")
+    print("| transformation | models | median d | max d | top-1 index | top-1 hash | top-1 ties | same topology |\n"
+          "|---|---|---|---|---|---|---|---|")
     misses: dict[str, dict[str, str]] = {}
     for kind in [*FREE, *STRUCTURAL]:
         by_name = copies.get(kind, {})
         if not by_name:
             continue
-        distances, first_in_index, strict, tied = [], 0, 0, 0
+        distances, first_in_index, strict, tied, same_topology = [], 0, 0, 0, 0
         ranked_first = {}
         for name, (copy_code, copy_structure) in by_name.items():
             to_all = (matrix != copy_code).sum(axis=1)
-            ranked = ranking_distance(to_all, structure_distance_matrix(copy_structure[None], structures)[0])
+            ranked = ranking_matrix(to_all[None], [copy_structure], structures)[0]
             own = names.index(name)
+            same_topology += structures[own].topology == copy_structure.topology
             distances.append(int(to_all[own]))
             rivals = np.delete(ranked, own)
             if ranked[own] < rivals.min():
@@ -156,7 +161,7 @@ def report(label: str, bits: int, names: list[str], originals: dict, copies: dic
             tied += to_all[own] <= np.delete(to_all, own).min()
         n = len(by_name)
         print(f"| {kind} | {n} | {statistics.median(distances)} | {max(distances)} | {first_in_index / n:.2f} | "
-              f"{strict / n:.2f} | {tied / n:.2f} |")
+              f"{strict / n:.2f} | {tied / n:.2f} | {same_topology / n:.2f} |")
         misses[kind] = ranked_first
     print("\nMisses of the index ranking (copy of -> what came first or tied):")
     for kind, missed in misses.items():

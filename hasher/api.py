@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from hnn.errors import InputError, UsageError
-from hnn.hasher.structure import structure_code, structure_distance
+from hnn.hasher.structure import Structure, compare_structures, structure_of
 from hnn.ingest.ir import Graph
 
 # Verdict thresholds as a share of the code's bits, used when the checkpoint holds none.
@@ -27,11 +27,12 @@ class HashResult:
     hash: str
     nodes: int
     code: np.ndarray
-    structure: np.ndarray
+    structure: Structure
 
     def to_dict(self) -> dict:
         return {"model": self.model, "framework": self.framework, "bits": self.bits, "hash": self.hash,
-                "structure": code_to_hex(self.structure), "nodes": self.nodes}
+                "structure": code_to_hex(self.structure.code), "topology": self.structure.topology,
+                "nodes": self.nodes}
 
 
 def code_to_hex(code: np.ndarray) -> str:
@@ -117,7 +118,7 @@ def hash_model(source: Any, checkpoint: str | Path | None = None, bits: int | No
     code = hash_graphs([graph], loaded)[0]
     return HashResult(model=str(source) if isinstance(source, (str, Path)) else type(source).__name__,
                       framework=graph.meta.framework, bits=loaded.bits, hash=code_to_hex(code),
-                      nodes=len(graph.nodes), code=code, structure=structure_code(graph))
+                      nodes=len(graph.nodes), code=code, structure=structure_of(graph))
 
 
 def thresholds(checkpoint) -> dict[str, int]:
@@ -128,10 +129,13 @@ def thresholds(checkpoint) -> dict[str, int]:
     return {"match": int(checkpoint.bits * DEFAULT_MATCH_SHARE), "suspect": int(checkpoint.bits * DEFAULT_SUSPECT_SHARE)}
 
 
-def verdict(distance: int, limits: dict[str, int]) -> str:
+def verdict(distance: int, limits: dict[str, int], same_topology: bool = False) -> str:
+    """``match`` or ``suspect`` by the code's distance against the thresholds, else ``different``;
+    at least ``suspect`` for two graphs of one topology (one architecture at other widths: what
+    structured pruning or widening makes of a model moves its code, not its topology)."""
     if distance <= limits["match"]:
         return "match"
-    if distance <= limits["suspect"]:
+    if distance <= limits["suspect"] or same_topology:
         return "suspect"
     return "different"
 
@@ -144,7 +148,7 @@ def compare(a: Any, b: Any, checkpoint: str | Path | None = None, bits: int | No
     second = hash_model(b, checkpoint, bits, **ingest_options)
     distance = int((first.code != second.code).sum())
     limits = thresholds(loaded)
-    return {"a": first.to_dict(), "b": second.to_dict(), "distance": distance,
-            "structure_distance": structure_distance(first.structure, second.structure),
-            "similarity": round(1 - distance / loaded.bits, 4), "verdict": verdict(distance, limits),
-            "thresholds": limits}
+    structures = compare_structures(first.structure, second.structure)
+    return {"a": first.to_dict(), "b": second.to_dict(), "distance": distance, **structures,
+            "similarity": round(1 - distance / loaded.bits, 4),
+            "verdict": verdict(distance, limits, structures["same_topology"]), "thresholds": limits}

@@ -42,7 +42,12 @@ def _signs(feature: str, bits: int) -> np.ndarray:
 
 def wl_simhash(graph: Graph, bits: int, sizes: bool = True) -> np.ndarray:
     """Bool code [bits]."""
+    return simhash(wl_features(graph, sizes=sizes), bits)
+
+
+def simhash(features: Counter, bits: int) -> np.ndarray:
+    """Bool code [bits] of a feature bag: the sign of the count-weighted sum of each feature's +-1 vector."""
     total = np.zeros(bits)
-    for feature, count in wl_features(graph, sizes=sizes).items():
+    for feature, count in features.items():
         total += count * _signs(feature, bits)
     return total > 0

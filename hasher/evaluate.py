@@ -31,18 +31,19 @@ METHODS: dict[str, TrainConfig | None] = {
     "wl-simhash": None,
     "hnn+wl": DEFAULT_CONFIG,  # half the bits from HNN-Net, half from WL-SimHash, concatenated
     "hnn-size": replace(DEFAULT_CONFIG, size_features=True),  # graph size on every node (not in the paper)
-    # `hnn` codes ranked as `hnn index query` ranks them: ties of the code ordered by the structure code.
+    # `hnn` codes ranked as `hnn index query` ranks them: the query's topology first, ties of the code
+    # ordered by the structure code.
     "hnn-index": DEFAULT_CONFIG,
 }
 
 
-def structure_codes(method: str, graphs: list) -> np.ndarray | None:
-    """The structure codes that break ties of ``method``'s ranking, or None where it has no tie-break."""
+def structures(method: str, graphs: list) -> list | None:
+    """The structures (hnn.hasher.structure) that ``method``'s ranking uses beside the code, or None."""
     if method != "hnn-index":
         return None
-    from hnn.hasher.structure import structure_code
+    from hnn.hasher.structure import structure_of
 
-    return np.array([structure_code(graph) for graph in graphs], dtype=bool)
+    return [structure_of(graph) for graph in graphs]
 
 
 def method_codes(method: str, data_dir: Path, kind: str, bits: int, split: str, seed: int, epochs: int,
@@ -79,11 +80,12 @@ def _method_codes(method: str, data_dir: Path, kind: str, bits: int, split: str,
 
 
 def score(codes: np.ndarray, records: list[dict], split_names: dict, split: str,
-          structures: np.ndarray | None = None) -> dict:
+          structures: list | None = None) -> dict:
     """Family- and source-level metrics, PR points, distance histograms, held-out variant shares.
 
-    With ``structures``, the ranking is by code distance, then structure-code distance (as the
-    index ranks); the histograms stay those of the code distance.
+    With ``structures`` (one hnn.hasher.structure.Structure per graph), the ranking is the
+    index's (:func:`hnn.hasher.structure.ranking_matrix`); the histograms stay those of the code
+    distance.
     """
     position = {record["name"]: i for i, record in enumerate(records)}
     queries = np.array([position[name] for name in split_names["test"]])
@@ -96,10 +98,11 @@ def score(codes: np.ndarray, records: list[dict], split_names: dict, split: str,
         code_distances[queries[:, None] == database[None, :]] = codes.shape[1] + 1
     distances = code_distances
     if structures is not None:
-        from hnn.hasher.structure import ranking_distance, structure_distance_matrix
+        from hnn.hasher.structure import ranking_matrix
 
-        distances = ranking_distance(code_distances, structure_distance_matrix(structures[queries],
-                                                                                 structures[database]))
+        distances = ranking_matrix(code_distances, [structures[i] for i in queries], [structures[i] for i in database])
+        if split != "paper":  # nor is it its own topology
+            distances[queries[:, None] == database[None, :]] = np.iinfo(np.int64).max
     families = np.array([r["family"] for r in records])
     sources = np.array([source_of(r) for r in records])
     self_match = queries[:, None] == database[None, :]
@@ -150,7 +153,7 @@ def evaluate(data_dir: str | Path, split: str = "paper", bits_list=(16, 32, 64),
         records, graphs = graphs_by_kind[kind]
         run_started = time.perf_counter()
         codes = method_codes(method, data_dir, kind, bits, split, seed, epochs, records, graphs, trained)
-        scored = score(codes, records, split_names, split, structure_codes(method, graphs))
+        scored = score(codes, records, split_names, split, structures(method, graphs))
         from hnn.hasher.api import code_to_hex
 
         results["runs"].append({"kind": kind, "bits": bits, "method": method, "seed": seed,

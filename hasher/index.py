@@ -3,11 +3,15 @@
 One file, no server. Each entry: a stable id, the model's name and source,
 framework, an optional label (family or owner), the code and its bit count,
 the digest of the checkpoint that made it, the IR digest, the time it was
-added, and the structure code (hnn.hasher.structure) that orders entries at the
-same Hamming distance: a search returns the k nearest by the perceptual code,
-and among equal distances the one whose structure code is nearest first. A
-version-1 index (made before the structure code) is upgraded when opened; its
-entries have none and come after those that have one at the same distance.
+added, and its structure (hnn.hasher.structure: structure code, topology
+digest, scale). A search ranks the entries of the query's topology (same
+digest: the same architecture, whatever its widths) first, nearest in scale
+first; then the others by the perceptual code's Hamming distance, and among
+equal distances the one whose structure code is nearest first. Older indexes
+are upgraded when opened (version 1 had no structure, version 2 no digest and
+scale); their entries keep their codes, lack what they lack, and so never count
+as the query's topology and come after entries with a structure code at the
+same distance.
 An index holds codes of one checkpoint only: the first entry fixes it, and
 codes of another checkpoint or bit count are refused.
 
@@ -28,10 +32,10 @@ import numpy as np
 
 from hnn.errors import InputError, UsageError
 from hnn.hasher.search import packed_codes
-from hnn.hasher.structure import structure_distance
+from hnn.hasher.structure import Structure
 
 FORMAT = "hnn-index"
-VERSION = 2  # 2: the structure column
+VERSION = 3  # 2: the structure column; 3: the topology and scale columns
 BUSY_TIMEOUT_MS = 60_000
 
 SCHEMA = """
@@ -47,9 +51,14 @@ CREATE TABLE IF NOT EXISTS entries (
     checkpoint TEXT NOT NULL,
     ir_digest TEXT NOT NULL UNIQUE,
     added REAL NOT NULL,
-    structure BLOB
+    structure BLOB,
+    topology TEXT,
+    scale BLOB
 );
+CREATE INDEX IF NOT EXISTS entries_by_topology ON entries (topology);
 """
+# Named, not `SELECT *`: an upgraded file has the same columns, but say which order _entry reads.
+COLUMNS = "id, name, source, framework, label, code, bits, checkpoint, ir_digest, added, structure, topology, scale"
 
 
 @dataclass(frozen=True)
@@ -64,14 +73,15 @@ class Entry:
     checkpoint: str
     ir_digest: str
     added: float
-    structure: np.ndarray | None = None
+    structure: Structure | None = None
 
     def to_dict(self) -> dict:
         from hnn.hasher.api import code_to_hex
 
         return {"id": self.id, "name": self.name, "source": self.source, "framework": self.framework,
                 "label": self.label, "hash": code_to_hex(self.code), "bits": self.bits,
-                "structure": None if self.structure is None else code_to_hex(self.structure),
+                "structure": None if self.structure is None else code_to_hex(self.structure.code),
+                "topology": None if self.structure is None else self.structure.topology,
                 "checkpoint": self.checkpoint[:16], "ir_digest": self.ir_digest, "added": self.added}
 
 
@@ -125,16 +135,18 @@ class Index:
             self._upgrade()
 
     def _upgrade(self) -> None:
-        """Version 1 -> 2 in one transaction: add the (empty) structure column; entries keep their codes."""
+        """Version 1 or 2 -> 3 in one transaction: add the (empty) columns it lacks; entries keep their codes."""
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:  # a read-only file or folder: say why, not "not an index"
-            raise InputError(f"{self.path}: a version-1 index, which this hnn upgrades to version {VERSION} "
-                             f"when it opens it, and the upgrade cannot write ({exc})") from None
+            raise InputError(f"{self.path}: a version-{self.meta('version')} index, which this hnn upgrades to "
+                             f"version {VERSION} when it opens it, and the upgrade cannot write ({exc})") from None
         try:
             columns = {row[1] for row in self.db.execute("PRAGMA table_info(entries)")}
-            if "structure" not in columns:
-                self.db.execute("ALTER TABLE entries ADD COLUMN structure BLOB")
+            for column, kind in (("structure", "BLOB"), ("topology", "TEXT"), ("scale", "BLOB")):
+                if column not in columns:
+                    self.db.execute(f"ALTER TABLE entries ADD COLUMN {column} {kind}")
+            self.db.execute("CREATE INDEX IF NOT EXISTS entries_by_topology ON entries (topology)")
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(VERSION),))
             self.db.execute("COMMIT")
         except BaseException:
@@ -177,21 +189,23 @@ class Index:
     # --- entries ------------------------------------------------------------------------
 
     def add(self, name: str, source: str, framework: str, code: np.ndarray, checkpoint_digest: str,
-            ir_digest: str, label: str | None = None, structure: np.ndarray | None = None) -> Entry:
+            ir_digest: str, label: str | None = None, structure: Structure | None = None) -> Entry:
         """Add one entry in its own transaction; raises DuplicateEntry for an IR already indexed."""
         packed = np.packbits(code.astype(bool)).tobytes()
-        packed_structure = None if structure is None else _pack_structure(structure)
+        packed_structure = None if structure is None else _pack_structure(structure.code)
+        topology = None if structure is None else structure.topology
+        scale = None if structure is None or structure.scale is None else structure.scale.astype("<f8").tobytes()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self._claim_checkpoint(checkpoint_digest, len(code))
-            existing = self.db.execute("SELECT * FROM entries WHERE ir_digest = ?", (ir_digest,)).fetchone()
+            existing = self.db.execute(f"SELECT {COLUMNS} FROM entries WHERE ir_digest = ?", (ir_digest,)).fetchone()
             if existing is not None:
                 raise DuplicateEntry(self._entry(existing))
             cursor = self.db.execute(
                 "INSERT INTO entries (name, source, framework, label, code, bits, checkpoint, ir_digest, added, "
-                "structure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "structure, topology, scale) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, source, framework, label, packed, len(code), checkpoint_digest, ir_digest, time.time(),
-                 packed_structure),
+                 packed_structure, topology, scale),
             )
             self.db.execute("COMMIT")
         except BaseException:
@@ -207,23 +221,26 @@ class Index:
         return entry
 
     def get(self, entry_id: int) -> Entry:
-        row = self.db.execute("SELECT * FROM entries WHERE id = ?", (entry_id,)).fetchone()
+        row = self.db.execute(f"SELECT {COLUMNS} FROM entries WHERE id = ?", (entry_id,)).fetchone()
         if row is None:
             raise InputError(f"{self.path}: no entry #{entry_id}")
         return self._entry(row)
 
     def entries(self) -> list[Entry]:
-        return [self._entry(row) for row in self.db.execute("SELECT * FROM entries ORDER BY id")]
+        return [self._entry(row) for row in self.db.execute(f"SELECT {COLUMNS} FROM entries ORDER BY id")]
 
     def __len__(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
 
     @staticmethod
     def _entry(row) -> Entry:
-        entry_id, name, source, framework, label, code, bits, checkpoint, ir_digest, added, structure = row
+        entry_id, name, source, framework, label, code, bits, checkpoint, ir_digest, added, structure, topology, scale = row
         bits_array = np.unpackbits(np.frombuffer(code, dtype=np.uint8))[:bits].astype(bool)
+        if structure is not None:
+            structure = Structure(_unpack_structure(structure), topology,
+                                  None if scale is None else np.frombuffer(scale, dtype="<f8").copy())
         return Entry(entry_id, name, source, framework, label, bits_array, bits, checkpoint, ir_digest, added,
-                     None if structure is None else _unpack_structure(structure))
+                     structure)
 
     # --- search -------------------------------------------------------------------------
 
@@ -239,27 +256,45 @@ class Index:
         return self._codes
 
     def query(self, code: np.ndarray, k: int = 10, radius: int | None = None,
-              structure: np.ndarray | None = None) -> list[tuple[Entry, int]]:
+              structure: Structure | None = None) -> list[tuple[Entry, int]]:
         """Nearest entries (entry, Hamming distance): the k nearest, or all within ``radius``.
 
-        With the query's ``structure`` code, entries at the same distance are ordered by
-        :func:`structure_distance` (then by id); without it, by id.
+        With the query's ``structure``, entries are ordered as :meth:`Structure.rank` says: those
+        of the query's topology first (in a k-nearest search even when their code is farther than
+        the k-th), ties of the code by structure distance; without it, by distance, then id.
         """
         if len(self) == 0:
             return []
         packed = self.codes()
         if radius is None:
             nearest = packed.top_k(code, k)
-            if structure is None or not nearest:
+            if structure is None:
                 return [(self.get(int(entry_id)), int(distance)) for entry_id, distance in nearest]
             # Every entry tied with the k-th, so that the tie-break chooses among all of them.
-            found = packed.within(code, nearest[-1][1])
+            hits = [(self.get(int(entry_id)), int(distance)) for entry_id, distance in packed.within(code, nearest[-1][1])]
+            if structure.topology is not None:
+                seen = {entry.id for entry, _ in hits}
+                hits += [hit for hit in self._of_topology(code, structure, k) if hit[0].id not in seen]
         else:
-            found = packed.within(code, radius)
-        hits = [(self.get(int(entry_id)), int(distance)) for entry_id, distance in found]
+            hits = [(self.get(int(entry_id)), int(distance)) for entry_id, distance in packed.within(code, radius)]
         if structure is not None:
-            hits.sort(key=lambda hit: (hit[1], structure_distance(structure, hit[0].structure), hit[0].id))
+            hits.sort(key=lambda hit: (structure.rank(hit[1], hit[0].structure), hit[0].id))
         return hits if radius is not None else hits[:k]
+
+    def _of_topology(self, code: np.ndarray, structure: Structure, k: int) -> list[tuple[Entry, int]]:
+        """(entry, code distance) of the k best-ranked entries of the query's topology, and any tied with the k-th.
+
+        The digest column has an SQL index, so this reads the entries of one architecture, not the
+        whole file.
+        """
+        entries = [self._entry(row) for row in
+                   self.db.execute(f"SELECT {COLUMNS} FROM entries WHERE topology = ?", (structure.topology,))]
+        if not entries:
+            return []
+        hits = [(entry, int((entry.code != code).sum())) for entry in entries]
+        ranks = [structure.rank(distance, entry.structure) for entry, distance in hits]
+        kth = sorted(ranks)[min(k, len(hits)) - 1]
+        return [hit for hit, rank in zip(hits, ranks) if rank <= kth]
 
 
 def _pack_structure(structure: np.ndarray) -> bytes:

@@ -6,18 +6,18 @@ from pathlib import Path
 from typing import Callable
 
 from hnn.errors import HnnError
-from hnn.hasher.api import code_to_hex, hash_graphs, load, thresholds, to_hashable_graph
+from hnn.hasher.api import code_to_hex, hash_graphs, load, thresholds, to_hashable_graph, verdict
 from hnn.hasher.index import DuplicateEntry, Index
-from hnn.hasher.structure import structure_code, structure_distance
+from hnn.hasher.structure import compare_structures, structure_of
 
 # A platform asks "is this a copy?": only these verdicts. `different` in `hnn compare` is `new` here.
 NEW = "new"
 
 
 def _hash(model: str, checkpoint, **ingest_options):
-    """The merged graph, its perceptual code and its structure code (the tie-break)."""
+    """The merged graph, its perceptual code and its structure (hnn.hasher.structure)."""
     graph = to_hashable_graph(model, checkpoint, **ingest_options)
-    return graph, hash_graphs([graph], checkpoint)[0], structure_code(graph)
+    return graph, hash_graphs([graph], checkpoint)[0], structure_of(graph)
 
 
 def add_models(index_path: str | Path, models: list[str], label: str | None = None, checkpoint=None,
@@ -53,23 +53,24 @@ def query_model(index_path: str | Path, model: str, k: int = 10, radius: int | N
         loaded = load(checkpoint, int(bits) if bits and checkpoint is None else None)
         index.check_compatible(loaded.digest, loaded.bits)
         _, code, structure = _hash(model, loaded, **ingest_options)
-        neighbours = [{**entry.to_dict(), "distance": distance,
-                       "structure_distance": structure_distance(structure, entry.structure)}
+        neighbours = [{**entry.to_dict(), "distance": distance, **compare_structures(structure, entry.structure)}
                       for entry, distance in index.query(code, k, radius, structure=structure)]
-    return {"model": model, "hash": code_to_hex(code), "structure": code_to_hex(structure), "bits": loaded.bits,
-            "neighbours": neighbours,
+        nearest = index.query(code, k=1)  # by the code alone: the verdict's distance
+    return {"model": model, "hash": code_to_hex(code), "structure": code_to_hex(structure.code),
+            "topology": structure.topology,
+            "bits": loaded.bits, "neighbours": neighbours, "nearest_distance": nearest[0][1] if nearest else None,
             "thresholds": thresholds(loaded)}
 
 
 def check_model(index_path: str | Path, model: str, k: int = 5, checkpoint=None, **ingest_options) -> dict:
-    """The nearest known models and a verdict: ``match``, ``suspect`` or ``new``."""
+    """The nearest known models and a verdict: ``match``, ``suspect`` or ``new``.
+
+    By the perceptual code's smallest distance to any entry, and at least ``suspect`` when an
+    entry has the model's topology (:func:`hnn.hasher.api.verdict`).
+    """
     result = query_model(index_path, model, k=k, checkpoint=checkpoint, **ingest_options)
-    nearest = result["neighbours"][0]["distance"] if result["neighbours"] else None
-    limits = result["thresholds"]
-    if nearest is not None and nearest <= limits["match"]:
-        verdict = "match"
-    elif nearest is not None and nearest <= limits["suspect"]:
-        verdict = "suspect"
-    else:
-        verdict = NEW
-    return {**result, "verdict": verdict}
+    same_topology = any(hit["same_topology"] for hit in result["neighbours"])
+    if result["nearest_distance"] is None:
+        return {**result, "same_topology": False, "verdict": NEW}
+    said = verdict(result["nearest_distance"], result["thresholds"], same_topology)
+    return {**result, "same_topology": same_topology, "verdict": NEW if said == "different" else said}

@@ -1,22 +1,39 @@
-"""The structure code: the tie-break of index searches (docs/index.md, "Ties").
+"""What the index keeps of a graph beside its perceptual code (docs/index.md, "Ranking").
 
 The perceptual code is trained to give a model and its light derivatives one
 code, so close siblings can share it too (squeezenet1_0 and 1_1 with the shipped
-64-bit checkpoint; vgg11, vgg13 and vgg16 with the 16-bit one). The structure code is a second,
-non-learned code of the same merged graph, in two halves of WL-SimHash
-(hnn.hasher.baselines):
+64-bit checkpoint; vgg11, vgg13 and vgg16 with the 16-bit one), and it is made
+of FLOPs and parameter buckets, so a copy whose every layer was narrowed
+(structured pruning) drifts towards a narrower sibling. Three non-learned
+descriptions of the same merged graph help:
 
-- topology: node labels are the op alone. Renaming, re-exporting, new weights,
-  and pruning channels leave it unchanged; a block more or less changes it.
-- sizes: node labels are op and FLOPs/parameter buckets, as the hasher's
-  features. It tells width siblings apart (mnasnet0_75 from mnasnet1_0).
+- the *topology digest*: BLAKE2 of the whole bag of Weisfeiler-Lehman subtree
+  features (hnn.hasher.baselines) with node labels that are the op alone. Two
+  graphs share it only when three WL rounds cannot tell their ops and
+  connections apart: the same architecture, whatever its widths. Renaming,
+  re-exporting, new weights and pruning channels leave it as it is; a block
+  more or less changes it.
+- the *scale*: the mean of log2(params) over the nodes that have parameters,
+  and of log2(FLOPs) likewise. Between two graphs of one topology the means
+  run over corresponding nodes, so their difference measures width: pruning
+  the input and output channels of every layer by 30% moves the parameter mean
+  by about 2 log2(1/0.7) = 1.03, whatever the model.
+- the *structure code*: 128 bits of WL-SimHash in two halves, topology (op
+  labels) and sizes (op and FLOPs/parameter buckets, as the hasher's
+  features). It measures how far two structures are where the digest only says
+  equal or not (densenet121 and densenet201, which differ only in how often a
+  block repeats, share the topology half, not the digest).
 
-Entries at the same perceptual distance are ordered by topology distance, then
-by size distance: topology first, because it is what a pirate's cheap edits
-(pruning, fine-tuning) leave alone.
+An index query ranks entries of the query's topology first, nearest in scale
+first; then the others by perceptual distance, ties by structure distance
+(:func:`ranking_distance`).
 """
 
 from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,13 +43,72 @@ HALF_BITS = 64
 STRUCTURE_BITS = 2 * HALF_BITS
 # One more than the largest structure distance: what an entry without a structure code scores.
 NO_STRUCTURE = (HALF_BITS + 1) ** 2
+# Scale distances are compared in these units (1/1000 of a doubling), so a ranking is one integer.
+SCALE_UNITS = 1000
+CODE_SPAN = 4097  # more than any code distance (codes of up to 4096 bits)
+# Larger than any code distance times (NO_STRUCTURE + 1) plus a structure distance, and than any
+# scale distance in SCALE_UNITS times that: entries of another topology rank after all of the query's.
+OTHER_TOPOLOGY = 1 << 50
 
 
-def structure_code(graph: Graph) -> np.ndarray:
-    """Bool [STRUCTURE_BITS]: topology half, then sizes half."""
-    from hnn.hasher.baselines import wl_simhash
+@dataclass(frozen=True)
+class Structure:
+    """Entries of older indexes lack the digest and scale (None): they are never of the query's topology."""
 
-    return np.concatenate([wl_simhash(graph, HALF_BITS, sizes=False), wl_simhash(graph, HALF_BITS, sizes=True)])
+    code: np.ndarray  # bool [STRUCTURE_BITS]: topology half, then sizes half
+    topology: str | None = None  # 16 hex digits
+    scale: np.ndarray | None = None  # float64 [2]: mean log2(params), mean log2(flops) (scale_of)
+
+    def rank(self, code_distance: int, stored: "Structure | None") -> int:
+        """Where an entry with ``stored`` at ``code_distance`` from the query ranks (smaller first)."""
+        if stored is None:
+            return int(ranking_distance(code_distance, NO_STRUCTURE, False, 0))
+        same = self.topology is not None and self.topology == stored.topology and stored.scale is not None
+        return int(ranking_distance(code_distance, structure_distance(self.code, stored.code), same,
+                                    scale_distance(self.scale, stored.scale) if same else 0))
+
+
+def structure_of(graph: Graph) -> Structure:
+    """The structure code, topology digest and scale of a (merged) graph.
+
+    The op-only WL features are computed once and serve both the topology half and the digest.
+    """
+    from hnn.hasher.baselines import simhash, wl_features, wl_simhash
+
+    topology = wl_features(graph, sizes=False)
+    code = np.concatenate([simhash(topology, HALF_BITS), wl_simhash(graph, HALF_BITS, sizes=True)])
+    return Structure(code, topology_digest(topology), scale_of(graph))
+
+
+def topology_digest(features: Counter) -> str:
+    """16 hex digits of BLAKE2 over the sorted (feature, count) pairs of an op-only WL feature bag."""
+    digest = hashlib.blake2b(digest_size=8)
+    for feature, count in sorted(features.items()):
+        digest.update(f"{feature}\t{count}\n".encode())
+    return digest.hexdigest()
+
+
+def scale_of(graph: Graph) -> np.ndarray:
+    """Mean log2 parameters over the nodes that have any, mean log2 FLOPs likewise (0 where none has)."""
+    def mean_log2(values: list[int]) -> float:
+        positive = [value for value in values if value > 0]
+        return float(np.mean(np.log2(positive))) if positive else 0.0
+
+    return np.array([mean_log2([node.params for node in graph.nodes]), mean_log2([node.flops for node in graph.nodes])])
+
+
+def compare_structures(first: Structure, second: Structure | None) -> dict:
+    """What `hnn compare` and `hnn index query` report of two structures (JSON-ready)."""
+    if second is None:
+        return {"structure_distance": NO_STRUCTURE, "same_topology": False, "scale_distance": None}
+    same = first.topology is not None and first.topology == second.topology
+    return {"structure_distance": structure_distance(first.code, second.code), "same_topology": same,
+            "scale_distance": None if second.scale is None else round(float(np.abs(first.scale - second.scale).sum()), 3)}
+
+
+def scale_distance(query: np.ndarray, stored: np.ndarray) -> np.ndarray:
+    """Sum of the absolute differences of the two means, in SCALE_UNITS (int64; broadcasts over rows)."""
+    return np.rint(np.abs(np.asarray(stored) - np.asarray(query)).sum(axis=-1) * SCALE_UNITS).astype(np.int64)
 
 
 def structure_distance(query: np.ndarray, stored: np.ndarray | None) -> int:
@@ -48,13 +124,32 @@ def structure_distance(query: np.ndarray, stored: np.ndarray | None) -> int:
 
 
 def structure_distance_matrix(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
-    """int64 [nq, nd]: :func:`structure_distance` of every pair (evaluation and benchmarks)."""
+    """int64 [nq, nd]: :func:`structure_distance` of every pair of structure codes."""
     from hnn.hasher.metrics import hamming_matrix
 
     topology = hamming_matrix(queries[:, :HALF_BITS], database[:, :HALF_BITS]).astype(np.int64)
     return topology * (HALF_BITS + 1) + hamming_matrix(queries[:, HALF_BITS:], database[:, HALF_BITS:])
 
 
-def ranking_distance(code_distance: np.ndarray, structure: np.ndarray) -> np.ndarray:
-    """Perceptual distance, then structure distance, as one integer: what an index query sorts by."""
-    return code_distance.astype(np.int64) * (NO_STRUCTURE + 1) + structure
+def ranking_matrix(code_distances: np.ndarray, queries: list[Structure], database: list[Structure]) -> np.ndarray:
+    """int64 [nq, nd]: :meth:`Structure.rank` of every pair at once (evaluation and benchmarks)."""
+    codes = structure_distance_matrix(np.array([q.code for q in queries]), np.array([d.code for d in database]))
+    same = np.array([q.topology for q in queries])[:, None] == np.array([d.topology for d in database])[None, :]
+    scales = scale_distance(np.array([q.scale for q in queries])[:, None, :],
+                            np.array([d.scale for d in database])[None, :, :])
+    return ranking_distance(code_distances, codes, same, np.where(same, scales, 0))
+
+
+def ranking_distance(code_distance: np.ndarray, structure: np.ndarray, same_topology: np.ndarray | None = None,
+                     scale: np.ndarray | None = None) -> np.ndarray:
+    """What an index query sorts by, as one int64 (arrays broadcast).
+
+    With ``same_topology`` (and the ``scale`` distance of each entry), entries of the query's
+    topology come first, by scale distance, then code distance, then structure distance; every
+    other entry after them by code distance, then structure distance.
+    """
+    ranked = np.asarray(code_distance).astype(np.int64) * (NO_STRUCTURE + 1) + structure
+    if same_topology is None:
+        return ranked
+    within_topology = np.asarray(scale, dtype=np.int64) * CODE_SPAN * (NO_STRUCTURE + 1) + ranked
+    return np.where(same_topology, within_topology, OTHER_TOPOLOGY + ranked)

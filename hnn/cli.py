@@ -430,7 +430,7 @@ def compare_command(
         typer.echo(json.dumps(result))
         return
     typer.echo(f"{result['verdict']}: distance {result['distance']}/{result['a']['bits']} bits, similarity "
-               f"{result['similarity']:.3f} (match <= {result['thresholds']['match']}, "
+               f"{result['similarity']:.3f}{_topology_mark(result)} (match <= {result['thresholds']['match']}, "
                f"suspect <= {result['thresholds']['suspect']})")
 
 
@@ -529,7 +529,12 @@ def index_query(
         return
     typer.echo(f"{model}: {result['hash']}")
     for hit in result["neighbours"]:
-        typer.echo(f"  {hit['distance']:>3}  #{hit['id']:<5} {hit['name']}  {hit['label'] or ''}")
+        typer.echo(f"  {hit['distance']:>3}  #{hit['id']:<5} {hit['name']}  {hit['label'] or ''}{_topology_mark(hit)}")
+
+
+def _topology_mark(hit: dict) -> str:
+    """What the listings add to an entry of the query's topology (ranked first: docs/index.md)."""
+    return "  (same topology)" if hit["same_topology"] else ""
 
 
 CHECK_EXIT_CODES = {"new": 0, "suspect": 3, "match": 4}
@@ -557,12 +562,13 @@ def check_command(
     if as_json:
         typer.echo(json.dumps(result))
     else:
-        nearest = result["neighbours"][0] if result["neighbours"] else None
-        closest = f"nearest #{nearest['id']} {nearest['name']} at distance {nearest['distance']}" if nearest else "empty index"
+        first = result["neighbours"][0] if result["neighbours"] else None
+        closest = (f"first #{first['id']} {first['name']} at distance {first['distance']}{_topology_mark(first)}"
+                   if first else "empty index")
         typer.echo(f"{result['verdict']}: {model} ({closest}; match <= {result['thresholds']['match']}, "
                    f"suspect <= {result['thresholds']['suspect']})")
         for hit in result["neighbours"][1:]:
-            typer.echo(f"  {hit['distance']:>3}  #{hit['id']:<5} {hit['name']}")
+            typer.echo(f"  {hit['distance']:>3}  #{hit['id']:<5} {hit['name']}{_topology_mark(hit)}")
     raise typer.Exit(CHECK_EXIT_CODES[result["verdict"]])
 
 

@@ -169,6 +169,40 @@ def sequence_split_to_slices(graph: WorkGraph) -> int:
     return changed
 
 
+def flatten_concat(graph: WorkGraph) -> int:
+    """A Concat of one input is that input; a Concat feeding only a Concat on the same axis is part of it.
+
+    TorchScript writes ``torch.cat([x])`` (DenseNet's first layer of each block) as a Concat of
+    one input, which dynamo drops; dynamo keeps ``cat([cat([a, b]), cat([c, d]), e])`` (Inception)
+    nested where TorchScript writes one Concat of all. The IR keeps the flat form.
+    """
+    changed = 0
+    for key in list(graph.nodes):
+        node = graph.nodes.get(key)
+        if node is None or node.op != "Concat" or node.is_output:
+            continue
+        if len(node.input_shapes) == 1:
+            graph.remove_bypassing(key)
+            changed += 1
+            continue
+        if len(node.succs) != 1 or len(node.input_shapes) != node.data_inputs:
+            continue
+        (succ_key,) = node.succs
+        outer = graph.nodes[succ_key]
+        if outer.op == "Concat" and _concat_axis(outer) == _concat_axis(node) is not None:
+            graph.remove_bypassing(key)
+            changed += 1
+    return changed
+
+
+def _concat_axis(node: WorkNode) -> int | None:
+    """The axis as a non-negative number (exporters write -3 and 1 for the same one), if the rank is known."""
+    axis = node.attrs.get("axis")
+    if axis is None or node.output_shape is None:
+        return None
+    return axis % len(node.output_shape) if node.output_shape else None
+
+
 def fold_pad_into_consumer(graph: WorkGraph) -> int:
     """Drop a Pad whose every consumer is a Conv or pooling op (the padding is theirs)."""
     doomed = [
@@ -408,6 +442,7 @@ PASSES: tuple[Callable[[WorkGraph], int], ...] = (
     drop_input_scaling,
     fold_channel_affine_into_conv,
     sequence_split_to_slices,
+    flatten_concat,
     fold_pad_into_consumer,
     fuse_layer_norm,  # before reductions_to_global_pool: a LayerNorm's mean over the last axis of an
     fuse_gelu,        # [N, T, D] tensor would otherwise pass for global pooling over T

@@ -210,13 +210,16 @@ def extract(model: onnx.ModelProto) -> WorkGraph:
         carrying = DATA_INPUTS.get(op, range(len(node.input)))
         data_inputs = [node.input[i] for i in carrying if i < len(node.input) and node.input[i] in data_tensors]
         if op in SHAPE_ONLY_OPS or not data_inputs:
-            for name, value in _fold_constant(node, initializers, shapes).items():
+            folded = _fold_constant(node, initializers, shapes) or _relaid_weight(node, initializers, shapes)
+            for name, value in folded.items():
                 initializers[name] = value
                 shapes[name] = list(value.dims)
             continue
         data_tensors.update(name for name in node.output if name)
         for name in node.output:
             producer[name] = index
+        if op == "Gather" and _gathers_everything_in_order(node, initializers, shapes):
+            op = "Reshape"  # dynamo's as_strided (torch's adaptive pooling on channels-last data)
         attrs = _attributes(node)
         input_shapes = [shapes.get(name) for name in node.input]
         output_shapes = [shapes.get(name) for name in node.output]
@@ -239,6 +242,26 @@ def extract(model: onnx.ModelProto) -> WorkGraph:
     if not work:
         raise InputError("the ONNX graph computes nothing from its inputs (no data-dependent nodes)")
     return WorkGraph(work)
+
+
+def _gathers_everything_in_order(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
+                                 shapes: dict[str, list[int] | None]) -> bool:
+    """A Gather whose constant indices are 0, 1, ..., n - 1 over an axis of length n: a reshape."""
+    import numpy as np
+
+    if len(node.input) < 2 or node.input[1] not in tensors or shapes.get(node.input[0]) is None:
+        return False
+    data_shape, indices = shapes[node.input[0]], tensors[node.input[1]]
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+    if not -len(data_shape) <= axis < len(data_shape) or prod(indices.dims) != data_shape[axis]:
+        return False
+    if prod(indices.dims) > MAX_FOLD_ELEMENTS * 256:  # a bound on what is read of an untrusted file
+        return False
+    try:
+        values = onnx.numpy_helper.to_array(indices).reshape(-1)
+    except ValueError:
+        return False
+    return values.dtype.kind in "iu" and bool((values == np.arange(values.size)).all())
 
 
 def _constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
@@ -323,6 +346,33 @@ def _fold_constant(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
             except ValueError:  # e.g. bytes that are not UTF-8 in a string result: leave it unfolded
                 return {}
     return folded
+
+
+# Ops that only relay out a weight. The dynamo exporter writes a Linear layer as
+# MatMul(x, Transpose(W)) where TorchScript writes Gemm(x, W): a weight too large to fold
+# would then count as nobody's parameters and the MatMul would not pass for a dense layer.
+WEIGHT_LAYOUT_OPS = frozenset({"Transpose", "Reshape", "Cast", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
+
+
+def _relaid_weight(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
+                   shapes: dict[str, list[int] | None]) -> dict[str, onnx.TensorProto]:
+    """A layout op over a large constant: its output as a constant of known size and type, without values.
+
+    Counting parameters needs only the size, and nothing reads the values of a tensor above
+    MAX_FOLD_ELEMENTS, so none are computed (no memory for an attacker's 10^12-element weight).
+    """
+    if node.op_type not in WEIGHT_LAYOUT_OPS or not node.input or node.input[0] not in tensors or not node.output:
+        return {}
+    weight, name = tensors[node.input[0]], node.output[0]
+    if prod(weight.dims) <= MAX_FOLD_ELEMENTS:  # small enough to fold by value: _fold_constant's case
+        return {}
+    dims = shapes.get(name) or list(weight.dims)
+    if prod(dims) != prod(weight.dims) or any(d < 0 for d in dims):
+        return {}
+    cast_to = next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
+    placeholder = onnx.TensorProto(name=name, data_type=cast_to or weight.data_type)
+    placeholder.dims.extend(dims)
+    return {name: placeholder}
 
 
 def fold_constant_nodes(model: onnx.ModelProto) -> int:

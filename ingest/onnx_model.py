@@ -42,6 +42,8 @@ def load_onnx_file(path: str | Path) -> onnx.ModelProto:
     try:
         model = onnx.load_model_from_string(path.read_bytes())
     except (DecodeError, RuntimeError, ValueError) as exc:
+        if "alloc failed" in str(exc):  # protobuf's arena ran out of memory: a limit, not a bad file
+            raise MemoryError(str(exc)) from None
         raise InputError(f"{path}: not a valid ONNX model (protobuf parse failed: {exc})") from None
     if not model.HasField("graph") or not model.graph.node:
         raise InputError(f"{path}: not an ONNX model (no graph nodes found)")

@@ -229,3 +229,39 @@ def test_dynamic_input_needs_an_input_shape():
 def test_symbolic_batch_alone_defaults_to_one():
     built = model([helper.make_node("Relu", ["x"], ["y"])], [("x", ["N", 3, 4, 4])], ["y"])
     assert onnx_to_ir(built).meta.input_shapes == {"x": [1, 3, 4, 4]}
+
+
+def test_single_input_and_nested_concats_take_the_flat_form_and_other_concats_stay():
+    # TorchScript: cat([x]) as a Concat of one input; dynamo: cat([cat([a, b]), c]) nested.
+    def build(nested):
+        nodes = [conv("a", "x", "ta"), conv("b", "x", "tb"), conv("c", "x", "tc"),
+                 helper.make_node("Concat", ["ta"], ["single"], axis=1)]
+        if nested:
+            nodes += [helper.make_node("Concat", ["single", "tb"], ["inner"], axis=-3),
+                      helper.make_node("Concat", ["inner", "tc"], ["outer"], axis=1)]
+        else:
+            nodes += [helper.make_node("Concat", ["single", "tb", "tc"], ["outer"], axis=1)]
+        nodes += [helper.make_node("Concat", ["outer", "ta"], ["y"], axis=2)]  # another axis: stays
+        return onnx_to_ir(model(nodes, [("x", [1, 4, 8, 8])], ["y"], conv_weights("a", "b", "c")), simplify=False)
+
+    nested, flat = build(nested=True), build(nested=False)
+    assert sorted(ops(flat)) == ["Concat", "Concat", "Conv", "Conv", "Conv"]
+    assert ops(nested) == ops(flat) and nested.edges == flat.edges
+
+
+def test_a_transposed_weight_counts_as_the_matmuls_parameters_and_makes_it_a_dense_layer():
+    # dynamo writes Linear(256 -> 64) as MatMul(x, Transpose(W)); W is too large to fold by value.
+    nodes = [helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0]),
+             helper.make_node("MatMul", ["x", "wt"], ["y"])]
+    ir = onnx_to_ir(model(nodes, [("x", [1, 256])], ["y"], [weight("w", 64, 256)]), simplify=False)
+    assert ops(ir) == ["Gemm"] and ir.nodes[0].params == 64 * 256
+
+
+def test_a_gather_of_every_index_in_order_is_a_reshape_and_a_real_gather_stays():
+    nodes = [conv("a", "x", "t1"), helper.make_node("Reshape", ["t1", "flat"], ["t2"]),
+             helper.make_node("Gather", ["t2", "all"], ["t3"], axis=0),
+             helper.make_node("Gather", ["t3", "some"], ["y"], axis=0)]
+    initializers = conv_weights("a") + [int_tensor("flat", [-1]), int_tensor("all", list(range(256))),
+                                        int_tensor("some", [3, 1])]
+    ir = onnx_to_ir(model(nodes, [("x", [1, 4, 8, 8])], ["y"], initializers), simplify=False)
+    assert ops(ir) == ["Conv", "Gather"]

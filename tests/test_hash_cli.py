@@ -26,6 +26,9 @@ def model_files(tmp_path_factory):
     for name in ("resnet18", "squeezenet1_0", "squeezenet1_1", "mobilenet_v2"):
         files[name] = folder / f"{name}.onnx"
         onnx.save(export_module(getattr(torchvision.models, name)(), [1, 3, 224, 224]), str(files[name]))
+    files["mobilenet_v2_pruned"] = folder / "mobilenet_v2_pruned.onnx"  # every layer 40% narrower
+    onnx.save(export_module(torchvision.models.mobilenet_v2(width_mult=0.6), [1, 3, 224, 224]),
+              str(files["mobilenet_v2_pruned"]))
     files["resnet18_dynamo"] = folder / "resnet18_dynamo.onnx"
     onnx.save(export_module(torchvision.models.resnet18(), [1, 3, 224, 224], "dynamo"), str(files["resnet18_dynamo"]))
     return files
@@ -53,7 +56,7 @@ def test_hash_cli_text_and_json_for_many_models(model_files):
     result = run_hnn("hash", model_files["resnet18"], model_files["squeezenet1_0"], "--json")
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [set(row) for row in rows] == [{"model", "framework", "bits", "hash", "structure", "nodes"}] * 2
+    assert [set(row) for row in rows] == [{"model", "framework", "bits", "hash", "structure", "topology", "nodes"}] * 2
     assert rows[0]["bits"] == 64 and rows[0]["nodes"] == 39
     text = run_hnn("hash", model_files["resnet18"], "--bits", "32")
     code, name = text.stdout.split()
@@ -113,6 +116,24 @@ def test_a_copy_is_matched_to_its_original_before_a_sibling_with_the_same_code(m
     assert first["name"] == "squeezenet1_0.onnx" and first["distance"] == 0 and first["structure_distance"] == 0
     check = json.loads(run_hnn("check", db, disguised, "-k", "1", "--json").stdout)
     assert check["verdict"] == "match" and check["neighbours"][0]["name"] == "squeezenet1_0.onnx"
+
+
+def test_a_pruned_copy_comes_first_as_its_original_and_is_at_least_suspect(model_files, tmp_path):
+    # Narrowing every layer moves the code (it is made of FLOPs and parameter buckets) but not the
+    # topology: the index puts the entry of the copy's topology first and `hnn check` flags it.
+    db = tmp_path / "models.db"
+    others = [model_files[name] for name in ("resnet18", "squeezenet1_0", "squeezenet1_1")]
+    assert run_hnn("index", "add", db, *others, model_files["mobilenet_v2"]).returncode == 0
+    pruned = model_files["mobilenet_v2_pruned"]
+    query = json.loads(run_hnn("index", "query", db, pruned, "-k", "2", "--json").stdout)
+    first, second = query["neighbours"]
+    assert first["name"] == "mobilenet_v2.onnx" and first["same_topology"] and not second["same_topology"]
+    check = run_hnn("check", db, pruned, "-k", "2")
+    assert check.returncode in (3, 4), check.stdout
+    assert "first #4 mobilenet_v2.onnx" in check.stdout and "(same topology)" in check.stdout
+    compared = json.loads(run_hnn("compare", pruned, model_files["mobilenet_v2"], "--json").stdout)
+    assert compared["same_topology"] and compared["verdict"] in ("suspect", "match")
+    assert not json.loads(run_hnn("compare", pruned, model_files["resnet18"], "--json").stdout)["same_topology"]
 
 
 def test_index_refuses_codes_of_another_checkpoint(model_files, tmp_path):

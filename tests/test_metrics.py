@@ -47,16 +47,37 @@ def test_structure_codes_order_ties_of_the_code_as_the_index_does():
     # only the structure code tells them apart. A third graph is 1 bit away in code.
     records = [{"name": "q", "family": "f", "source": "own"}, {"name": "sibling", "family": "f"},
                {"name": "own~aug", "family": "f", "source": "own"}, {"name": "far", "family": "g"}]
-    from hnn.hasher.structure import STRUCTURE_BITS
+    from hnn.hasher.structure import STRUCTURE_BITS, Structure
 
     codes = np.array([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]], dtype=bool)
     structures = np.zeros((4, STRUCTURE_BITS), dtype=bool)
     structures[1, 0] = True  # the sibling: one topology bit off
     structures[2, -30:] = True  # the query's own source: 30 size bits off, topology equal
     split = {"test": ["q"], "train": ["sibling", "own~aug", "far"]}
+    # No graph shares the query's topology digest: only the structure code orders the tie.
+    structures = [Structure(code, f"topology-{i}", np.zeros(2)) for i, code in enumerate(structures)]
     by_code = score(codes, records, split, "paper")
     by_index = score(codes, records, split, "paper", structures)
     assert by_code["source"]["top1"] == 0.0 and by_index["source"]["top1"] == 1.0
     assert by_index["source"]["map"] == 1.0 and by_code["source"]["map"] == 0.5
     # The tie-break never lifts a farther code over a nearer one: "far" has the query's structure.
     assert by_index["family"]["map"] == 1.0 and by_index["histogram"] == by_code["histogram"]
+
+
+def test_the_query_topology_comes_first_in_the_index_ranking_but_never_itself():
+    from hnn.hasher.evaluate import score
+    from hnn.hasher.structure import STRUCTURE_BITS, Structure
+
+    # The query's own source is 5 bits away in code (a pruned copy), an unrelated graph 1 bit away;
+    # only the shared topology digest puts the own source first. In a held-out split the query is
+    # also in the database, with its own digest: it must not be its own answer.
+    records = [{"name": "q", "family": "f", "source": "own"}, {"name": "own", "family": "f"},
+               {"name": "near", "family": "g"}]
+    codes = np.array([[0] * 8, [1] * 5 + [0] * 3, [1] + [0] * 7], dtype=bool)
+    structure = [Structure(np.zeros(STRUCTURE_BITS, dtype=bool), topology, np.array([10.0, 20.0]))
+                 for topology in ("t", "t", "u")]
+    for split, names in (("paper", {"test": ["q"], "train": ["own", "near"]}),
+                         ("models", {"test": ["q"], "train": ["own", "near"]})):
+        by_code = score(codes, records, names, split)
+        by_index = score(codes, records, names, split, structure)
+        assert by_code["source"]["top1"] == 0.0 and by_index["source"]["top1"] == 1.0

@@ -108,3 +108,42 @@ def test_default_merge_rules_fire_on_resnet18_and_conserve_totals(resnet18_irs):
     assert len(merged.nodes) == len(raw.nodes) - 2 * 9 - 11 == 39
     assert (merged.total_flops, merged.total_params) == (raw.total_flops, raw.total_params)
     assert merged.meta.rules == ["paper"]
+
+
+class NestedCat(torch.nn.Module):
+    """Inception's idiom: branches concatenated in pairs, then all together."""
+
+    def __init__(self):
+        super().__init__()
+        self.convs = torch.nn.ModuleList(torch.nn.Conv2d(3, 4, 3, padding=1) for _ in range(4))
+
+    def forward(self, x):
+        a, b, c, d = (conv(x) for conv in self.convs)
+        return torch.cat([torch.cat([a, b], 1), torch.cat([c, d], 1)], 1).relu()
+
+
+def small_models():
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+
+    return {"densenet": torchvision.models.DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=16),
+            "convnext": ConvNeXt([CNBlockConfig(16, 32, 1), CNBlockConfig(32, None, 1)]),
+            "nested cat": NestedCat()}
+
+
+@pytest.mark.parametrize("name", ["densenet", "convnext", "nested cat"])
+def test_both_torch_exporters_give_one_topology_where_they_write_layers_differently(name):
+    # DenseNet: TorchScript writes cat([x]) as a one-input Concat; ConvNeXt: dynamo writes Linear as
+    # MatMul(x, Transpose(W)) and adaptive pooling as as_strided (a Gather of every index);
+    # Inception: dynamo keeps nested cats. A pruned or re-exported copy must keep the digest.
+    from hnn.hasher.api import load, to_hashable_graph
+    from hnn.hasher.structure import structure_of
+    from hnn.ingest.pipeline import onnx_to_ir
+    from hnn.plugins.frontends.pytorch_frontend import export_module
+
+    module, checkpoint = small_models()[name], load()
+    graphs = {exporter: to_hashable_graph(onnx_to_ir(export_module(module, [1, 3, 64, 64], exporter), simplify=False),
+                                          checkpoint) for exporter in ("torchscript", "dynamo")}
+    torchscript, dynamo = graphs["torchscript"], graphs["dynamo"]
+    assert sorted(n.op for n in torchscript.nodes) == sorted(n.op for n in dynamo.nodes)
+    assert sum(n.params for n in torchscript.nodes) == sum(n.params for n in dynamo.nodes)
+    assert structure_of(torchscript).topology == structure_of(dynamo).topology

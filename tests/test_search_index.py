@@ -13,7 +13,7 @@ import pytest
 from hnn.errors import InputError, UsageError
 from hnn.hasher.index import DuplicateEntry, Index
 from hnn.hasher.search import packed_codes
-from hnn.hasher.structure import STRUCTURE_BITS
+from hnn.hasher.structure import STRUCTURE_BITS, Structure
 
 
 @pytest.mark.parametrize("backend", ["numpy", "faiss"])
@@ -69,9 +69,10 @@ def test_ties_of_the_perceptual_code_are_ordered_by_structure_code(tmp_path):
     far[:1] = ~far[:1]  # one bit of the topology half differs: topology comes first
     with Index(tmp_path / "models.db", create=True) as index:
         index.add("no-structure", "x", "onnx", shared, "ck", "d0")
-        index.add("far", "x", "onnx", shared, "ck", "d1", structure=far)
-        nearest = index.add("near", "x", "onnx", shared, "ck", "d2", structure=near)
-        index.add("other", "x", "onnx", code(8), "ck", "d3", structure=query_structure)
+        index.add("far", "x", "onnx", shared, "ck", "d1", structure=Structure(far))
+        nearest = index.add("near", "x", "onnx", shared, "ck", "d2", structure=Structure(near))
+        index.add("other", "x", "onnx", code(8), "ck", "d3", structure=Structure(query_structure))
+        query_structure = Structure(query_structure)
         ranked = index.query(shared, k=3, structure=query_structure)
         assert [entry.name for entry, _ in ranked] == ["near", "far", "no-structure"]
         assert [entry.id for entry, _ in index.query(shared, k=1, structure=query_structure)] == [nearest.id]
@@ -96,12 +97,76 @@ def test_a_version_1_index_is_upgraded_in_place_and_keeps_its_entries(tmp_path):
     db.commit()
     db.close()
     with Index(path) as index:
-        assert index.meta("version") == "2"
+        assert index.meta("version") == "3"
         (old,) = index.entries()
         assert old.name == "old" and old.structure is None and (old.code == code(1)).all()
         structure = code(5, bits=STRUCTURE_BITS)
-        added = index.add("new", "new.onnx", "onnx", code(1), "ck", "d-new", structure=structure)
-        assert [entry.id for entry, _ in index.query(code(1), k=2, structure=structure)] == [added.id, old.id]
+        added = index.add("new", "new.onnx", "onnx", code(1), "ck", "d-new", structure=Structure(structure))
+        assert [entry.id for entry, _ in index.query(code(1), k=2, structure=Structure(structure))] == \
+            [added.id, old.id]
+
+
+def of_topology(topology, scale, seed=0):
+    return Structure(code(seed, bits=STRUCTURE_BITS), topology, np.array(scale, dtype=float))
+
+
+def test_entries_of_the_query_topology_come_first_even_beyond_the_k_nearest_codes(tmp_path):
+    # A pruned copy: its code moved 6 bits from its original's, towards a sibling of another
+    # topology at 1 bit. The original shares the copy's topology digest and must come first,
+    # though it is not among the k = 1 nearest codes.
+    query = np.zeros(16, dtype=bool)
+    moved = query.copy()
+    moved[:6] = True
+    sibling = query.copy()
+    sibling[0] = True
+    copy = of_topology("architecture", [10.0, 20.0])
+    with Index(tmp_path / "i.db", create=True) as index:
+        index.add("sibling", "s", "onnx", sibling, "ck", "d-s", structure=of_topology("other", [10.0, 20.0]))
+        index.add("original", "o", "onnx", moved, "ck", "d-o", structure=of_topology("architecture", [11.0, 21.0]))
+        index.add("old", "x", "onnx", query, "ck", "d-x")  # no structure (an upgraded index): never the same
+        assert [(e.name, d) for e, d in index.query(query, k=2)] == [("old", 0), ("sibling", 1)]
+        ranked = index.query(query, k=2, structure=copy)
+        assert [(e.name, d) for e, d in ranked] == [("original", 6), ("old", 0)]
+        assert ranked[0][0].structure.topology == "architecture"
+        assert ranked[0][0].structure.scale.tolist() == [11.0, 21.0]  # stored and read back
+        within = index.query(query, radius=1, structure=copy)
+        assert [e.name for e, _ in within] == ["old", "sibling"]  # a radius is a radius of the code
+        assert [e.name for e, _ in index.query(query, radius=6, structure=copy)][0] == "original"
+
+
+def test_within_the_query_topology_the_nearest_scale_comes_first_whatever_the_code(tmp_path):
+    # Width siblings of one architecture: the copy was pruned from the wide one (scale 0.2 away)
+    # but its code lies nearer the narrow one's. Scale decides among them.
+    query = np.zeros(16, dtype=bool)
+    far_code = query.copy()
+    far_code[:4] = True
+    copy = of_topology("arch", [10.0, 20.0])
+    with Index(tmp_path / "i.db", create=True) as index:
+        index.add("narrow", "n", "onnx", query, "ck", "d-n", structure=of_topology("arch", [8.0, 18.0]))
+        index.add("wide", "w", "onnx", far_code, "ck", "d-w", structure=of_topology("arch", [10.1, 20.1]))
+        assert [e.name for e, _ in index.query(query, k=2, structure=copy)] == ["wide", "narrow"]
+        assert [e.name for e, _ in index.query(query, k=1, structure=copy)] == ["wide"]
+
+
+def test_a_version_2_index_gets_the_new_columns_and_keeps_its_structure_codes(tmp_path):
+    path = tmp_path / "v2.db"
+    structure = code(5, bits=STRUCTURE_BITS)
+    with Index(path, create=True) as index:
+        index.add("v2-entry", "a.onnx", "onnx", code(1), "ck", "d-a", structure=Structure(structure))
+    db = sqlite3.connect(path)  # make it the file an hnn of format 2 wrote
+    db.execute("DROP INDEX entries_by_topology")
+    db.execute("ALTER TABLE entries DROP COLUMN topology")
+    db.execute("ALTER TABLE entries DROP COLUMN scale")
+    db.execute("UPDATE meta SET value = '2' WHERE key = 'version'")
+    db.commit()
+    db.close()
+    with Index(path) as index:
+        assert index.meta("version") == "3"
+        (old,) = index.entries()
+        assert old.structure.topology is None and old.structure.scale is None
+        assert (old.structure.code == structure).all() and (old.code == code(1)).all()
+        new = index.add("v3-entry", "b.onnx", "onnx", code(2), "ck", "d-b", structure=of_topology("t", [1, 1]))
+        assert [e.id for e, _ in index.query(code(1), k=1, structure=of_topology("t", [1, 1]))] == [new.id]
 
 
 def test_codes_of_another_checkpoint_or_bit_count_are_refused(tmp_path):

@@ -83,10 +83,23 @@ def test_hashing_bad_files_keeps_the_good_ones(corpus):
     assert len(result.stdout.splitlines()) == 1 and len(result.stderr.strip().splitlines()) == 2
 
 
-def test_memory_limit_rejects_instead_of_exhausting_the_machine():
-    result = run_hnn("ingest", EXAMPLE_MODEL, "--max-memory", "300M")
+def test_memory_limit_rejects_instead_of_exhausting_the_machine(tmp_path):
+    # A model whose 320 MB weight cannot be read within 500 MiB of address space, on top of the
+    # worker's own (Python, numpy, onnx: about 270 MiB measured here). A limit that a small model
+    # only just crosses would test the machine's libraries, not hnn.
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.zeros((80_000_000, 1), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "big",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 80_000_000])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight])
+    path = tmp_path / "big.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    result = run_hnn("ingest", path, "--max-memory", "500M")
     assert result.returncode == 1
-    assert result.stderr.strip() == "hnn: small_cnn.onnx: rejected: exceeded the 300 MiB memory limit"
+    assert result.stderr.strip() == "hnn: big.onnx: rejected: exceeded the 500 MiB memory limit"
 
 
 def test_time_limit_kills_the_worker():

@@ -1,0 +1,53 @@
+"""The structure code and the topology digest (hnn.hasher.structure) on hand-made graphs."""
+
+from dataclasses import replace
+
+import numpy as np
+
+from hnn.hasher.structure import HALF_BITS, STRUCTURE_BITS, structure_of
+from hnn.ingest.ir import Graph, GraphMeta, Node
+
+
+def blocks(repeats: int, width: int = 64) -> Graph:
+    """A stem, then ``repeats`` residual blocks Conv-Relu-Conv-Add, then a head; FLOPs grow with width."""
+    nodes = [Node("stem", "Conv", flops=width * 1000, params=width * 27)]
+    edges = []
+    previous = "stem"
+    for block in range(repeats):
+        a, relu, b, add = (f"b{block}.{part}" for part in ("conv1", "relu", "conv2", "add"))
+        nodes += [Node(a, "Conv", flops=width * width * 90, params=width * width * 9), Node(relu, "Relu", flops=width),
+                  Node(b, "Conv", flops=width * width * 90, params=width * width * 9), Node(add, "Add", flops=width)]
+        edges += [(previous, a), (a, relu), (relu, b), (b, add), (previous, add)]
+        previous = add
+    nodes += [Node("pool", "GlobalAveragePool", flops=width), Node("fc", "Gemm", flops=width * 1000, params=width * 1000)]
+    edges += [(previous, "pool"), ("pool", "fc")]
+    return Graph(nodes, edges, GraphMeta(framework="test"))
+
+
+def test_one_architecture_at_other_widths_has_one_topology_and_other_sizes():
+    wide, narrow = structure_of(blocks(3, width=64)), structure_of(blocks(3, width=16))  # every layer 75% narrower
+    assert wide.topology == narrow.topology and len(wide.topology) == 16
+    assert (wide.code[:HALF_BITS] == narrow.code[:HALF_BITS]).all()
+    assert (wide.code[HALF_BITS:] != narrow.code[HALF_BITS:]).any()  # the size half tells them apart
+    assert wide.code.shape == (STRUCTURE_BITS,) and wide.code.dtype == bool
+    # Scale: the mean log2 parameters of the conv layers fall by 2 log2(4) = 4; the stem and head by 2.
+    assert 2 < wide.scale[0] - narrow.scale[0] < 4 and wide.scale[1] > narrow.scale[1]
+
+
+def test_the_rank_puts_the_query_topology_first_then_scale_then_code():
+    query = structure_of(blocks(3, width=32))
+    same_wide, same_narrow = structure_of(blocks(3, width=36)), structure_of(blocks(3, width=8))
+    other = structure_of(blocks(4, width=32))
+    assert query.rank(9, same_wide) < query.rank(0, same_narrow) < query.rank(0, other) < query.rank(1, other)
+    assert query.rank(0, other) < query.rank(0, None)  # an entry without a structure: after one with it
+
+
+def test_one_block_more_is_another_topology_and_names_do_not_matter():
+    three = blocks(3)
+    assert structure_of(blocks(4)).topology != structure_of(three).topology
+    renamed = Graph([replace(node, id=f"x{i}") for i, node in enumerate(three.nodes)],
+                    [(f"x{[n.id for n in three.nodes].index(a)}", f"x{[n.id for n in three.nodes].index(b)}")
+                     for a, b in three.edges], three.meta)
+    assert structure_of(renamed).topology == structure_of(three).topology
+    assert np.array_equal(structure_of(renamed).code, structure_of(three).code)
+    assert np.array_equal(structure_of(renamed).scale, structure_of(three).scale)
