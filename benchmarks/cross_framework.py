@@ -4,7 +4,8 @@
 
 Uses the shipped checkpoint (or --checkpoint) on the original (not augmented) raw graphs, merged
 with the checkpoint's rules. Reports top-1 family accuracy over the Keras models whose family
-torchvision also has, and each query's nearest torchvision model.
+torchvision also has, by the code alone and as `hnn index query` ranks (the query's topology
+first: docs/index.md), and each query's nearest torchvision model.
 """
 
 from __future__ import annotations
@@ -32,13 +33,18 @@ def main() -> None:
 
     from hnn.hasher.api import hash_graphs, load, to_hashable_graph
     from hnn.hasher.metrics import hamming_matrix
+    from hnn.hasher.structure import ranking_matrix, structure_of
 
     checkpoint = load(args.checkpoint, args.bits)
     database = originals(args.torchvision)
     queries = [q for q in originals(args.keras) if q[1] in {family for _, family, _ in database}]
-    db_codes = hash_graphs([to_hashable_graph(g, checkpoint) for _, _, g in database], checkpoint)
-    q_codes = hash_graphs([to_hashable_graph(g, checkpoint) for _, _, g in queries], checkpoint)
+    db_graphs = [to_hashable_graph(g, checkpoint) for _, _, g in database]
+    q_graphs = [to_hashable_graph(g, checkpoint) for _, _, g in queries]
+    db_codes, q_codes = hash_graphs(db_graphs, checkpoint), hash_graphs(q_graphs, checkpoint)
     distances = hamming_matrix(q_codes, db_codes)
+    ranked = ranking_matrix(distances, [structure_of(g) for g in q_graphs], [structure_of(g) for g in db_graphs])
+    index_top1 = sum(all(database[i][1] == query[1] for i in np.flatnonzero(ranked[row] == ranked[row].min()))
+                     for row, query in enumerate(queries))  # a tie counts only when all tied are right
     # Ties at the smallest distance are common with short codes; database order must not
     # decide them. "expected": the share of the tied nearest of the right family (a random
     # tie-break); "strict": every tied nearest is of the right family.
@@ -53,7 +59,7 @@ def main() -> None:
               f"{right}/{len(nearest)} nearest of its family")
     print(f"top-1 family accuracy, Keras queries vs torchvision database ({checkpoint.bits} bits, "
           f"{len(queries)} queries): expected {expected / max(len(queries), 1):.2f}, "
-          f"strict {strict / max(len(queries), 1):.2f}")
+          f"strict {strict / max(len(queries), 1):.2f}, index ranking {index_top1 / max(len(queries), 1):.2f}")
 
 
 if __name__ == "__main__":

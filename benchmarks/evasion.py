@@ -156,17 +156,27 @@ def report(label: str, bits: int, names: list[str], originals: dict, copies: dic
             if ranked[own] < rivals.min():
                 first_in_index += 1
             else:
-                ranked_first[name] = np.delete(np.array(names), own)[int(np.argmin(rivals))]
+                first = np.delete(np.array(names), own)[int(np.argmin(rivals))]
+                ranked_first[name] = first + _scales_note(copy_structure, structures[own], structures[names.index(first)])
             strict += to_all[own] < np.delete(to_all, own).min()
             tied += to_all[own] <= np.delete(to_all, own).min()
         n = len(by_name)
         print(f"| {kind} | {n} | {statistics.median(distances)} | {max(distances)} | {first_in_index / n:.2f} | "
               f"{strict / n:.2f} | {tied / n:.2f} | {same_topology / n:.2f} |")
         misses[kind] = ranked_first
-    print("\nMisses of the index ranking (copy of -> what came first or tied):")
+    print("\nMisses of the index ranking (copy of -> what came first or tied; where both share the copy's "
+          "topology, the scale distances from the copy to its original and to the one first):")
     for kind, missed in misses.items():
         if missed:
             print(f"- {kind}: " + ", ".join(f"{name} -> {other}" for name, other in missed.items()))
+
+
+def _scales_note(copy, original, first) -> str:
+    """' (scale 1.03 vs 0.21)' when the original and the one ranked first both share the copy's topology."""
+    if copy.topology == original.topology == first.topology:
+        return (f" (scale {np.abs(copy.scale - original.scale).sum():.2f} vs "
+                f"{np.abs(copy.scale - first.scale).sum():.2f})")
+    return ""
 
 
 if __name__ == "__main__":

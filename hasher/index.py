@@ -194,7 +194,7 @@ class Index:
         packed = np.packbits(code.astype(bool)).tobytes()
         packed_structure = None if structure is None else _pack_structure(structure.code)
         topology = None if structure is None else structure.topology
-        scale = None if structure is None or structure.scale is None else structure.scale.astype("<f8").tobytes()
+        scale = None if structure is None or structure.scale is None else np.asarray(structure.scale, "<f8").tobytes()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self._claim_checkpoint(checkpoint_digest, len(code))
@@ -237,8 +237,7 @@ class Index:
         entry_id, name, source, framework, label, code, bits, checkpoint, ir_digest, added, structure, topology, scale = row
         bits_array = np.unpackbits(np.frombuffer(code, dtype=np.uint8))[:bits].astype(bool)
         if structure is not None:
-            structure = Structure(_unpack_structure(structure), topology,
-                                  None if scale is None else np.frombuffer(scale, dtype="<f8").copy())
+            structure = Structure(_unpack_structure(structure), topology, _unpack_scale(scale))
         return Entry(entry_id, name, source, framework, label, bits_array, bits, checkpoint, ir_digest, added,
                      structure)
 
@@ -304,3 +303,10 @@ def _pack_structure(structure: np.ndarray) -> bytes:
 def _unpack_structure(blob: bytes) -> np.ndarray:
     bits = int.from_bytes(blob[:2], "big")
     return np.unpackbits(np.frombuffer(blob[2:], dtype=np.uint8))[:bits].astype(bool)
+
+
+def _unpack_scale(blob: bytes | None) -> np.ndarray | None:
+    """Two float64s; anything else (a damaged file) reads as no scale, so the entry is never of the query's topology."""
+    if blob is None or len(blob) != 16:
+        return None
+    return np.frombuffer(blob, dtype="<f8").copy()

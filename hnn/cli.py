@@ -534,7 +534,7 @@ def index_query(
 
 def _topology_mark(hit: dict) -> str:
     """What the listings add to an entry of the query's topology (ranked first: docs/index.md)."""
-    return "  (same topology)" if hit["same_topology"] else ""
+    return " (same topology)" if hit["same_topology"] else ""
 
 
 CHECK_EXIT_CODES = {"new": 0, "suspect": 3, "match": 4}
