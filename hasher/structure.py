@@ -59,11 +59,16 @@ class Structure:
     topology: str | None = None  # 16 hex digits
     scale: np.ndarray | None = None  # float64 [2]: mean log2(params), mean log2(flops) (scale_of)
 
+    def same_topology(self, other: "Structure | None") -> bool:
+        """One digest on both sides, and a scale to order by (an entry of an older index has neither)."""
+        return (other is not None and self.topology is not None and self.topology == other.topology
+                and self.scale is not None and other.scale is not None)
+
     def rank(self, code_distance: int, stored: "Structure | None") -> int:
         """Where an entry with ``stored`` at ``code_distance`` from the query ranks (smaller first)."""
         if stored is None:
             return int(ranking_distance(code_distance, NO_STRUCTURE, False, 0))
-        same = self.topology is not None and self.topology == stored.topology and stored.scale is not None
+        same = self.same_topology(stored)
         return int(ranking_distance(code_distance, structure_distance(self.code, stored.code), same,
                                     scale_distance(self.scale, stored.scale) if same else 0))
 
@@ -101,9 +106,9 @@ def compare_structures(first: Structure, second: Structure | None) -> dict:
     """What `hnn compare` and `hnn index query` report of two structures (JSON-ready)."""
     if second is None:
         return {"structure_distance": NO_STRUCTURE, "same_topology": False, "scale_distance": None}
-    same = first.topology is not None and first.topology == second.topology
-    return {"structure_distance": structure_distance(first.code, second.code), "same_topology": same,
-            "scale_distance": None if second.scale is None else round(float(np.abs(first.scale - second.scale).sum()), 3)}
+    scale = None if second.scale is None else int(scale_distance(first.scale, second.scale)) / SCALE_UNITS
+    return {"structure_distance": structure_distance(first.code, second.code),
+            "same_topology": first.same_topology(second), "scale_distance": scale}
 
 
 def scale_distance(query: np.ndarray, stored: np.ndarray) -> np.ndarray:
@@ -134,7 +139,7 @@ def structure_distance_matrix(queries: np.ndarray, database: np.ndarray) -> np.n
 def ranking_matrix(code_distances: np.ndarray, queries: list[Structure], database: list[Structure]) -> np.ndarray:
     """int64 [nq, nd]: :meth:`Structure.rank` of every pair at once (evaluation and benchmarks)."""
     codes = structure_distance_matrix(np.array([q.code for q in queries]), np.array([d.code for d in database]))
-    same = np.array([q.topology for q in queries])[:, None] == np.array([d.topology for d in database])[None, :]
+    same = np.array([[query.same_topology(entry) for entry in database] for query in queries], dtype=bool)
     scales = scale_distance(np.array([q.scale for q in queries])[:, None, :],
                             np.array([d.scale for d in database])[None, :, :])
     return ranking_distance(code_distances, codes, same, np.where(same, scales, 0))
