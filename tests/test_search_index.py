@@ -238,3 +238,18 @@ def test_two_processes_add_to_one_index_at_once(tmp_path):
         assert writer.wait(timeout=120) == 0, writer.stderr.read()
     with Index(path) as index:
         assert len(index) == 80
+
+
+def test_a_damaged_scale_reads_as_none_and_the_entry_still_ranks(tmp_path):
+    path = tmp_path / "i.db"
+    with Index(path, create=True) as index:
+        index.add("damaged", "d", "onnx", code(1), "ck", "d-1", structure=of_topology("t", [1.0, 2.0]))
+    db = sqlite3.connect(path)
+    db.execute("UPDATE entries SET scale = x'0102'")
+    db.commit()
+    db.close()
+    with Index(path) as index:
+        (entry,) = index.entries()
+        assert entry.structure.topology == "t" and entry.structure.scale is None
+        ranked = index.query(code(1), k=1, structure=of_topology("t", [1.0, 2.0]))
+        assert [(e.name, d) for e, d in ranked] == [("damaged", 0)]  # found by its code, not as the same topology
