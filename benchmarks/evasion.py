@@ -173,9 +173,11 @@ def report(label: str, bits: int, names: list[str], originals: dict, copies: dic
 
 def _scales_note(copy, original, first) -> str:
     """' (scale 1.03 vs 0.21)' when the original and the one ranked first both share the copy's topology."""
-    if copy.topology == original.topology == first.topology:
-        return (f" (scale {np.abs(copy.scale - original.scale).sum():.2f} vs "
-                f"{np.abs(copy.scale - first.scale).sum():.2f})")
+    from hnn.hasher.structure import SCALE_UNITS, scale_distance
+
+    if copy.same_topology(original) and copy.same_topology(first):
+        return (f" (scale {scale_distance(copy.scale, original.scale) / SCALE_UNITS:.2f} vs "
+                f"{scale_distance(copy.scale, first.scale) / SCALE_UNITS:.2f})")
     return ""
 
 

@@ -267,7 +267,7 @@ class Index:
         packed = self.codes()
         if radius is None:
             nearest = packed.top_k(code, k)
-            if structure is None:
+            if structure is None or not nearest:  # not nearest: k < 1
                 return [(self.get(int(entry_id)), int(distance)) for entry_id, distance in nearest]
             # Every entry tied with the k-th, so that the tie-break chooses among all of them.
             hits = [(self.get(int(entry_id)), int(distance)) for entry_id, distance in packed.within(code, nearest[-1][1])]
