@@ -15,13 +15,17 @@ originals of all models. Reported per transformation: Hamming distance to the
 original (median, max) and three top-1 accuracies, next to the distances
 between different models:
 
-- top-1 index: the original comes first in what `hnn index query` returns (entries of the
-  copy's topology first, nearest in scale first; then the others by the Hamming distance of the
-  perceptual code, then of the structure code: hnn.hasher.structure); a tie is a miss;
+- top-1 index: the original comes first in what `hnn index query` returns (entries sharing the
+  copy's weights first, most weight marks shared first; then entries of the copy's topology,
+  nearest in scale first; then the others by the Hamming distance of the perceptual code, then of
+  the structure code: hnn.hasher.structure); a tie is a miss;
 - top-1 hash: the original is strictly the nearest by the perceptual code alone;
 - top-1 ties: the original is among the nearest by the perceptual code alone;
 
-and the share of copies that keep their original's topology digest.
+the share of copies that keep their original's topology digest, and the share that share
+weights with it (hnn.ingest.weights: at least SHARED_SUSPECT weight marks in common); beside
+the most marks any copy shares with another model's original (a false lead if it reaches
+SHARED_SUSPECT).
 
 Free rewrites: rename every node and tensor; insert Identity and Dropout;
 insert x*1 and x+0; upgrade the opset (onnx.version_converter); the other
@@ -54,7 +58,8 @@ MORE_MODELS = ["resnet50", "efficientnet_b0", "mobilenet_v3_large", "convnext_ti
 
 FREE = ("renamed", "Identity + Dropout inserted", "x*1 and x+0 inserted", "opset 18 -> 21", "dynamo exporter",
         "fp16 weights", "fresh weights", "10-class head", "BatchNorm folded")
-STRUCTURAL = ("block added", "block removed", "pruned 10%", "pruned 30%", "pruned 50%")
+STRUCTURAL = ("block added", "block removed", "pruned 10%", "pruned 30%", "pruned 50%", "pruned 30%, fine-tuned",
+              "narrowed 30%, new weights")
 
 
 def main() -> None:
@@ -72,10 +77,10 @@ def main() -> None:
 
     checkpoints = [load(path) for path in args.checkpoint] if args.checkpoint else [load(bits=args.bits)]
 
-    def codes(graph) -> list[tuple[np.ndarray, object]]:
-        """(perceptual code, structure) per checkpoint of one converted graph."""
+    def codes(graph) -> list[tuple[np.ndarray, object, list[int]]]:
+        """(perceptual code, structure, weight marks) per checkpoint of one converted graph."""
         merged = [to_hashable_graph(graph, c) for c in checkpoints]
-        return [(hash_graphs([m], c)[0], structure_of(m)) for m, c in zip(merged, checkpoints)]
+        return [(hash_graphs([m], c)[0], structure_of(m), graph.meta.weight_marks) for m, c in zip(merged, checkpoints)]
 
     names = args.models.split(",")
     originals, copies = {}, defaultdict(dict)
@@ -128,29 +133,39 @@ def converted_copies(name: str, cache: Path | None) -> dict:
 def report(label: str, bits: int, names: list[str], originals: dict, copies: dict) -> None:
     """The Markdown table of one checkpoint: distances to the original and top-1 among all originals."""
     from hnn.hasher.structure import ranking_matrix
+    from hnn.ingest.weights import SHARED_SUSPECT, shared_marks
 
     matrix = np.array([originals[n][0] for n in names])
+    original_marks = [originals[n][2] for n in names]
     structures = [originals[n][1] for n in names]
     between = [int((matrix[i] != matrix[j]).sum()) for i in range(len(names)) for j in range(i + 1, len(names))]
+    most_shared = max((shared_marks(a, b) for i, a in enumerate(original_marks) for b in original_marks[i + 1:]),
+                      default=0)
     print(f"\n### {label}: {len(names)} models, {bits} bits. Distances between different models: "
-          f"min {min(between)}, median {statistics.median(between)}, max {max(between)}")
-    print("top-1 index: the original comes first as the index ranks (same topology by scale, then code distance, "
+          f"min {min(between)}, median {statistics.median(between)}, max {max(between)}; weight marks shared "
+          f"by two different models: at most {most_shared}")
+    print("top-1 index: the original comes first as the index ranks (sharing weights by marks shared, then same "
+          "topology by scale, then code distance, "
           "then structure-code distance), a tie is a miss; top-1 hash: strictly the nearest by the code alone; "
           "top-1 ties: among the nearest by the code\n")
-    print("| transformation | models | median d | max d | top-1 index | top-1 hash | top-1 ties | same topology |\n"
-          "|---|---|---|---|---|---|---|---|")
+    print("| transformation | models | median d | max d | top-1 index | top-1 hash | top-1 ties | same topology "
+          "| shares weights |\n|---|---|---|---|---|---|---|---|---|")
+    false_lead = 0  # the most marks a copy shares with another model's original
     misses: dict[str, dict[str, str]] = {}
     for kind in [*FREE, *STRUCTURAL]:
         by_name = copies.get(kind, {})
         if not by_name:
             continue
-        distances, first_in_index, strict, tied, same_topology = [], 0, 0, 0, 0
+        distances, first_in_index, strict, tied, same_topology, shares = [], 0, 0, 0, 0, 0
         ranked_first = {}
-        for name, (copy_code, copy_structure) in by_name.items():
+        for name, (copy_code, copy_structure, copy_marks) in by_name.items():
             to_all = (matrix != copy_code).sum(axis=1)
-            ranked = ranking_matrix(to_all[None], [copy_structure], structures)[0]
+            shared = np.array([shared_marks(copy_marks, marks) for marks in original_marks])
+            ranked = ranking_matrix(to_all[None], [copy_structure], structures, shared[None])[0]
             own = names.index(name)
             same_topology += structures[own].topology == copy_structure.topology
+            shares += int(shared[own] >= SHARED_SUSPECT)
+            false_lead = max(false_lead, int(np.delete(shared, own).max()))
             distances.append(int(to_all[own]))
             rivals = np.delete(ranked, own)
             if ranked[own] < rivals.min():
@@ -162,8 +177,10 @@ def report(label: str, bits: int, names: list[str], originals: dict, copies: dic
             tied += to_all[own] <= np.delete(to_all, own).min()
         n = len(by_name)
         print(f"| {kind} | {n} | {statistics.median(distances)} | {max(distances)} | {first_in_index / n:.2f} | "
-              f"{strict / n:.2f} | {tied / n:.2f} | {same_topology / n:.2f} |")
+              f"{strict / n:.2f} | {tied / n:.2f} | {same_topology / n:.2f} | {shares / n:.2f} |")
         misses[kind] = ranked_first
+    print(f"\nThe most weight marks a copy shares with another model's original: {false_lead} "
+          f"(counted as sharing weights from {SHARED_SUSPECT})")
     print("\nMisses of the index ranking (copy of -> what came first or tied; where both share the copy's "
           "topology, the scale distances from the copy to its original and to the one first):")
     for kind, missed in misses.items():

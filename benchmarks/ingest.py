@@ -1,9 +1,11 @@
-"""Wall time of ingestion: ONNX-to-IR per model, and each front-end on resnet18.
+"""Wall time of ingestion: ONNX-to-IR per model, the weight marks within it, and each front-end on resnet18.
 
     .venv/bin/python benchmarks/ingest.py [--repeats 3]
 
 Prints medians over --repeats runs (after one warm-up run that pays for imports).
-ONNX-to-IR is timed on ONNX files exported once up front, with and without onnxsim.
+ONNX-to-IR is timed on ONNX files exported once up front, with and without onnxsim; the
+weight marks (hnn.ingest.weights, part of ONNX-to-IR) alone on the same models and on vgg16,
+the largest weights of the paper's set.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def main() -> None:
     import torchvision
 
     from hnn.ingest.pipeline import ingest, onnx_to_ir
+    from hnn.ingest.weights import weight_marks
     from hnn.plugins.frontends.pytorch_frontend import export_module
 
     rows = []
@@ -44,6 +47,13 @@ def main() -> None:
                 seconds = median_seconds(lambda: onnx_to_ir(onnx.load(str(path)), simplify=simplify), args.repeats)
                 rows.append((f"onnx-to-ir {name} ({nodes} IR nodes)", "onnxsim" if simplify else "no simplify",
                              seconds))
+        for name in ("resnet18", "resnet50", "mobilenet_v2", "vgg16"):
+            module = getattr(torchvision.models, name)()
+            model = export_module(module, [1, 3, 224, 224])
+            values = sum(parameter.numel() for parameter in module.parameters())
+            rows.append((f"weight marks {name}", f"{values / 1e6:.1f}M parameters",
+                         median_seconds(lambda: weight_marks(model), args.repeats)))
+            del module, model
 
         rows.append(("front-end pytorch resnet18", "torchscript exporter",
                      median_seconds(lambda: ingest("torchvision.models:resnet18"), args.repeats)))

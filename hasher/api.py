@@ -28,6 +28,7 @@ class HashResult:
     nodes: int
     code: np.ndarray
     structure: Structure
+    weight_marks: list[int]
 
     def to_dict(self) -> dict:
         return {"model": self.model, "framework": self.framework, "bits": self.bits, "hash": self.hash,
@@ -118,7 +119,8 @@ def hash_model(source: Any, checkpoint: str | Path | None = None, bits: int | No
     code = hash_graphs([graph], loaded)[0]
     return HashResult(model=str(source) if isinstance(source, (str, Path)) else type(source).__name__,
                       framework=graph.meta.framework, bits=loaded.bits, hash=code_to_hex(code),
-                      nodes=len(graph.nodes), code=code, structure=structure_of(graph))
+                      nodes=len(graph.nodes), code=code, structure=structure_of(graph),
+                      weight_marks=graph.meta.weight_marks)
 
 
 def thresholds(checkpoint) -> dict[str, int]:
@@ -129,13 +131,17 @@ def thresholds(checkpoint) -> dict[str, int]:
     return {"match": int(checkpoint.bits * DEFAULT_MATCH_SHARE), "suspect": int(checkpoint.bits * DEFAULT_SUSPECT_SHARE)}
 
 
-def verdict(distance: int, limits: dict[str, int], same_topology: bool = False) -> str:
+def verdict(distance: int, limits: dict[str, int], same_topology: bool = False, shared_marks: int = 0) -> str:
     """``match`` or ``suspect`` by the code's distance against the thresholds, else ``different``;
     at least ``suspect`` for two graphs of one topology (one architecture at other widths: what
-    structured pruning or widening makes of a model moves its code, not its topology)."""
-    if distance <= limits["match"]:
+    structured pruning or widening makes of a model moves its code, not its topology), and for
+    two models that share weights (hnn.ingest.weights: SHARED_SUSPECT marks); ``match`` for
+    SHARED_MATCH shared marks, a quarter of the weights: a copy, however its layers were cut."""
+    from hnn.ingest.weights import SHARED_MATCH, SHARED_SUSPECT
+
+    if distance <= limits["match"] or shared_marks >= SHARED_MATCH:
         return "match"
-    if distance <= limits["suspect"] or same_topology:
+    if distance <= limits["suspect"] or same_topology or shared_marks >= SHARED_SUSPECT:
         return "suspect"
     return "different"
 
@@ -149,6 +155,17 @@ def compare(a: Any, b: Any, checkpoint: str | Path | None = None, bits: int | No
     distance = int((first.code != second.code).sum())
     limits = thresholds(loaded)
     structures = compare_structures(first.structure, second.structure)
-    return {"a": first.to_dict(), "b": second.to_dict(), "distance": distance, **structures,
+    weights = compare_weights(first.weight_marks, second.weight_marks)
+    return {"a": first.to_dict(), "b": second.to_dict(), "distance": distance, **structures, **weights,
             "similarity": round(1 - distance / loaded.bits, 4),
-            "verdict": verdict(distance, limits, structures["same_topology"]), "thresholds": limits}
+            "verdict": verdict(distance, limits, structures["same_topology"], weights["shared_marks"]),
+            "thresholds": limits}
+
+
+def compare_weights(first: list[int], second: list[int] | int) -> dict:
+    """What `hnn compare` and `hnn index query` report of two models' weight marks (JSON-ready);
+    ``second`` may be the count of shared marks already (what an index query reads)."""
+    from hnn.ingest.weights import SHARED_SUSPECT, shared_marks, shared_share
+
+    count = second if isinstance(second, int) else shared_marks(first, second)
+    return {"shared_marks": count, "shared_weights": shared_share(count), "shares_weights": count >= SHARED_SUSPECT}

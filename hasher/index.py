@@ -3,17 +3,24 @@
 One file, no server. Each entry: a stable id, the model's name and source,
 framework, an optional label (family or owner), the code and its bit count,
 the digest of the checkpoint that made it, the IR digest, the time it was
-added, and its structure (hnn.hasher.structure: structure code, topology
-digest, scale). A search ranks the entries of the query's topology (same
-digest: the same architecture, whatever its widths) first, nearest in scale
-first; then the others by the perceptual code's Hamming distance, and among
-equal distances the one whose structure code is nearest first. Older indexes
-are upgraded when opened (version 1 had no structure, version 2 no digest and
-scale); their entries keep their codes, lack what they lack, and so never count
-as the query's topology and come after entries with a structure code at the
-same distance.
+added, its structure (hnn.hasher.structure: structure code, topology
+digest, scale) and its weight marks (hnn.ingest.weights; in their own table,
+with an SQL index from mark to entry). A search ranks the entries that share
+the query's weights first, most shared first; then the entries of the query's
+topology (same digest: the same architecture, whatever its widths), nearest in
+scale first; then the others by the perceptual code's Hamming distance, and
+among equal distances the one whose structure code is nearest first. Older
+indexes are upgraded when opened (version 1 had no structure, version 2 no
+digest and scale, version 3 no weight marks); their entries keep their codes,
+lack what they lack, and so never count as sharing weights or as the query's
+topology, and come after entries with a structure code at the same distance.
 An index holds codes of one checkpoint only: the first entry fixes it, and
-codes of another checkpoint or bit count are refused.
+codes of another checkpoint or bit count are refused. One entry per model: a model
+is already indexed when an entry has its IR digest and its weights (most of its
+weight marks, SAME_WEIGHTS: a re-export is still the same model), or when either side has no marks to tell them apart; two
+fine-tuned copies of one architecture are two models. Version 3 and older files
+kept one entry per IR (a UNIQUE column); their upgrade rebuilds the table
+without that constraint.
 
 Durability: the database runs in WAL mode and each entry is its own
 transaction, so an interrupted bulk add keeps every entry committed before the
@@ -33,9 +40,10 @@ import numpy as np
 from hnn.errors import InputError, UsageError
 from hnn.hasher.search import packed_codes
 from hnn.hasher.structure import Structure
+from hnn.ingest.weights import SHARED_SUSPECT
 
 FORMAT = "hnn-index"
-VERSION = 3  # 2: the structure column; 3: the topology and scale columns
+VERSION = 4  # 2: the structure column; 3: the topology and scale columns; 4: weight marks, one entry per IR and weights
 BUSY_TIMEOUT_MS = 60_000
 
 SCHEMA = """
@@ -49,16 +57,28 @@ CREATE TABLE IF NOT EXISTS entries (
     code BLOB NOT NULL,
     bits INTEGER NOT NULL,
     checkpoint TEXT NOT NULL,
-    ir_digest TEXT NOT NULL UNIQUE,
+    ir_digest TEXT NOT NULL,
     added REAL NOT NULL,
     structure BLOB,
     topology TEXT,
     scale BLOB
 );
 CREATE INDEX IF NOT EXISTS entries_by_topology ON entries (topology);
+CREATE INDEX IF NOT EXISTS entries_by_ir ON entries (ir_digest);
+CREATE TABLE IF NOT EXISTS weight_marks (
+    mark INTEGER NOT NULL,
+    entry INTEGER NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
+    PRIMARY KEY (mark, entry)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS weight_marks_by_entry ON weight_marks (entry);
 """
 # Named, not `SELECT *`: an upgraded file has the same columns, but say which order _entry reads.
 COLUMNS = "id, name, source, framework, label, code, bits, checkpoint, ir_digest, added, structure, topology, scale"
+# Of the marks of the model with fewer, how many another model of the same IR must share to be the
+# same model. A re-export keeps every value and so every mark (resnet18 and convnext_tiny from
+# TorchScript and dynamo share 128 of 128); the margin is for a converter that re-lays out a few
+# weights; another fine-tuning or initialisation shares none.
+SAME_WEIGHTS = 3 / 4
 
 
 @dataclass(frozen=True)
@@ -104,6 +124,7 @@ class Index:
             self.db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA foreign_keys = ON")  # removing an entry removes its weight marks
             self._check_or_initialise()
         except sqlite3.DatabaseError as exc:
             raise InputError(f"{self.path}: not an hnn index ({exc})") from None
@@ -135,18 +156,26 @@ class Index:
             self._upgrade()
 
     def _upgrade(self) -> None:
-        """Version 1 or 2 -> 3 in one transaction: add the (empty) columns it lacks; entries keep their codes."""
+        """Version 1, 2 or 3 -> 4 in one transaction: the entries table is rebuilt with the
+        columns it lacks (empty) and without version 3's one-entry-per-IR constraint, which SQLite
+        cannot drop in place; entries keep their ids and codes, and later ids never reuse one."""
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:  # a read-only file or folder: say why, not "not an index"
             raise InputError(f"{self.path}: a version-{self.meta('version')} index, which this hnn upgrades to "
                              f"version {VERSION} when it opens it, and the upgrade cannot write ({exc})") from None
         try:
-            columns = {row[1] for row in self.db.execute("PRAGMA table_info(entries)")}
-            for column, kind in (("structure", "BLOB"), ("topology", "TEXT"), ("scale", "BLOB")):
-                if column not in columns:
-                    self.db.execute(f"ALTER TABLE entries ADD COLUMN {column} {kind}")
-            self.db.execute("CREATE INDEX IF NOT EXISTS entries_by_topology ON entries (topology)")
+            kept = ", ".join(row[1] for row in self.db.execute("PRAGMA table_info(entries)"))
+            self.db.execute("DROP INDEX IF EXISTS entries_by_topology")  # the name moves to the new table's
+            self.db.execute("ALTER TABLE entries RENAME TO entries_before_upgrade")
+            for statement in SCHEMA.split(";"):  # every table and SQL index, IF NOT EXISTS
+                if statement.strip():
+                    self.db.execute(statement)
+            self.db.execute(f"INSERT INTO entries ({kept}) SELECT {kept} FROM entries_before_upgrade")
+            self.db.execute("DELETE FROM sqlite_sequence WHERE name = 'entries'")
+            self.db.execute("INSERT INTO sqlite_sequence (name, seq) SELECT 'entries', seq FROM sqlite_sequence "
+                            "WHERE name = 'entries_before_upgrade'")
+            self.db.execute("DROP TABLE entries_before_upgrade")
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(VERSION),))
             self.db.execute("COMMIT")
         except BaseException:
@@ -189,7 +218,8 @@ class Index:
     # --- entries ------------------------------------------------------------------------
 
     def add(self, name: str, source: str, framework: str, code: np.ndarray, checkpoint_digest: str,
-            ir_digest: str, label: str | None = None, structure: Structure | None = None) -> Entry:
+            ir_digest: str, label: str | None = None, structure: Structure | None = None,
+            weight_marks: list[int] | None = None) -> Entry:
         """Add one entry in its own transaction; raises DuplicateEntry for an IR already indexed."""
         packed = np.packbits(code.astype(bool)).tobytes()
         packed_structure = None if structure is None else _pack_structure(structure.code)
@@ -198,21 +228,38 @@ class Index:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self._claim_checkpoint(checkpoint_digest, len(code))
-            existing = self.db.execute(f"SELECT {COLUMNS} FROM entries WHERE ir_digest = ?", (ir_digest,)).fetchone()
+            existing = self._same_model(ir_digest, weight_marks or [])
             if existing is not None:
-                raise DuplicateEntry(self._entry(existing))
+                raise DuplicateEntry(existing)
             cursor = self.db.execute(
                 "INSERT INTO entries (name, source, framework, label, code, bits, checkpoint, ir_digest, added, "
                 "structure, topology, scale) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, source, framework, label, packed, len(code), checkpoint_digest, ir_digest, time.time(),
                  packed_structure, topology, scale),
             )
+            self.db.executemany("INSERT OR IGNORE INTO weight_marks (mark, entry) VALUES (?, ?)",
+                                [(int(mark), cursor.lastrowid) for mark in weight_marks or []])
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
         self._codes = None
         return self.get(cursor.lastrowid)
+
+    def _same_model(self, ir_digest: str, weight_marks: list[int]) -> Entry | None:
+        """The entry that is this model already: its IR, and its weights unless marks say otherwise."""
+        candidates = [self._entry(row) for row in
+                      self.db.execute(f"SELECT {COLUMNS} FROM entries WHERE ir_digest = ? ORDER BY id", (ir_digest,))]
+        if not candidates or not weight_marks:
+            return candidates[0] if candidates else None
+        shared = self.shared_marks(weight_marks)
+        ids = ", ".join(str(entry.id) for entry in candidates)
+        counts = dict(self.db.execute(f"SELECT entry, COUNT(*) FROM weight_marks WHERE entry IN ({ids}) GROUP BY entry"))
+        for entry in candidates:
+            marks = counts.get(entry.id, 0)
+            if not marks or shared.get(entry.id, 0) >= SAME_WEIGHTS * min(marks, len(weight_marks)):
+                return entry
+        return None
 
     def remove(self, entry_id: int) -> Entry:
         entry = self.get(entry_id)
@@ -255,15 +302,18 @@ class Index:
         return self._codes
 
     def query(self, code: np.ndarray, k: int = 10, radius: int | None = None,
-              structure: Structure | None = None) -> list[tuple[Entry, int]]:
+              structure: Structure | None = None, weight_marks: list[int] | None = None) -> list[tuple[Entry, int]]:
         """Nearest entries (entry, Hamming distance): the k nearest, or all within ``radius``.
 
-        With the query's ``structure``, entries are ordered as :meth:`Structure.rank` says: those
-        of the query's topology first (in a k-nearest search even when their code is farther than
-        the k-th), ties of the code by structure distance; without it, by distance, then id.
+        With the query's ``structure`` (and ``weight_marks``), entries are ordered as
+        :meth:`Structure.rank` says: those sharing the query's weights first, then those of its
+        topology (both in a k-nearest search even when their code is farther than the k-th), ties
+        of the code by structure distance; without it, by distance, then id.
+        :meth:`shared_marks` says how many marks each entry shares.
         """
         if len(self) == 0:
             return []
+        shared = self.shared_marks(weight_marks) if structure is not None else {}
         packed = self.codes()
         if radius is None:
             nearest = packed.top_k(code, k)
@@ -271,14 +321,32 @@ class Index:
                 return [(self.get(int(entry_id)), int(distance)) for entry_id, distance in nearest]
             # Every entry tied with the k-th, so that the tie-break chooses among all of them.
             hits = [(self.get(int(entry_id)), int(distance)) for entry_id, distance in packed.within(code, nearest[-1][1])]
+            seen = {entry.id for entry, _ in hits}
+            for entry_id, count in shared.items():
+                if count >= SHARED_SUSPECT and entry_id not in seen:
+                    entry = self.get(entry_id)
+                    hits.append((entry, int((entry.code != code).sum())))
+                    seen.add(entry_id)
             if structure.topology is not None:
-                seen = {entry.id for entry, _ in hits}
                 hits += [hit for hit in self._of_topology(code, structure, k) if hit[0].id not in seen]
         else:
             hits = [(self.get(int(entry_id)), int(distance)) for entry_id, distance in packed.within(code, radius)]
         if structure is not None:
-            hits.sort(key=lambda hit: (structure.rank(hit[1], hit[0].structure), hit[0].id))
+            hits.sort(key=lambda hit: (structure.rank(hit[1], hit[0].structure, shared.get(hit[0].id, 0)), hit[0].id))
         return hits if radius is not None else hits[:k]
+
+    def shared_marks(self, weight_marks: list[int] | None) -> dict[int, int]:
+        """{entry id: weight marks it shares with ``weight_marks``}, for entries sharing any.
+
+        One read of the mark -> entry SQL index per mark: the cost grows with the entries that
+        share marks, not with the size of the index.
+        """
+        if not weight_marks:
+            return {}
+        marks = [int(mark) for mark in weight_marks]
+        rows = self.db.execute(f"SELECT entry, COUNT(*) FROM weight_marks WHERE mark IN ({', '.join('?' * len(marks))}) "
+                               "GROUP BY entry", marks)
+        return {int(entry_id): int(count) for entry_id, count in rows}
 
     def _of_topology(self, code: np.ndarray, structure: Structure, k: int) -> list[tuple[Entry, int]]:
         """(entry, code distance) of the k best-ranked entries of the query's topology, and any tied with the k-th.

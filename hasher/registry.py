@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from hnn.errors import HnnError
-from hnn.hasher.api import code_to_hex, hash_graphs, load, thresholds, to_hashable_graph, verdict
+from hnn.hasher.api import code_to_hex, compare_weights, hash_graphs, load, thresholds, to_hashable_graph, verdict
 from hnn.hasher.index import DuplicateEntry, Index
 from hnn.hasher.structure import compare_structures, structure_of
 
@@ -34,7 +34,8 @@ def add_models(index_path: str | Path, models: list[str], label: str | None = No
                 graph, code, structure = _hash(model, loaded, **ingest_options)
                 entry = index.add(name=Path(model).name if Path(model).exists() else model, source=str(model),
                                   framework=graph.meta.framework, code=code, checkpoint_digest=loaded.digest,
-                                  ir_digest=graph.digest(), label=label, structure=structure)
+                                  ir_digest=graph.digest(), label=label, structure=structure,
+                                  weight_marks=graph.meta.weight_marks)
                 results.append({"model": model, "status": "added", "id": entry.id, "hash": code_to_hex(code)})
             except DuplicateEntry as duplicate:
                 results.append({"model": model, "status": "duplicate", "id": duplicate.existing.id,
@@ -52,9 +53,12 @@ def query_model(index_path: str | Path, model: str, k: int = 10, radius: int | N
         bits = index.meta("bits")
         loaded = load(checkpoint, int(bits) if bits and checkpoint is None else None)
         index.check_compatible(loaded.digest, loaded.bits)
-        _, code, structure = _hash(model, loaded, **ingest_options)
-        neighbours = [{**entry.to_dict(), "distance": distance, **compare_structures(structure, entry.structure)}
-                      for entry, distance in index.query(code, k, radius, structure=structure)]
+        graph, code, structure = _hash(model, loaded, **ingest_options)
+        marks = graph.meta.weight_marks
+        shared = index.shared_marks(marks)
+        neighbours = [{**entry.to_dict(), "distance": distance, **compare_structures(structure, entry.structure),
+                       **compare_weights(marks, shared.get(entry.id, 0))}
+                      for entry, distance in index.query(code, k, radius, structure=structure, weight_marks=marks)]
         nearest = index.query(code, k=1)  # by the code alone: the verdict's distance
     return {"model": model, "hash": code_to_hex(code), "structure": code_to_hex(structure.code),
             "topology": structure.topology,
@@ -65,12 +69,15 @@ def query_model(index_path: str | Path, model: str, k: int = 10, radius: int | N
 def check_model(index_path: str | Path, model: str, k: int = 5, checkpoint=None, **ingest_options) -> dict:
     """The nearest known models and a verdict: ``match``, ``suspect`` or ``new``.
 
-    By the perceptual code's smallest distance to any entry, and at least ``suspect`` when an
-    entry has the model's topology (:func:`hnn.hasher.api.verdict`).
+    By the perceptual code's smallest distance to any entry, at least ``suspect`` when an entry
+    has the model's topology, and by the most weight marks it shares with an entry
+    (:func:`hnn.hasher.api.verdict`).
     """
     result = query_model(index_path, model, k=k, checkpoint=checkpoint, **ingest_options)
     same_topology = any(hit["same_topology"] for hit in result["neighbours"])
+    # The entry sharing the most weights ranks first (hnn.hasher.structure.ranking_distance).
+    shared = max((hit["shared_marks"] for hit in result["neighbours"]), default=0)
     if result["nearest_distance"] is None:
         return {**result, "same_topology": False, "verdict": NEW}
-    said = verdict(result["nearest_distance"], result["thresholds"], same_topology)
+    said = verdict(result["nearest_distance"], result["thresholds"], same_topology, shared)
     return {**result, "same_topology": same_topology, "verdict": NEW if said == "different" else said}

@@ -24,9 +24,11 @@ descriptions of the same merged graph help:
   equal or not (densenet121 and densenet201, which differ only in how often a
   block repeats, share the topology half, not the digest).
 
-An index query ranks entries of the query's topology first, nearest in scale
-first; then the others by perceptual distance, ties by structure distance
-(:func:`ranking_distance`).
+An index query ranks entries that share the query's weights first (the
+weight marks of hnn.ingest.weights: a pruned copy, or one with a block more or
+less, keeps its original's values), most shared first; then entries of the
+query's topology, nearest in scale first; then the others by perceptual
+distance, ties by structure distance (:func:`ranking_distance`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ CODE_SPAN = 4097  # more than any code distance (codes of up to 4096 bits)
 # Larger than any code distance times (NO_STRUCTURE + 1) plus a structure distance, and than any
 # scale distance in SCALE_UNITS times that: entries of another topology rank after all of the query's.
 OTHER_TOPOLOGY = 1 << 50
+# Entries sharing weights rank below every other (negative), by how many marks they share:
+# each shared mark less moves an entry by more than any rank of the tiers below.
+SHARED_WEIGHTS = -(1 << 62)
+SHARED_STEP = 1 << 52
 
 
 @dataclass(frozen=True)
@@ -64,13 +70,14 @@ class Structure:
         return (other is not None and self.topology is not None and self.topology == other.topology
                 and self.scale is not None and other.scale is not None)
 
-    def rank(self, code_distance: int, stored: "Structure | None") -> int:
-        """Where an entry with ``stored`` at ``code_distance`` from the query ranks (smaller first)."""
+    def rank(self, code_distance: int, stored: "Structure | None", shared: int = 0) -> int:
+        """Where an entry with ``stored`` at ``code_distance`` from the query, sharing ``shared``
+        weight marks with it, ranks (smaller first)."""
         if stored is None:
-            return int(ranking_distance(code_distance, NO_STRUCTURE, False, 0))
+            return int(ranking_distance(code_distance, NO_STRUCTURE, False, 0, shared))
         same = self.same_topology(stored)
         return int(ranking_distance(code_distance, structure_distance(self.code, stored.code), same,
-                                    scale_distance(self.scale, stored.scale) if same else 0))
+                                    scale_distance(self.scale, stored.scale) if same else 0, shared))
 
 
 def structure_of(graph: Graph) -> Structure:
@@ -136,25 +143,33 @@ def structure_distance_matrix(queries: np.ndarray, database: np.ndarray) -> np.n
     return topology * (HALF_BITS + 1) + hamming_matrix(queries[:, HALF_BITS:], database[:, HALF_BITS:])
 
 
-def ranking_matrix(code_distances: np.ndarray, queries: list[Structure], database: list[Structure]) -> np.ndarray:
-    """int64 [nq, nd]: :meth:`Structure.rank` of every pair at once (evaluation and benchmarks)."""
+def ranking_matrix(code_distances: np.ndarray, queries: list[Structure], database: list[Structure],
+                   shared: np.ndarray | None = None) -> np.ndarray:
+    """int64 [nq, nd]: :meth:`Structure.rank` of every pair at once (evaluation and benchmarks);
+    ``shared``: weight marks in common per pair, or None to rank by structure alone."""
     codes = structure_distance_matrix(np.array([q.code for q in queries]), np.array([d.code for d in database]))
     same = np.array([[query.same_topology(entry) for entry in database] for query in queries], dtype=bool)
     scales = scale_distance(np.array([q.scale for q in queries])[:, None, :],
                             np.array([d.scale for d in database])[None, :, :])
-    return ranking_distance(code_distances, codes, same, np.where(same, scales, 0))
+    return ranking_distance(code_distances, codes, same, np.where(same, scales, 0), shared)
 
 
 def ranking_distance(code_distance: np.ndarray, structure: np.ndarray, same_topology: np.ndarray | None = None,
-                     scale: np.ndarray | None = None) -> np.ndarray:
+                     scale: np.ndarray | None = None, shared: np.ndarray | int | None = None) -> np.ndarray:
     """What an index query sorts by, as one int64 (arrays broadcast).
 
-    With ``same_topology`` (and the ``scale`` distance of each entry), entries of the query's
-    topology come first, by scale distance, then code distance, then structure distance; every
-    other entry after them by code distance, then structure distance.
+    Entries sharing at least SHARED_SUSPECT of the query's ``shared`` weight marks come first,
+    most shared first. Then, with ``same_topology`` (and the ``scale`` distance of each entry),
+    entries of the query's topology, by scale distance, then code distance, then structure
+    distance; every other entry after them by code distance, then structure distance.
     """
+    from hnn.ingest.weights import MARKS, SHARED_SUSPECT
+
     ranked = np.asarray(code_distance).astype(np.int64) * (NO_STRUCTURE + 1) + structure
-    if same_topology is None:
+    if same_topology is not None:
+        within_topology = np.asarray(scale, dtype=np.int64) * CODE_SPAN * (NO_STRUCTURE + 1) + ranked
+        ranked = np.where(same_topology, within_topology, OTHER_TOPOLOGY + ranked)
+    if shared is None:
         return ranked
-    within_topology = np.asarray(scale, dtype=np.int64) * CODE_SPAN * (NO_STRUCTURE + 1) + ranked
-    return np.where(same_topology, within_topology, OTHER_TOPOLOGY + ranked)
+    shared = np.asarray(shared, dtype=np.int64)
+    return np.where(shared >= SHARED_SUSPECT, SHARED_WEIGHTS + (MARKS - shared) * SHARED_STEP + ranked, ranked)

@@ -430,7 +430,7 @@ def compare_command(
         typer.echo(json.dumps(result))
         return
     typer.echo(f"{result['verdict']}: distance {result['distance']}/{result['a']['bits']} bits, similarity "
-               f"{result['similarity']:.3f}{_topology_mark(result)} (match <= {result['thresholds']['match']}, "
+               f"{result['similarity']:.3f}{_relation_mark(result)} (match <= {result['thresholds']['match']}, "
                f"suspect <= {result['thresholds']['suspect']})")
 
 
@@ -529,12 +529,15 @@ def index_query(
         return
     typer.echo(f"{model}: {result['hash']}")
     for hit in result["neighbours"]:
-        typer.echo(f"  {hit['distance']:>3}  #{hit['id']:<5} {hit['name']}  {hit['label'] or ''}{_topology_mark(hit)}")
+        typer.echo(f"  {hit['distance']:>3}  #{hit['id']:<5} {hit['name']}  {hit['label'] or ''}{_relation_mark(hit)}")
 
 
-def _topology_mark(hit: dict) -> str:
-    """What the listings add to an entry of the query's topology (ranked first: docs/index.md)."""
-    return " (same topology)" if hit["same_topology"] else ""
+def _relation_mark(hit: dict) -> str:
+    """What the listings add to an entry that shares the query's weights or topology (ranked
+    first: docs/index.md)."""
+    marks = [f"shares {hit['shared_weights']:.0%} of sampled weights"] if hit.get("shares_weights") else []
+    marks += ["same topology"] if hit["same_topology"] else []
+    return f" ({', '.join(marks)})" if marks else ""
 
 
 CHECK_EXIT_CODES = {"new": 0, "suspect": 3, "match": 4}
@@ -563,12 +566,12 @@ def check_command(
         typer.echo(json.dumps(result))
     else:
         first = result["neighbours"][0] if result["neighbours"] else None
-        closest = (f"first #{first['id']} {first['name']} at distance {first['distance']}{_topology_mark(first)}"
+        closest = (f"first #{first['id']} {first['name']} at distance {first['distance']}{_relation_mark(first)}"
                    if first else "empty index")
         typer.echo(f"{result['verdict']}: {model} ({closest}; match <= {result['thresholds']['match']}, "
                    f"suspect <= {result['thresholds']['suspect']})")
         for hit in result["neighbours"][1:]:
-            typer.echo(f"  {hit['distance']:>3}  #{hit['id']:<5} {hit['name']}{_topology_mark(hit)}")
+            typer.echo(f"  {hit['distance']:>3}  #{hit['id']:<5} {hit['name']}{_relation_mark(hit)}")
     raise typer.Exit(CHECK_EXIT_CODES[result["verdict"]])
 
 

@@ -27,6 +27,8 @@ VERSION = 1
 # Attributes kept on a node: the few that describe a layer's shape, with ONNX
 # defaults filled in so that exporters that omit a default agree with those that write it.
 CANONICAL_ATTRIBUTES = ("kernel_shape", "strides", "dilations", "group")
+# hnn.ingest.weights.MARKS, without importing onnx here; a test checks the two agree.
+MAX_WEIGHT_MARKS = 128
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class GraphMeta:
         producer: ``producer_name producer_version`` from the ONNX model.
         hnn_version: version of hnn that wrote the IR.
         rules: names of the merge rule sets applied, empty for raw data.
+        weight_marks: a sample of the model's weight values (hnn.ingest.weights), empty when
+            it has none or the IR was written before hnn kept them.
     """
 
     framework: str
@@ -86,9 +90,10 @@ class GraphMeta:
     producer: str = ""
     hnn_version: str = ""
     rules: list[str] = field(default_factory=list)
+    weight_marks: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "framework": self.framework,
             "source": self.source,
             "input_shapes": self.input_shapes,
@@ -97,6 +102,9 @@ class GraphMeta:
             "hnn_version": self.hnn_version,
             "rules": self.rules,
         }
+        if self.weight_marks:  # absent rather than empty: IR files without weights read as before
+            data["weight_marks"] = self.weight_marks
+        return data
 
 
 @dataclass(frozen=True)
@@ -260,6 +268,12 @@ class _GraphValidator:
         rules = self.expect(data.get("rules", []), list, "meta.rules", "a list")
         for i, rule in enumerate(rules):
             self.expect(rule, str, f"meta.rules[{i}]", "a string")
+        marks = self.expect(data.get("weight_marks", []), list, "meta.weight_marks", "a list")
+        if len(marks) > MAX_WEIGHT_MARKS:
+            raise self.fail("meta.weight_marks", f"{len(marks)} marks, more than the {MAX_WEIGHT_MARKS} hnn makes")
+        for i, mark in enumerate(marks):
+            if self.count(mark, f"meta.weight_marks[{i}]") >= 1 << 63:
+                raise self.fail(f"meta.weight_marks[{i}]", "more than 63 bits")
         return GraphMeta(
             framework=framework,
             source=self.expect(data.get("source", ""), str, "meta.source", "a string"),
@@ -268,6 +282,7 @@ class _GraphValidator:
             producer=self.expect(data.get("producer", ""), str, "meta.producer", "a string"),
             hnn_version=self.expect(data.get("hnn_version", ""), str, "meta.hnn_version", "a string"),
             rules=rules,
+            weight_marks=marks,
         )
 
     def node(self, data: Any, where: str) -> Node:

@@ -16,6 +16,7 @@ from hnn.ingest.extract import extract
 from hnn.ingest.ir import Graph, GraphMeta
 from hnn.ingest.onnx_model import check_text_fields, parse_input_shape, prepare, resolve_trigger_shapes
 from hnn.ingest.ordering import to_ir
+from hnn.ingest.weights import weight_marks
 
 log = logging.getLogger("hnn.ingest")
 
@@ -29,7 +30,11 @@ def onnx_to_ir(
     input_shape: list[int] | dict[str, list[int]] | str | None = None,
     simplify: bool = True,
 ) -> Graph:
-    """Canonical IR of an ONNX model: fix the trigger input, simplify, extract, canonicalize."""
+    """Canonical IR of an ONNX model: fix the trigger input, simplify, extract, canonicalize.
+
+    The weight marks are taken from the model as given: onnxsim folds some weights into
+    others, which would change their values.
+    """
     check_text_fields(model)
     if isinstance(input_shape, str):
         input_shape = parse_input_shape(input_shape)
@@ -47,6 +52,7 @@ def onnx_to_ir(
         opset=opset,
         producer=f"{model.producer_name} {model.producer_version}".strip(),
         hnn_version=hnn.__version__,
+        weight_marks=weight_marks(model),
     )
     return to_ir(work, meta)
 

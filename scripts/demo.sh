@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's main job: index the paper's 21 torchvision models with the shipped
-# checkpoint, then check a pirated copy of resnet18 and a model the index does not hold.
+# checkpoint, then check a pirated copy of resnet18 and a model the index does not hold;
+# then add a user's own mnasnet1_0 and check a pruned copy of it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-demo}
@@ -25,4 +26,9 @@ echo "== a pirated resnet18 (new head, Identity + Dropout inserted, other export
 echo "(exit code $?: 4 match, 3 suspect, 0 new)"
 echo "== efficientnet_b0, which the index does not hold:"
 .venv/bin/hnn check "$OUT/models.db" "$OUT/efficientnet_b0.onnx"
+echo "(exit code $?: 4 match, 3 suspect, 0 new)"
+echo "== a user's own mnasnet1_0 (its own weights: another model than torchvision's) is added:"
+.venv/bin/hnn index add "$OUT/models.db" "$OUT/mnasnet1_0_owned.onnx" --label uploads || exit 1
+echo "== that model pruned by 30% (every layer narrower, the rest of its weights kept):"
+.venv/bin/hnn check "$OUT/models.db" "$OUT/mnasnet1_0_owned_pruned.onnx"
 echo "(exit code $?: 4 match, 3 suspect, 0 new)"

@@ -15,6 +15,7 @@ from hnn.plugins.frontends.pytorch_frontend import export_module  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from onnx_edits import insert_noops, rename_everything  # noqa: E402  (the evasion benchmark's own edits)
+from torch_edits import inherit_weights  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +24,18 @@ def model_files(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("models")
     files = {}
+    modules = {}
     for name in ("resnet18", "squeezenet1_0", "squeezenet1_1", "mobilenet_v2"):
         files[name] = folder / f"{name}.onnx"
-        onnx.save(export_module(getattr(torchvision.models, name)(), [1, 3, 224, 224]), str(files[name]))
+        modules[name] = getattr(torchvision.models, name)()
+        onnx.save(export_module(modules[name], [1, 3, 224, 224]), str(files[name]))
     files["mobilenet_v2_pruned"] = folder / "mobilenet_v2_pruned.onnx"  # every layer 40% narrower
     onnx.save(export_module(torchvision.models.mobilenet_v2(width_mult=0.6), [1, 3, 224, 224]),
               str(files["mobilenet_v2_pruned"]))
     files["resnet18_dynamo"] = folder / "resnet18_dynamo.onnx"
-    onnx.save(export_module(torchvision.models.resnet18(), [1, 3, 224, 224], "dynamo"), str(files["resnet18_dynamo"]))
+    onnx.save(export_module(modules["resnet18"], [1, 3, 224, 224], "dynamo"), str(files["resnet18_dynamo"]))  # same model
+    files["resnet18_retrained"] = folder / "resnet18_retrained.onnx"  # same architecture, its own weights
+    onnx.save(export_module(torchvision.models.resnet18(), [1, 3, 224, 224]), str(files["resnet18_retrained"]))
     return files
 
 
@@ -85,9 +90,12 @@ def test_index_add_list_query_check_remove(model_files, tmp_path):
     assert added.returncode == 0, added.stderr
     assert [json.loads(line)["status"] for line in added.stdout.splitlines()] == ["added", "added"]
     again = run_hnn("index", "add", db, model_files["resnet18_dynamo"], "--json")
-    assert json.loads(again.stdout)["status"] == "duplicate"  # same IR: reported, not duplicated
+    assert json.loads(again.stdout)["status"] == "duplicate"  # same IR and weights: reported, not duplicated
     listing = json.loads(run_hnn("index", "list", db, "--json").stdout)
     assert [row["name"] for row in listing] == ["resnet18.onnx", "squeezenet1_0.onnx"]
+    other = run_hnn("index", "add", db, model_files["resnet18_retrained"], "--json")  # another owner's resnet18
+    assert json.loads(other.stdout)["status"] == "added"
+    run_hnn("index", "remove", db, str(json.loads(other.stdout)["id"]))
 
     query = json.loads(run_hnn("index", "query", db, model_files["resnet18_dynamo"], "-k", "1", "--json").stdout)
     assert query["neighbours"][0]["name"] == "resnet18.onnx" and query["neighbours"][0]["distance"] == 0
@@ -134,6 +142,37 @@ def test_a_pruned_copy_comes_first_as_its_original_and_is_at_least_suspect(model
     compared = json.loads(run_hnn("compare", pruned, model_files["mobilenet_v2"], "--json").stdout)
     assert compared["same_topology"] and compared["verdict"] in ("suspect", "match")
     assert not json.loads(run_hnn("compare", pruned, model_files["resnet18"], "--json").stdout)["same_topology"]
+
+
+def test_a_copy_with_a_block_removed_that_kept_the_weights_is_a_match_to_its_original(model_files, tmp_path):
+    # One block fewer is another topology, and its code lies as near resnet34's as resnet18's;
+    # what gives it away is that every remaining layer carries the original's values.
+    from torchvision.models import resnet
+
+    torch.manual_seed(7)
+    original = resnet.resnet18()
+    files = {name: tmp_path / f"{name}.onnx" for name in ("resnet18_own", "resnet34", "shallower", "tuned")}
+    onnx.save(export_module(original, [1, 3, 224, 224]), str(files["resnet18_own"]))
+    onnx.save(export_module(resnet.resnet34(), [1, 3, 224, 224]), str(files["resnet34"]))
+    shallower = inherit_weights(resnet.ResNet(resnet.BasicBlock, [2, 2, 1, 2]), original)
+    onnx.save(export_module(shallower, [1, 3, 224, 224]), str(files["shallower"]))
+    with torch.no_grad():  # the same copy, fine-tuned: no value stays bit for bit
+        for parameter in shallower.parameters():
+            parameter.mul_(1 + 1e-3 * torch.randn_like(parameter))
+    onnx.save(export_module(shallower, [1, 3, 224, 224]), str(files["tuned"]))
+    db = tmp_path / "models.db"
+    assert run_hnn("index", "add", db, files["resnet34"], files["resnet18_own"], model_files["mobilenet_v2"]).returncode == 0
+    query = json.loads(run_hnn("index", "query", db, files["shallower"], "-k", "3", "--json").stdout)
+    first, *others = query["neighbours"]
+    assert first["name"] == "resnet18_own.onnx" and first["shares_weights"] and not first["same_topology"]
+    assert first["shared_weights"] > 0.5 and not any(hit["shares_weights"] for hit in others)
+    check = run_hnn("check", db, files["shallower"], "-k", "1")
+    assert check.returncode == 4, check.stdout  # match
+    assert "first #2 resnet18_own.onnx" in check.stdout and "shares" in check.stdout
+    compared = json.loads(run_hnn("compare", files["tuned"], files["resnet18_own"], "--json").stdout)
+    assert compared["shared_marks"] < 8 and not compared["shares_weights"]
+    tuned = json.loads(run_hnn("index", "query", db, files["tuned"], "-k", "3", "--json").stdout)
+    assert not any(hit["shares_weights"] for hit in tuned["neighbours"])
 
 
 def test_index_refuses_codes_of_another_checkpoint(model_files, tmp_path):

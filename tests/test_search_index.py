@@ -97,7 +97,7 @@ def test_a_version_1_index_is_upgraded_in_place_and_keeps_its_entries(tmp_path):
     db.commit()
     db.close()
     with Index(path) as index:
-        assert index.meta("version") == "3"
+        assert index.meta("version") == "4"
         (old,) = index.entries()
         assert old.name == "old" and old.structure is None and (old.code == code(1)).all()
         structure = code(5, bits=STRUCTURE_BITS)
@@ -148,20 +148,100 @@ def test_within_the_query_topology_the_nearest_scale_comes_first_whatever_the_co
         assert [e.name for e, _ in index.query(query, k=1, structure=copy)] == ["wide"]
 
 
+def test_entries_sharing_the_query_weights_come_first_whatever_their_topology_and_code(tmp_path):
+    # A copy with a block removed (another topology) that kept its original's weights: the
+    # original shares 40 of its weight marks, and ranks first though its code is the farthest and
+    # another entry has the copy's topology. 5 shared marks are chance, not shared weights.
+    query = np.zeros(16, dtype=bool)
+    far = query.copy()
+    far[:9] = True
+    marks = list(range(1000, 1128))
+    copy = of_topology("shallower", [10.0, 20.0])
+    with Index(tmp_path / "i.db", create=True) as index:
+        index.add("twin", "t", "onnx", query, "ck", "d-t", structure=of_topology("shallower", [10.0, 20.0]))
+        index.add("chance", "c", "onnx", query, "ck", "d-c", structure=of_topology("x", [1, 1]),
+                  weight_marks=marks[:5] + list(range(5000, 5123)))
+        original = index.add("original", "o", "onnx", far, "ck", "d-o", structure=of_topology("deeper", [11, 21]),
+                             weight_marks=marks[88:] + list(range(9000, 9088)))
+        assert index.shared_marks(marks) == {original.id: 40, original.id - 1: 5}
+        assert [e.name for e, _ in index.query(query, k=1, structure=copy, weight_marks=marks)] == ["original"]
+        ranked = index.query(query, k=3, structure=copy, weight_marks=marks)
+        assert [(e.name, d) for e, d in ranked] == [("original", 9), ("twin", 0), ("chance", 0)]
+        assert [e.name for e, _ in index.query(query, k=1, structure=copy)] == ["twin"]  # no marks: by structure
+        index.remove(original.id)  # its marks go with it
+        assert index.shared_marks(marks) == {original.id - 1: 5}
+
+
+def as_older_format(path, version, *statements):
+    """Make an index file the one an hnn of format ``version`` wrote: run ``statements``, set the version."""
+    db = sqlite3.connect(path)
+    for statement in statements:
+        db.execute(statement)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(version),))
+    db.commit()
+    db.close()
+
+
+def test_a_version_3_index_is_rebuilt_for_weight_marks_and_keeps_entries_and_ids(tmp_path):
+    # Version 3 kept one entry per IR (ir_digest UNIQUE), which SQLite cannot drop in place.
+    path = tmp_path / "v3.db"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE entries (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, source TEXT NOT NULL,
+            framework TEXT NOT NULL, label TEXT, code BLOB NOT NULL, bits INTEGER NOT NULL, checkpoint TEXT NOT NULL,
+            ir_digest TEXT NOT NULL UNIQUE, added REAL NOT NULL, structure BLOB, topology TEXT, scale BLOB);
+        CREATE INDEX entries_by_topology ON entries (topology);
+        INSERT INTO meta VALUES ('format', 'hnn-index'), ('version', '3'), ('checkpoint', 'ck'), ('bits', '16');
+    """)
+    for number in (1, 2):
+        db.execute("INSERT INTO entries (name, source, framework, code, bits, checkpoint, ir_digest, added, topology) "
+                   "VALUES (?, 'x.onnx', 'onnx', ?, 16, 'ck', ?, 0, 't')",
+                   (f"old-{number}", np.packbits(code(number)).tobytes(), f"d-{number}"))
+    db.execute("DELETE FROM entries WHERE id = 2")  # the highest id was removed: it must not come back
+    db.commit()
+    db.close()
+    with Index(path) as index:
+        assert index.meta("version") == "4"
+        (old,) = index.entries()
+        assert (old.id, old.name, old.structure) == (1, "old-1", None)
+        assert (old.code == code(1)).all()
+        with pytest.raises(DuplicateEntry):  # the same IR without weights is still the same model
+            index.add("again", "a.onnx", "onnx", code(1), "ck", "d-1")
+        with pytest.raises(DuplicateEntry):  # an entry without marks cannot tell: the same model
+            index.add("tuned", "b.onnx", "onnx", code(1), "ck", "d-1", weight_marks=[7, 8, 9])
+        other_weights = index.add("tuned", "b.onnx", "onnx", code(1), "ck", "d-other", weight_marks=[7, 8, 9])
+        assert other_weights.id == 3 and index.shared_marks([8, 9, 10]) == {3: 2}
+    db = sqlite3.connect(path)
+    assert {row[0] for row in db.execute("SELECT name FROM sqlite_master")} >= {
+        "entries_by_topology", "entries_by_ir", "weight_marks", "weight_marks_by_entry"}
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_one_architecture_with_other_weights_is_another_entry_and_the_same_weights_a_duplicate(tmp_path):
+    # A platform holds many fine-tuned copies of one architecture: each is its own model.
+    with Index(tmp_path / "i.db", create=True) as index:
+        first = index.add("owner-a", "a.onnx", "onnx", code(1), "ck", "d-resnet", weight_marks=list(range(0, 20)))
+        second = index.add("owner-b", "b.onnx", "onnx", code(1), "ck", "d-resnet", weight_marks=list(range(100, 120)))
+        assert first.id != second.id
+        with pytest.raises(DuplicateEntry, match=f"#{second.id}"):  # most of its marks: a re-export
+            index.add("owner-b-again", "b2.onnx", "onnx", code(1), "ck", "d-resnet",
+                      weight_marks=list(range(103, 120)) + [500, 501, 502])
+        with pytest.raises(DuplicateEntry, match=f"#{first.id}"):  # no marks to tell: the first of that IR
+            index.add("no-marks", "c.onnx", "onnx", code(1), "ck", "d-resnet")
+        ranked = index.query(code(1), k=2, structure=of_topology("t", [1, 1]), weight_marks=list(range(100, 130)))
+        assert [e.name for e, _ in ranked] == ["owner-b", "owner-a"]
+
+
 def test_a_version_2_index_gets_the_new_columns_and_keeps_its_structure_codes(tmp_path):
     path = tmp_path / "v2.db"
     structure = code(5, bits=STRUCTURE_BITS)
     with Index(path, create=True) as index:
         index.add("v2-entry", "a.onnx", "onnx", code(1), "ck", "d-a", structure=Structure(structure))
-    db = sqlite3.connect(path)  # make it the file an hnn of format 2 wrote
-    db.execute("DROP INDEX entries_by_topology")
-    db.execute("ALTER TABLE entries DROP COLUMN topology")
-    db.execute("ALTER TABLE entries DROP COLUMN scale")
-    db.execute("UPDATE meta SET value = '2' WHERE key = 'version'")
-    db.commit()
-    db.close()
+    as_older_format(path, 2, "DROP TABLE weight_marks", "DROP INDEX entries_by_topology", "DROP INDEX entries_by_ir",
+                    "ALTER TABLE entries DROP COLUMN topology", "ALTER TABLE entries DROP COLUMN scale")
     with Index(path) as index:
-        assert index.meta("version") == "3"
+        assert index.meta("version") == "4"
         (old,) = index.entries()
         assert old.structure.topology is None and old.structure.scale is None
         assert (old.structure.code == structure).all() and (old.code == code(1)).all()

@@ -1,0 +1,140 @@
+"""Weight marks: a fixed-size sample of a model's weight values that survives pruning.
+
+The perceptual code and the structure describe the architecture alone, so a copy
+whose every layer was narrowed (structured pruning) looks like the original's
+narrower sibling, and one with a block removed like a shallower one. What such a
+copy keeps is the original's *values*: pruning drops channels and layers, and
+every value that remains is bit for bit one of the original's, until the copy
+is fine-tuned.
+
+The marks of a model are the ``MARKS`` smallest 63-bit hashes of the distinct
+*pairs of neighbouring values* in its weight tensors (a bottom-k sketch): along
+both axes of a matrix, so that a weight stored transposed gives the same pairs,
+and in stored order in any other tensor. A single float32 value is not specific
+enough: weights crowd into a few tens of millions of bit patterns, so two
+unrelated models of 25M parameters share half their values by chance. Two
+neighbours are specific (a chance collision is about as likely as one of two
+64-bit hashes), and pruning keeps most of them: every pair inside a kept
+convolution kernel, and a pair across kernels or rows where both of its channels
+are kept.
+
+For two models A and B, the number of marks they share estimates
+``|pairs(A) & pairs(B)| / max(|pairs(A)|, |pairs(B)|) * MARKS``: a copy pruned by
+30% shares about a third to half of its original's marks; two independently
+trained models share none.
+
+What counts as a weight: every floating-point initializer and Constant tensor
+of at least ``MIN_ELEMENTS`` elements that is not constant (freshly initialised
+biases and normalization parameters, all zeros or ones, are the same in every
+model); a pair of two zeros (what sparse pruning writes) is left out. Exact
+bits, so renaming, re-exporting and converting keep the marks, while fp16
+weights and fine-tuning replace every value and leave the copy to the structural
+ranking (docs/index.md). A convolution weight stored in another layout
+(a framework that keeps kernels last rather than first, if its converter does
+not put them back) has other neighbours, and so other marks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+MARKS = 128
+MIN_ELEMENTS = 16
+# A tensor is hashed in chunks of this many values, so a 100M-element weight costs
+# tens of MB of hashes at a time, not 800 MB.
+CHUNK = 1 << 22
+
+_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+                onnx.TensorProto.BFLOAT16}
+
+
+def weight_marks(model: onnx.ModelProto, marks: int = MARKS) -> list[int]:
+    """The model's weight marks, ascending; fewer than ``marks`` when it has fewer distinct values."""
+    smallest = np.empty(0, dtype=np.uint64)
+    for tensor in _weight_tensors(model.graph):
+        values = numpy_helper.to_array(tensor).astype(np.float32, copy=False)
+        if values.size < MIN_ELEMENTS or values.min() == values.max():
+            continue
+        for pairs in _neighbour_pairs(values.view(np.uint32)):
+            smallest = _bottom(np.concatenate([smallest, _hashes(pairs)]), marks)
+    return [int(mark) for mark in smallest]
+
+
+def _neighbour_pairs(bits: np.ndarray):
+    """Chunks of uint64 pairs (first value's bits high) of neighbouring values of one tensor.
+
+    A matrix gives the pairs along its rows and along its columns, so that the same weights stored
+    transposed (a MatMul's (in, out) weight, where Gemm keeps (out, in)) give the same pairs; any
+    other tensor the pairs of its values in stored order. A huge tensor comes in chunks of about
+    CHUNK values (overlapping by a row, or one value, so that no pair is lost).
+    """
+    if bits.ndim == 2 and min(bits.shape) > 1 and bits.shape[1] <= CHUNK:
+        rows = max(1, CHUNK // bits.shape[1])
+        for start in range(0, bits.shape[0], rows):
+            block = bits[start:start + rows + 1].astype(np.uint64)
+            if start + rows < bits.shape[0]:  # the extra row only pairs down with the block's last
+                yield _pair(block[:-1, :-1], block[:-1, 1:])
+            else:
+                yield _pair(block[:, :-1], block[:, 1:])
+            yield _pair(block[:-1], block[1:])
+        return
+    flat = bits.ravel()
+    for start in range(0, flat.size - 1, CHUNK):
+        chunk = flat[start:start + CHUNK + 1].astype(np.uint64)
+        yield _pair(chunk[:-1], chunk[1:])
+
+
+def _pair(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    return ((first << np.uint64(32)) | second).ravel()
+
+
+def shared_marks(first: list[int] | np.ndarray, second: list[int] | np.ndarray) -> int:
+    """How many marks two models have in common."""
+    return len(np.intersect1d(np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64)))
+
+
+def _weight_tensors(graph: onnx.GraphProto):
+    for tensor in graph.initializer:
+        if tensor.data_type in _FLOAT_TYPES:
+            yield tensor
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attribute in node.attribute:
+                if attribute.name == "value" and attribute.t.data_type in _FLOAT_TYPES:
+                    yield attribute.t
+
+
+def _hashes(pairs: np.ndarray) -> np.ndarray:
+    """63-bit hashes (SQLite integers are signed) of pairs of float32 bit patterns."""
+    pairs = pairs[(pairs & np.uint64(0x7FFFFFFF7FFFFFFF)) != 0]  # two zeros (of either sign)
+    # splitmix64's finalizer: every input bit moves every output bit, so the smallest hashes are a
+    # uniform sample of the distinct pairs. uint64 arithmetic wraps, as the mix expects.
+    z = pairs + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return (z ^ (z >> np.uint64(31))) >> np.uint64(1)
+
+
+def _bottom(hashes: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` smallest distinct values of ``hashes``, ascending."""
+    if hashes.size > 4 * count:
+        # Partition first: linear, where np.unique of millions of hashes would sort them all.
+        candidates = np.unique(np.partition(hashes, 4 * count)[:4 * count + 1])
+        if candidates.size >= count:
+            return candidates[:count]
+    return np.unique(hashes)[:count]
+
+
+# Shared marks (of MARKS) from which two models count as sharing weights, and as one
+# being a copy of the other. Independently initialised or trained models share none
+# (benchmarks/evasion.py prints the largest count between different models); a copy
+# pruned by 50% keeps about 50 (docs/RESULTS.md).
+SHARED_SUSPECT = 8
+SHARED_MATCH = 32
+
+
+def shared_share(count: int) -> float:
+    """Shared marks as the estimated share of weight pairs in common (of the larger model's)."""
+    return round(count / MARKS, 3)
