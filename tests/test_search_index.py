@@ -82,16 +82,23 @@ def test_ties_of_the_perceptual_code_are_ordered_by_structure_code(tmp_path):
         assert [entry.name for entry, _ in index.query(shared, k=3)] == ["no-structure", "far", "near"]
 
 
-def test_a_version_1_index_is_upgraded_in_place_and_keeps_its_entries(tmp_path):
-    path = tmp_path / "old.db"
+def old_index(path, version, later_columns):
+    """An open connection to a new index file as an hnn of format ``version`` (1 to 3) made it: one
+    entry per IR, ``later_columns`` after version 1's."""
     db = sqlite3.connect(path)
-    db.executescript("""
+    db.executescript(f"""
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         CREATE TABLE entries (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, source TEXT NOT NULL,
             framework TEXT NOT NULL, label TEXT, code BLOB NOT NULL, bits INTEGER NOT NULL, checkpoint TEXT NOT NULL,
-            ir_digest TEXT NOT NULL UNIQUE, added REAL NOT NULL);
-        INSERT INTO meta VALUES ('format', 'hnn-index'), ('version', '1'), ('checkpoint', 'ck'), ('bits', '16');
+            ir_digest TEXT NOT NULL UNIQUE, added REAL NOT NULL{later_columns});
+        INSERT INTO meta VALUES ('format', 'hnn-index'), ('version', '{version}'), ('checkpoint', 'ck'), ('bits', '16');
     """)
+    return db
+
+
+def test_a_version_1_index_is_upgraded_in_place_and_keeps_its_entries(tmp_path):
+    path = tmp_path / "old.db"
+    db = old_index(path, 1, "")
     db.execute("INSERT INTO entries (name, source, framework, label, code, bits, checkpoint, ir_digest, added) "
                "VALUES ('old', 'old.onnx', 'onnx', NULL, ?, 16, 'ck', 'd-old', 0)", (np.packbits(code(1)).tobytes(),))
     db.commit()
@@ -185,15 +192,8 @@ def as_older_format(path, version, *statements):
 def test_a_version_3_index_is_rebuilt_for_weight_marks_and_keeps_entries_and_ids(tmp_path):
     # Version 3 kept one entry per IR (ir_digest UNIQUE), which SQLite cannot drop in place.
     path = tmp_path / "v3.db"
-    db = sqlite3.connect(path)
-    db.executescript("""
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        CREATE TABLE entries (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, source TEXT NOT NULL,
-            framework TEXT NOT NULL, label TEXT, code BLOB NOT NULL, bits INTEGER NOT NULL, checkpoint TEXT NOT NULL,
-            ir_digest TEXT NOT NULL UNIQUE, added REAL NOT NULL, structure BLOB, topology TEXT, scale BLOB);
-        CREATE INDEX entries_by_topology ON entries (topology);
-        INSERT INTO meta VALUES ('format', 'hnn-index'), ('version', '3'), ('checkpoint', 'ck'), ('bits', '16');
-    """)
+    db = old_index(path, 3, ", structure BLOB, topology TEXT, scale BLOB")
+    db.execute("CREATE INDEX entries_by_topology ON entries (topology)")
     for number in (1, 2):
         db.execute("INSERT INTO entries (name, source, framework, code, bits, checkpoint, ir_digest, added, topology) "
                    "VALUES (?, 'x.onnx', 'onnx', ?, 16, 'ck', ?, 0, 't')",
