@@ -23,7 +23,8 @@ between different models:
 - top-1 ties: the original is among the nearest by the perceptual code alone;
 
 the share of copies that keep their original's topology digest, and the share that share
-weights with it (hnn.ingest.weights: at least SHARED_SUSPECT weight marks in common); beside
+weights with it (hnn.ingest.weights: at least SHARED_SUSPECT weight marks in common) with the
+fewest marks any copy shares with its original (a `match` from SHARED_MATCH); beside
 the most marks any copy shares with another model's original (a false lead if it reaches
 SHARED_SUSPECT).
 
@@ -133,7 +134,7 @@ def converted_copies(name: str, cache: Path | None) -> dict:
 def report(label: str, bits: int, names: list[str], originals: dict, copies: dict) -> None:
     """The Markdown table of one checkpoint: distances to the original and top-1 among all originals."""
     from hnn.hasher.structure import ranking_matrix
-    from hnn.ingest.weights import SHARED_SUSPECT, shared_marks
+    from hnn.ingest.weights import MARKS, SHARED_SUSPECT, shared_marks
 
     matrix = np.array([originals[n][0] for n in names])
     original_marks = [originals[n][2] for n in names]
@@ -149,14 +150,14 @@ def report(label: str, bits: int, names: list[str], originals: dict, copies: dic
           "then structure-code distance), a tie is a miss; top-1 hash: strictly the nearest by the code alone; "
           "top-1 ties: among the nearest by the code\n")
     print("| transformation | models | median d | max d | top-1 index | top-1 hash | top-1 ties | same topology "
-          "| shares weights |\n|---|---|---|---|---|---|---|---|---|")
+          "| shares weights | fewest marks shared |\n|---|---|---|---|---|---|---|---|---|---|")
     false_lead = 0  # the most marks a copy shares with another model's original
     misses: dict[str, dict[str, str]] = {}
     for kind in [*FREE, *STRUCTURAL]:
         by_name = copies.get(kind, {})
         if not by_name:
             continue
-        distances, first_in_index, strict, tied, same_topology, shares = [], 0, 0, 0, 0, 0
+        distances, first_in_index, strict, tied, same_topology, shares, fewest = [], 0, 0, 0, 0, 0, MARKS
         ranked_first = {}
         for name, (copy_code, copy_structure, copy_marks) in by_name.items():
             to_all = (matrix != copy_code).sum(axis=1)
@@ -165,6 +166,7 @@ def report(label: str, bits: int, names: list[str], originals: dict, copies: dic
             own = names.index(name)
             same_topology += structures[own].topology == copy_structure.topology
             shares += int(shared[own] >= SHARED_SUSPECT)
+            fewest = min(fewest, int(shared[own]))
             false_lead = max(false_lead, int(np.delete(shared, own).max()))
             distances.append(int(to_all[own]))
             rivals = np.delete(ranked, own)
@@ -177,7 +179,7 @@ def report(label: str, bits: int, names: list[str], originals: dict, copies: dic
             tied += to_all[own] <= np.delete(to_all, own).min()
         n = len(by_name)
         print(f"| {kind} | {n} | {statistics.median(distances)} | {max(distances)} | {first_in_index / n:.2f} | "
-              f"{strict / n:.2f} | {tied / n:.2f} | {same_topology / n:.2f} | {shares / n:.2f} |")
+              f"{strict / n:.2f} | {tied / n:.2f} | {same_topology / n:.2f} | {shares / n:.2f} | {fewest} |")
         misses[kind] = ranked_first
     print(f"\nThe most weight marks a copy shares with another model's original: {false_lead} "
           f"(counted as sharing weights from {SHARED_SUSPECT})")

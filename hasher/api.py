@@ -155,17 +155,18 @@ def compare(a: Any, b: Any, checkpoint: str | Path | None = None, bits: int | No
     distance = int((first.code != second.code).sum())
     limits = thresholds(loaded)
     structures = compare_structures(first.structure, second.structure)
-    weights = compare_weights(first.weight_marks, second.weight_marks)
+    from hnn.ingest.weights import shared_marks
+
+    weights = weight_sharing(shared_marks(first.weight_marks, second.weight_marks))
     return {"a": first.to_dict(), "b": second.to_dict(), "distance": distance, **structures, **weights,
             "similarity": round(1 - distance / loaded.bits, 4),
             "verdict": verdict(distance, limits, structures["same_topology"], weights["shared_marks"]),
             "thresholds": limits}
 
 
-def compare_weights(first: list[int], second: list[int] | int) -> dict:
-    """What `hnn compare` and `hnn index query` report of two models' weight marks (JSON-ready);
-    ``second`` may be the count of shared marks already (what an index query reads)."""
-    from hnn.ingest.weights import SHARED_SUSPECT, shared_marks, shared_share
+def weight_sharing(count: int) -> dict:
+    """What `hnn compare` and `hnn index query` report of two models that share ``count`` weight
+    marks (JSON-ready)."""
+    from hnn.ingest.weights import SHARED_SUSPECT, shared_share
 
-    count = second if isinstance(second, int) else shared_marks(first, second)
     return {"shared_marks": count, "shared_weights": shared_share(count), "shares_weights": count >= SHARED_SUSPECT}

@@ -15,12 +15,12 @@ digest and scale, version 3 no weight marks); their entries keep their codes,
 lack what they lack, and so never count as sharing weights or as the query's
 topology, and come after entries with a structure code at the same distance.
 An index holds codes of one checkpoint only: the first entry fixes it, and
-codes of another checkpoint or bit count are refused. One entry per model: a model
-is already indexed when an entry has its IR digest and its weights (most of its
-weight marks, SAME_WEIGHTS: a re-export is still the same model), or when either side has no marks to tell them apart; two
-fine-tuned copies of one architecture are two models. Version 3 and older files
-kept one entry per IR (a UNIQUE column); their upgrade rebuilds the table
-without that constraint.
+codes of another checkpoint or bit count are refused. One entry per model: a
+model is already indexed when an entry has its IR digest and its weights (most
+of its weight marks, SAME_WEIGHTS: a re-export is still the same model), or
+when either side has no marks to tell them apart; two fine-tuned copies of one
+architecture are two models. Version 3 and older files kept one entry per IR (a
+UNIQUE column); their upgrade rebuilds the table without that constraint.
 
 Durability: the database runs in WAL mode and each entry is its own
 transaction, so an interrupted bulk add keeps every entry committed before the
@@ -220,7 +220,8 @@ class Index:
     def add(self, name: str, source: str, framework: str, code: np.ndarray, checkpoint_digest: str,
             ir_digest: str, label: str | None = None, structure: Structure | None = None,
             weight_marks: list[int] | None = None) -> Entry:
-        """Add one entry in its own transaction; raises DuplicateEntry for an IR already indexed."""
+        """Add one entry in its own transaction; raises DuplicateEntry for a model already indexed
+        (its IR, and its weights as far as the marks tell)."""
         packed = np.packbits(code.astype(bool)).tobytes()
         packed_structure = None if structure is None else _pack_structure(structure.code)
         topology = None if structure is None else structure.topology

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from hnn.errors import HnnError
-from hnn.hasher.api import code_to_hex, compare_weights, hash_graphs, load, thresholds, to_hashable_graph, verdict
+from hnn.hasher.api import code_to_hex, hash_graphs, load, thresholds, to_hashable_graph, verdict, weight_sharing
 from hnn.hasher.index import DuplicateEntry, Index
 from hnn.hasher.structure import compare_structures, structure_of
 
@@ -57,7 +57,7 @@ def query_model(index_path: str | Path, model: str, k: int = 10, radius: int | N
         marks = graph.meta.weight_marks
         shared = index.shared_marks(marks)
         neighbours = [{**entry.to_dict(), "distance": distance, **compare_structures(structure, entry.structure),
-                       **compare_weights(marks, shared.get(entry.id, 0))}
+                       **weight_sharing(shared.get(entry.id, 0))}
                       for entry, distance in index.query(code, k, radius, structure=structure, weight_marks=marks)]
         nearest = index.query(code, k=1)  # by the code alone: the verdict's distance
     return {"model": model, "hash": code_to_hex(code), "structure": code_to_hex(structure.code),

@@ -23,8 +23,8 @@ For two models A and B, the number of marks they share estimates
 30% shares about a third to half of its original's marks; two independently
 trained models share none.
 
-What counts as a weight: every floating-point initializer and Constant tensor
-of at least ``MIN_ELEMENTS`` elements that is not constant (freshly initialised
+What counts as a weight: every floating-point initializer that a node reads,
+and Constant tensor, of at least ``MIN_ELEMENTS`` elements that is not constant (freshly initialised
 biases and normalization parameters, all zeros or ones, are the same in every
 model); a pair of two zeros (what sparse pruning writes) is left out. Exact
 bits, so renaming, re-exporting and converting keep the marks, while fp16
@@ -58,7 +58,10 @@ def weight_marks(model: onnx.ModelProto, marks: int = MARKS) -> list[int]:
         if values.size < MIN_ELEMENTS or values.min() == values.max():
             continue
         for pairs in _neighbour_pairs(values.view(np.uint32)):
-            smallest = _bottom(np.concatenate([smallest, _hashes(pairs)]), marks)
+            hashes = _hashes(pairs)
+            if smallest.size == marks:  # only what beats the current k-th can enter: skip the rest cheaply
+                hashes = hashes[hashes < smallest[-1]]
+            smallest = _bottom(np.concatenate([smallest, hashes]), marks)
     return [int(mark) for mark in smallest]
 
 
@@ -96,8 +99,11 @@ def shared_marks(first: list[int] | np.ndarray, second: list[int] | np.ndarray) 
 
 
 def _weight_tensors(graph: onnx.GraphProto):
+    # Only initializers a node reads: a pirate's unused tensor of random values would otherwise
+    # crowd the original's pairs out of the sample for free.
+    consumed = {name for node in graph.node for name in node.input}
     for tensor in graph.initializer:
-        if tensor.data_type in _FLOAT_TYPES:
+        if tensor.data_type in _FLOAT_TYPES and tensor.name in consumed:
             yield tensor
     for node in graph.node:
         if node.op_type == "Constant":
@@ -111,10 +117,14 @@ def _hashes(pairs: np.ndarray) -> np.ndarray:
     pairs = pairs[(pairs & np.uint64(0x7FFFFFFF7FFFFFFF)) != 0]  # two zeros (of either sign)
     # splitmix64's finalizer: every input bit moves every output bit, so the smallest hashes are a
     # uniform sample of the distinct pairs. uint64 arithmetic wraps, as the mix expects.
+    # In place: the chunk is the only large array alive.
     z = pairs + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return (z ^ (z >> np.uint64(31))) >> np.uint64(1)
+    for shift, multiplier in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+        z ^= z >> np.uint64(shift)
+        z *= np.uint64(multiplier)
+    z ^= z >> np.uint64(31)
+    z >>= np.uint64(1)
+    return z
 
 
 def _bottom(hashes: np.ndarray, count: int) -> np.ndarray:

@@ -103,6 +103,7 @@ def test_the_ir_limit_is_the_number_of_marks_hnn_makes():
 
 
 def one_weight_model(values: np.ndarray) -> onnx.ModelProto:
+    """The weight ``w`` read by an Identity."""
     return onnx.helper.make_model(onnx.helper.make_graph(
         [onnx.helper.make_node("Identity", ["w"], ["y"])], "g", [],
         [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, list(values.shape))],
@@ -119,6 +120,15 @@ def test_a_huge_weight_is_hashed_in_chunks_without_losing_a_pair(monkeypatch, sh
     monkeypatch.setattr(weights, "CHUNK", 777)
     assert weights.weight_marks(one_weight_model(values), marks=20000) == whole
     assert len(whole) == (2 * 50 * 100 - 50 - 100 if len(shape) == 2 else values.size - 1)  # every pair
+
+
+def test_an_unused_tensor_of_random_values_does_not_dilute_the_marks():
+    model = export_module(cnn(16), SHAPE)
+    padded = onnx.ModelProto()
+    padded.CopyFrom(model)
+    noise = np.random.default_rng(2).standard_normal(1_000_000).astype(np.float32)
+    padded.graph.initializer.append(onnx.numpy_helper.from_array(noise, "unused"))
+    assert weight_marks(padded) == weight_marks(model)
 
 
 def test_a_matrix_stored_transposed_has_the_same_marks():
