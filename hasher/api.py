@@ -12,6 +12,7 @@ import numpy as np
 from hnn.errors import InputError, UsageError
 from hnn.hasher.structure import Structure, compare_structures, structure_of
 from hnn.ingest.ir import Graph
+from hnn.ingest.weights import SHARED_MATCH, SHARED_SUSPECT, shared_marks, shared_share
 
 # Verdict thresholds as a share of the code's bits, used when the checkpoint holds none.
 # `hnn train` stores thresholds measured on its validation set in the checkpoint instead.
@@ -137,8 +138,6 @@ def verdict(distance: int, limits: dict[str, int], same_topology: bool = False, 
     structured pruning or widening makes of a model moves its code, not its topology), and for
     two models that share weights (hnn.ingest.weights: SHARED_SUSPECT marks); ``match`` for
     SHARED_MATCH shared marks, a quarter of the weights: a copy, however its layers were cut."""
-    from hnn.ingest.weights import SHARED_MATCH, SHARED_SUSPECT
-
     if distance <= limits["match"] or shared_marks >= SHARED_MATCH:
         return "match"
     if distance <= limits["suspect"] or same_topology or shared_marks >= SHARED_SUSPECT:
@@ -155,8 +154,6 @@ def compare(a: Any, b: Any, checkpoint: str | Path | None = None, bits: int | No
     distance = int((first.code != second.code).sum())
     limits = thresholds(loaded)
     structures = compare_structures(first.structure, second.structure)
-    from hnn.ingest.weights import shared_marks
-
     weights = weight_sharing(shared_marks(first.weight_marks, second.weight_marks))
     return {"a": first.to_dict(), "b": second.to_dict(), "distance": distance, **structures, **weights,
             "similarity": round(1 - distance / loaded.bits, 4),
@@ -167,6 +164,4 @@ def compare(a: Any, b: Any, checkpoint: str | Path | None = None, bits: int | No
 def weight_sharing(count: int) -> dict:
     """What `hnn compare` and `hnn index query` report of two models that share ``count`` weight
     marks (JSON-ready)."""
-    from hnn.ingest.weights import SHARED_SUSPECT, shared_share
-
     return {"shared_marks": count, "shared_weights": shared_share(count), "shares_weights": count >= SHARED_SUSPECT}

@@ -154,6 +154,8 @@ class Index:
                              f"reads ({VERSION}); upgrade hnn")
         if int(meta.get("version", 0)) < VERSION:
             self._upgrade()
+        elif "weight_marks" not in tables:  # a version-4 file always has it: this one was damaged
+            raise InputError(f"{self.path}: a damaged hnn index (its weight_marks table is missing)")
 
     def _upgrade(self) -> None:
         """Version 1, 2 or 3 -> 4 in one transaction: the entries table is rebuilt with the
@@ -303,18 +305,18 @@ class Index:
         return self._codes
 
     def query(self, code: np.ndarray, k: int = 10, radius: int | None = None,
-              structure: Structure | None = None, weight_marks: list[int] | None = None) -> list[tuple[Entry, int]]:
+              structure: Structure | None = None, shared: dict[int, int] | None = None) -> list[tuple[Entry, int]]:
         """Nearest entries (entry, Hamming distance): the k nearest, or all within ``radius``.
 
-        With the query's ``structure`` (and ``weight_marks``), entries are ordered as
-        :meth:`Structure.rank` says: those sharing the query's weights first, then those of its
-        topology (both in a k-nearest search even when their code is farther than the k-th), ties
-        of the code by structure distance; without it, by distance, then id.
-        :meth:`shared_marks` says how many marks each entry shares.
+        With the query's ``structure`` (and ``shared``, what :meth:`shared_marks` says of the
+        query's weight marks), entries are ordered as :meth:`Structure.rank` says: those sharing
+        the query's weights first, then those of its topology (both in a k-nearest search even
+        when their code is farther than the k-th), ties of the code by structure distance;
+        without it, by distance, then id.
         """
         if len(self) == 0:
             return []
-        shared = self.shared_marks(weight_marks) if structure is not None else {}
+        shared = shared or {}
         packed = self.codes()
         if radius is None:
             nearest = packed.top_k(code, k)

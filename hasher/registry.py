@@ -58,7 +58,7 @@ def query_model(index_path: str | Path, model: str, k: int = 10, radius: int | N
         shared = index.shared_marks(marks)
         neighbours = [{**entry.to_dict(), "distance": distance, **compare_structures(structure, entry.structure),
                        **weight_sharing(shared.get(entry.id, 0))}
-                      for entry, distance in index.query(code, k, radius, structure=structure, weight_marks=marks)]
+                      for entry, distance in index.query(code, k, radius, structure=structure, shared=shared)]
         nearest = index.query(code, k=1)  # by the code alone: the verdict's distance
     return {"model": model, "hash": code_to_hex(code), "structure": code_to_hex(structure.code),
             "topology": structure.topology,

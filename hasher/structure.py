@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hnn.ingest.ir import Graph
+from hnn.ingest.weights import MARKS, SHARED_SUSPECT
 
 HALF_BITS = 64
 STRUCTURE_BITS = 2 * HALF_BITS
@@ -163,8 +164,6 @@ def ranking_distance(code_distance: np.ndarray, structure: np.ndarray, same_topo
     entries of the query's topology, by scale distance, then code distance, then structure
     distance; every other entry after them by code distance, then structure distance.
     """
-    from hnn.ingest.weights import MARKS, SHARED_SUSPECT
-
     ranked = np.asarray(code_distance).astype(np.int64) * (NO_STRUCTURE + 1) + structure
     if same_topology is not None:
         within_topology = np.asarray(scale, dtype=np.int64) * CODE_SPAN * (NO_STRUCTURE + 1) + ranked

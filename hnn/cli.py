@@ -631,9 +631,9 @@ def main() -> None:
         typer.echo("hnn: interrupted", err=True)
         sys.exit(130)
     except Exception as exc:  # click usage errors and bugs
-        import click
-
-        if isinstance(exc, click.ClickException):
+        # By what it does, not its class: typer 0.29 vendors click (typer._click), and the `click`
+        # package need not be installed at all.
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
         if _state["debug"]:

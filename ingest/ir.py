@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hnn.errors import IRFormatError, read_user_text
+from hnn.ingest.weights import MARKS as MAX_WEIGHT_MARKS
 
 FORMAT = "hnn-ir"
 VERSION = 1
@@ -27,8 +28,6 @@ VERSION = 1
 # Attributes kept on a node: the few that describe a layer's shape, with ONNX
 # defaults filled in so that exporters that omit a default agree with those that write it.
 CANONICAL_ATTRIBUTES = ("kernel_shape", "strides", "dilations", "group")
-# hnn.ingest.weights.MARKS, without importing onnx here; a test checks the two agree.
-MAX_WEIGHT_MARKS = 128
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,12 @@ not put them back) has other neighbours, and so other marks.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import onnx
-from onnx import numpy_helper
+
+if TYPE_CHECKING:
+    import onnx
 
 MARKS = 128
 MIN_ELEMENTS = 16
@@ -46,12 +49,15 @@ MIN_ELEMENTS = 16
 # tens of MB of hashes at a time, not 800 MB.
 CHUNK = 1 << 22
 
-_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
-                onnx.TensorProto.BFLOAT16}
+# onnx.TensorProto's FLOAT, FLOAT16, DOUBLE and BFLOAT16, without importing onnx: the index and the
+# ranking import this module for its constants, and `hnn index list` should not pay for onnx.
+_FLOAT_TYPES = {1, 10, 11, 16}
 
 
-def weight_marks(model: onnx.ModelProto, marks: int = MARKS) -> list[int]:
+def weight_marks(model: "onnx.ModelProto", marks: int = MARKS) -> list[int]:
     """The model's weight marks, ascending; fewer than ``marks`` when it has fewer distinct values."""
+    from onnx import numpy_helper
+
     smallest = np.empty(0, dtype=np.uint64)
     for tensor in _weight_tensors(model.graph):
         values = numpy_helper.to_array(tensor).astype(np.float32, copy=False)
@@ -98,7 +104,7 @@ def shared_marks(first: list[int] | np.ndarray, second: list[int] | np.ndarray) 
     return len(np.intersect1d(np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64)))
 
 
-def _weight_tensors(graph: onnx.GraphProto):
+def _weight_tensors(graph: "onnx.GraphProto"):
     # Only initializers a node reads: a pirate's unused tensor of random values would otherwise
     # crowd the original's pairs out of the sample for free.
     consumed = {name for node in graph.node for name in node.input}

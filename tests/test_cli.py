@@ -71,6 +71,11 @@ def test_undetectable_source_asks_for_framework():
     assert_one_line_error(run_hnn("ingest", "mystery.bin"), "--framework", code=2)
 
 
+def test_an_unknown_option_is_a_usage_error_not_a_traceback():
+    result = run_hnn("hash", "--no-such-option", "x")
+    assert result.returncode == 2 and "No such option" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_bad_input_shape_is_a_usage_error():
     from hnn.ingest.pipeline import EXAMPLE_MODEL
 

@@ -171,8 +171,8 @@ def test_entries_sharing_the_query_weights_come_first_whatever_their_topology_an
         original = index.add("original", "o", "onnx", far, "ck", "d-o", structure=of_topology("deeper", [11, 21]),
                              weight_marks=marks[88:] + list(range(9000, 9088)))
         assert index.shared_marks(marks) == {original.id: 40, original.id - 1: 5}
-        assert [e.name for e, _ in index.query(query, k=1, structure=copy, weight_marks=marks)] == ["original"]
-        ranked = index.query(query, k=3, structure=copy, weight_marks=marks)
+        assert [e.name for e, _ in index.query(query, k=1, structure=copy, shared=index.shared_marks(marks))] == ["original"]
+        ranked = index.query(query, k=3, structure=copy, shared=index.shared_marks(marks))
         assert [(e.name, d) for e, d in ranked] == [("original", 9), ("twin", 0), ("chance", 0)]
         assert [e.name for e, _ in index.query(query, k=1, structure=copy)] == ["twin"]  # no marks: by structure
         index.remove(original.id)  # its marks go with it
@@ -229,7 +229,8 @@ def test_one_architecture_with_other_weights_is_another_entry_and_the_same_weigh
                       weight_marks=list(range(103, 120)) + [500, 501, 502])
         with pytest.raises(DuplicateEntry, match=f"#{first.id}"):  # no marks to tell: the first of that IR
             index.add("no-marks", "c.onnx", "onnx", code(1), "ck", "d-resnet")
-        ranked = index.query(code(1), k=2, structure=of_topology("t", [1, 1]), weight_marks=list(range(100, 130)))
+        ranked = index.query(code(1), k=2, structure=of_topology("t", [1, 1]),
+                             shared=index.shared_marks(list(range(100, 130))))
         assert [e.name for e, _ in ranked] == ["owner-b", "owner-a"]
 
 
@@ -247,6 +248,15 @@ def test_a_version_2_index_gets_the_new_columns_and_keeps_its_structure_codes(tm
         assert (old.structure.code == structure).all() and (old.code == code(1)).all()
         new = index.add("v3-entry", "b.onnx", "onnx", code(2), "ck", "d-b", structure=of_topology("t", [1, 1]))
         assert [e.id for e, _ in index.query(code(1), k=1, structure=of_topology("t", [1, 1]))] == [new.id]
+
+
+def test_an_index_without_its_weight_marks_table_is_refused_as_damaged(tmp_path):
+    path = tmp_path / "i.db"
+    with Index(path, create=True) as index:
+        index.add("a", "a", "onnx", code(1), "ck", "d1", weight_marks=[1, 2, 3])
+    as_older_format(path, 4, "DROP TABLE weight_marks")
+    with pytest.raises(InputError, match="damaged hnn index"):
+        Index(path)
 
 
 def test_codes_of_another_checkpoint_or_bit_count_are_refused(tmp_path):

@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 from hnn.errors import IRFormatError
-from hnn.ingest.ir import MAX_WEIGHT_MARKS, Graph
+from hnn.ingest.ir import Graph
 from hnn.ingest.pipeline import onnx_to_ir
 from hnn.ingest.weights import MARKS, SHARED_MATCH, SHARED_SUSPECT, shared_marks, weight_marks
 
@@ -84,7 +84,7 @@ def test_the_ir_keeps_the_marks_through_json_and_merging(tmp_path):
 
 
 @pytest.mark.parametrize("marks, problem", [
-    (list(range(MAX_WEIGHT_MARKS + 1)), "more than the 128"),
+    (list(range(MARKS + 1)), "more than the 128"),
     ([-1], "non-negative"),
     ([1 << 63], "more than 63 bits"),
     ("abc", "a list"),
@@ -98,8 +98,12 @@ def test_bad_marks_in_an_ir_file_are_refused_naming_the_field(tmp_path, marks, p
     assert problem in str(error.value)
 
 
-def test_the_ir_limit_is_the_number_of_marks_hnn_makes():
-    assert MAX_WEIGHT_MARKS == MARKS
+def test_the_float_types_are_onnx_own():
+    # ingest/weights.py names them by number, so that importing it does not import onnx.
+    from hnn.ingest.weights import _FLOAT_TYPES
+
+    assert _FLOAT_TYPES == {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+                            onnx.TensorProto.BFLOAT16}
 
 
 def one_weight_model(values: np.ndarray) -> onnx.ModelProto:
