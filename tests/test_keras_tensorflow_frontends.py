@@ -72,6 +72,26 @@ class TorchConvNeXtBlock(torch.nn.Module):
         return (x + y).mean((2, 3))
 
 
+def test_keras_weights_ported_to_pytorch_keep_their_weight_marks():
+    # Porting weights between frameworks (kernels HWIO -> OIHW, Dense (in, out) -> Linear (out, in))
+    # is copying them: tf2onnx puts the kernels in ONNX's layout, and a matrix's marks do not
+    # depend on which way it is stored.
+    from hnn.ingest.weights import MARKS, shared_marks
+
+    model = keras_small_cnn()
+    ported = torch_small_cnn()
+    kernel1, bias1, kernel2, bias2, dense, dense_bias = model.get_weights()
+    with torch.no_grad():
+        for layer, (kernel, bias) in zip((ported[0], ported[3]), ((kernel1, bias1), (kernel2, bias2))):
+            layer.weight.copy_(torch.tensor(kernel).permute(3, 2, 0, 1))
+            layer.bias.copy_(torch.tensor(bias))
+        ported[7].weight.copy_(torch.tensor(dense).T)
+        ported[7].bias.copy_(torch.tensor(dense_bias))
+    from_keras = ingest(model).meta.weight_marks
+    assert shared_marks(from_keras, ingest(ported, input_shape=[1, 3, 16, 16]).meta.weight_marks) == MARKS
+    assert shared_marks(from_keras, ingest(torch_small_cnn(), input_shape=[1, 3, 16, 16]).meta.weight_marks) == 0
+
+
 def test_convnext_block_from_keras_and_pytorch_gives_the_same_graph():
     # Keras writes the grouped convolution inside an XLA function, GELU with Erfc, LayerNorm
     # as eleven arithmetic nodes and adds its input normalisation; torch writes none of that.
