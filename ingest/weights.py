@@ -11,8 +11,9 @@ The marks of a model are the ``MARKS`` smallest 63-bit hashes of the distinct
 *pairs of neighbouring values* in its weight tensors (a bottom-k sketch): along
 both axes of a matrix, so that a weight stored transposed gives the same pairs,
 and in stored order in any other tensor. A single float32 value is not specific
-enough: weights crowd into a few tens of millions of bit patterns, so two
-unrelated models of 25M parameters share half their values by chance. Two
+enough: weights crowd into a few tens of millions of bit patterns, so unrelated
+models share values by chance (two random-initialised mnasnets of 4M parameters
+shared 8 of 128 marks of single values), more the larger they are. Two
 neighbours are specific (a chance collision is about as likely as one of two
 64-bit hashes), and pruning keeps most of them: every pair inside a kept
 convolution kernel, and a pair across kernels or rows where both of its channels
@@ -20,13 +21,13 @@ are kept.
 
 For two models A and B, the number of marks they share estimates
 ``|pairs(A) & pairs(B)| / max(|pairs(A)|, |pairs(B)|) * MARKS``: a copy pruned by
-30% shares about a third to half of its original's marks; two independently
-trained models share none.
+30% shares 41 or more of its original's marks (benchmarks/evasion.py); two
+independently initialised models share none.
 
 What counts as a weight: every floating-point initializer that a node reads,
-and Constant tensor, of at least ``MIN_ELEMENTS`` elements that is not constant (freshly initialised
-biases and normalization parameters, all zeros or ones, are the same in every
-model); a pair of two zeros (what sparse pruning writes) is left out. Exact
+and every Constant tensor, of at least ``MIN_ELEMENTS`` elements that is not
+constant (freshly initialised biases and normalization parameters, all zeros or
+ones, are the same in every model); a pair of two zeros (what sparse pruning writes) is left out. Exact
 bits, so renaming, re-exporting and converting keep the marks, while fp16
 weights and fine-tuning replace every value and leave the copy to the structural
 ranking (docs/index.md). A convolution weight stored in another layout
