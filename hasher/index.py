@@ -39,12 +39,14 @@ import numpy as np
 
 from hnn.errors import InputError, UsageError
 from hnn.hasher.search import packed_codes
-from hnn.hasher.structure import Structure
+from hnn.hasher.structure import (NO_STRUCTURE, STRUCTURE_BITS, Structure, ranking_distance, scale_distance,
+                                  structure_distance_matrix)
 from hnn.ingest.weights import SHARED_SUSPECT
 
 FORMAT = "hnn-index"
 VERSION = 4  # 2: the structure column; 3: the topology and scale columns; 4: weight marks, one entry per IR and weights
 BUSY_TIMEOUT_MS = 60_000
+SQL_BATCH = 500  # ids per `IN (...)`: below SQLite's smallest limit on bound parameters (999)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,10 +63,11 @@ CREATE TABLE IF NOT EXISTS entries (
     added REAL NOT NULL,
     structure BLOB,
     topology TEXT,
-    scale BLOB
+    scale BLOB,
+    marks INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS entries_by_topology ON entries (topology);
-CREATE INDEX IF NOT EXISTS entries_by_ir ON entries (ir_digest);
+CREATE INDEX IF NOT EXISTS entries_by_ir ON entries (ir_digest, marks);
 CREATE TABLE IF NOT EXISTS weight_marks (
     mark INTEGER NOT NULL,
     entry INTEGER NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
@@ -236,9 +239,9 @@ class Index:
                 raise DuplicateEntry(existing)
             cursor = self.db.execute(
                 "INSERT INTO entries (name, source, framework, label, code, bits, checkpoint, ir_digest, added, "
-                "structure, topology, scale) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "structure, topology, scale, marks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, source, framework, label, packed, len(code), checkpoint_digest, ir_digest, time.time(),
-                 packed_structure, topology, scale),
+                 packed_structure, topology, scale, len(set(weight_marks or []))),
             )
             self.db.executemany("INSERT OR IGNORE INTO weight_marks (mark, entry) VALUES (?, ?)",
                                 [(int(mark), cursor.lastrowid) for mark in weight_marks or []])
@@ -250,18 +253,25 @@ class Index:
         return self.get(cursor.lastrowid)
 
     def _same_model(self, ir_digest: str, weight_marks: list[int]) -> Entry | None:
-        """The entry that is this model already: its IR, and its weights unless marks say otherwise."""
-        candidates = [self._entry(row) for row in
-                      self.db.execute(f"SELECT {COLUMNS} FROM entries WHERE ir_digest = ? ORDER BY id", (ir_digest,))]
-        if not candidates or not weight_marks:
-            return candidates[0] if candidates else None
+        """The entry that is this model already: its IR, and its weights unless marks say otherwise.
+
+        Read through the SQL indexes (IR digest; mark -> entry), so adding the thousandth copy of a
+        popular architecture does not read the other 999.
+        """
+        if not weight_marks:  # nothing to tell copies of one IR apart: the first is this model
+            row = self.db.execute(f"SELECT {COLUMNS} FROM entries WHERE ir_digest = ? ORDER BY id LIMIT 1",
+                                  (ir_digest,)).fetchone()
+            return None if row is None else self._entry(row)
+        row = self.db.execute(f"SELECT {COLUMNS} FROM entries WHERE ir_digest = ? AND marks = 0 ORDER BY id LIMIT 1",
+                              (ir_digest,)).fetchone()
+        if row is not None:  # an entry without marks cannot tell either
+            return self._entry(row)
         shared = self.shared_marks(weight_marks)
-        ids = ", ".join(str(entry.id) for entry in candidates)
-        counts = dict(self.db.execute(f"SELECT entry, COUNT(*) FROM weight_marks WHERE entry IN ({ids}) GROUP BY entry"))
-        for entry in candidates:
-            marks = counts.get(entry.id, 0)
-            if not marks or shared.get(entry.id, 0) >= SAME_WEIGHTS * min(marks, len(weight_marks)):
-                return entry
+        for entry_id in sorted(shared):
+            row = self.db.execute(f"SELECT {COLUMNS}, marks FROM entries WHERE id = ? AND ir_digest = ?",
+                                  (entry_id, ir_digest)).fetchone()
+            if row is not None and shared[entry_id] >= SAME_WEIGHTS * min(row[-1], len(weight_marks)):
+                return self._entry(row[:-1])
         return None
 
     def remove(self, entry_id: int) -> Entry:
@@ -316,27 +326,52 @@ class Index:
         """
         if len(self) == 0:
             return []
-        shared = shared or {}
         packed = self.codes()
-        if radius is None:
+        if radius is not None:
+            candidates = packed.within(code, radius)
+        else:
             nearest = packed.top_k(code, k)
             if structure is None or not nearest:  # not nearest: k < 1
                 return [(self.get(int(entry_id)), int(distance)) for entry_id, distance in nearest]
-            # Every entry tied with the k-th, so that the tie-break chooses among all of them.
-            hits = [(self.get(int(entry_id)), int(distance)) for entry_id, distance in packed.within(code, nearest[-1][1])]
-            seen = {entry.id for entry, _ in hits}
-            for entry_id, count in shared.items():
-                if count >= SHARED_SUSPECT and entry_id not in seen:
-                    entry = self.get(entry_id)
-                    hits.append((entry, int((entry.code != code).sum())))
-                    seen.add(entry_id)
-            if structure.topology is not None:
-                hits += [hit for hit in self._of_topology(code, structure, k) if hit[0].id not in seen]
-        else:
-            hits = [(self.get(int(entry_id)), int(distance)) for entry_id, distance in packed.within(code, radius)]
+            # Every entry tied with the k-th, so that the tie-break chooses among all of them, and every
+            # entry that shares the query's weights or topology, however far its code.
+            candidates = packed.within(code, nearest[-1][1]) + self._related(structure, shared or {})
         if structure is not None:
-            hits.sort(key=lambda hit: (structure.rank(hit[1], hit[0].structure, shared.get(hit[0].id, 0)), hit[0].id))
-        return hits if radius is not None else hits[:k]
+            candidates = self._ranked(code, structure, shared or {}, candidates)
+        if radius is None:
+            candidates = candidates[:k]
+        return [(self.get(int(entry_id)), int(distance)) for entry_id, distance in candidates]
+
+    def _related(self, structure: Structure, shared: dict[int, int]) -> list[tuple[int, None]]:
+        """(id, None) of the entries that share weights with the query, or its topology: found by
+        SQL indexes (the mark -> entry table, the digest column), not by reading the whole file."""
+        ids = [entry_id for entry_id, count in shared.items() if count >= SHARED_SUSPECT]
+        if structure.topology is not None:
+            ids += [row[0] for row in self.db.execute("SELECT id FROM entries WHERE topology = ?",
+                                                      (structure.topology,))]
+        return [(entry_id, None) for entry_id in ids]
+
+    def _ranked(self, code: np.ndarray, structure: Structure, shared: dict[int, int],
+                candidates: list[tuple[int, int | None]]) -> list[tuple[int, int]]:
+        """``candidates`` (id, code distance or None) once each, with their code distance, best first
+        as Structure.rank orders (ranking_distance, here for all rows at once), then by id.
+
+        One batched read of what the ranking needs (code, structure, topology, scale), not whole
+        entries: a popular architecture can have thousands of entries tied with the query.
+        """
+        ids = sorted({entry_id for entry_id, _ in candidates})
+        rows = []
+        for start in range(0, len(ids), SQL_BATCH):
+            batch = ids[start:start + SQL_BATCH]
+            rows += self.db.execute(f"SELECT id, code, structure, topology, scale FROM entries WHERE id IN "
+                                    f"({', '.join('?' * len(batch))}) ORDER BY id", batch).fetchall()
+        if not rows:
+            return []
+        row_ids = np.array([row[0] for row in rows], dtype=np.int64)
+        code_distances, ranks = _rank_rows(rows, code, structure,
+                                           np.array([shared.get(int(entry_id), 0) for entry_id in row_ids]))
+        order = np.lexsort((row_ids, ranks))
+        return [(int(row_ids[i]), int(code_distances[i])) for i in order]
 
     def shared_marks(self, weight_marks: list[int] | None) -> dict[int, int]:
         """{entry id: weight marks it shares with ``weight_marks``}, for entries sharing any.
@@ -351,20 +386,39 @@ class Index:
                                "GROUP BY entry", marks)
         return {int(entry_id): int(count) for entry_id, count in rows}
 
-    def _of_topology(self, code: np.ndarray, structure: Structure, k: int) -> list[tuple[Entry, int]]:
-        """(entry, code distance) of the k best-ranked entries of the query's topology, and any tied with the k-th.
 
-        The digest column has an SQL index, so this reads the entries of one architecture, not the
-        whole file.
-        """
-        entries = [self._entry(row) for row in
-                   self.db.execute(f"SELECT {COLUMNS} FROM entries WHERE topology = ?", (structure.topology,))]
-        if not entries:
-            return []
-        hits = [(entry, int((entry.code != code).sum())) for entry in entries]
-        ranks = [structure.rank(distance, entry.structure) for entry, distance in hits]
-        kth = sorted(ranks)[min(k, len(hits)) - 1]
-        return [hit for hit, rank in zip(hits, ranks) if rank <= kth]
+_STRUCTURE_BLOB_BYTES = 2 + STRUCTURE_BITS // 8  # what _pack_structure writes for a structure code
+
+
+def _rank_rows(rows: list[tuple], code: np.ndarray, structure: Structure,
+               shared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(code distances, ranks) of rows (id, code, structure, topology, scale) as _entry would read
+    them and Structure.rank would rank them, vectorized: the blobs of all rows are joined and
+    read at once (tests/test_search_index.py checks the ranks against Structure.rank)."""
+    def column(index: int, length: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Which rows hold a blob of ``length`` bytes in that column, and those blobs as uint8 rows."""
+        ok = np.array([row[index] is not None and len(row[index]) == length for row in rows], dtype=bool)
+        blobs = b"".join(row[index] for row, keep in zip(rows, ok) if keep)
+        return ok, (np.frombuffer(blobs, np.uint8).reshape(-1, length) if ok.any() else None)
+
+    has_code, codes = column(1, (len(code) + 7) // 8)
+    code_distances = np.full(len(rows), len(code), dtype=np.int64)  # a damaged code: as far as can be
+    if codes is not None:
+        code_distances[has_code] = (np.unpackbits(codes, axis=1)[:, :len(code)] != code).sum(axis=1)
+    structure_distances = np.full(len(rows), NO_STRUCTURE, dtype=np.int64)
+    has_structure, stored = column(2, _STRUCTURE_BLOB_BYTES)
+    if stored is not None and len(structure.code) == STRUCTURE_BITS:
+        structure_distances[has_structure] = structure_distance_matrix(
+            structure.code[None], np.unpackbits(stored[:, 2:], axis=1).astype(bool))[0]
+    has_scale, scales = column(4, 16)  # two float64s, as _unpack_scale reads them
+    scale_distances = np.zeros(len(rows), dtype=np.int64)
+    if scales is not None and structure.scale is not None:
+        scale_distances[has_scale] = scale_distance(structure.scale, scales.view("<f8").reshape(-1, 2))
+    # Structure.same_topology: one digest on both sides, and a scale on both sides.
+    same = np.array([row[2] is not None and structure.topology is not None and row[3] == structure.topology
+                     for row in rows], dtype=bool) & has_scale & (structure.scale is not None)
+    return code_distances, ranking_distance(code_distances, structure_distances, same,
+                                            np.where(same, scale_distances, 0), shared)
 
 
 def _pack_structure(structure: np.ndarray) -> bytes:

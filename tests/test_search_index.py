@@ -189,6 +189,31 @@ def as_older_format(path, version, *statements):
     db.close()
 
 
+def test_the_index_ranks_as_structure_rank_says_for_every_kind_of_entry(tmp_path):
+    # Index.query ranks all candidates at once from their stored columns; Structure.rank is the
+    # definition for one pair. Entries: with and without structure, digest or scale, of the
+    # query's topology at several scales, sharing weights or not, at many code distances.
+    rng = np.random.default_rng(3)
+    query_code, query = code(0, bits=16), of_topology("t", [5.0, 9.0], seed=1)
+    marks = list(range(1, 129))
+    with Index(tmp_path / "i.db", create=True) as index:
+        for number in range(60):
+            kind = number % 6
+            structure = (None if kind == 0 else Structure(code(number, bits=STRUCTURE_BITS)) if kind == 1
+                         else of_topology("t" if kind < 5 else "u", rng.random(2) * 10, seed=number))
+            shared_marks = marks[:int(rng.integers(0, 40))] if kind in (2, 4) else []
+            index.add(f"e{number}", "x", "onnx", code(number % 7, bits=16), "ck", f"d{number}",
+                      structure=structure, weight_marks=shared_marks + [1000 + number])
+        shared = index.shared_marks(marks)
+        expected = sorted(((query.rank(int((entry.code != query_code).sum()), entry.structure,
+                                       shared.get(entry.id, 0)), entry.id) for entry in index.entries()))
+        ranked = index.query(query_code, k=60, structure=query, shared=shared)
+        assert [entry.id for entry, _ in ranked] == [entry_id for _, entry_id in expected]
+        assert [distance for _, distance in ranked] == [int((e.code != query_code).sum()) for e, _ in ranked]
+        within = index.query(query_code, radius=16, structure=query, shared=shared)
+        assert [entry.id for entry, _ in within] == [entry_id for _, entry_id in expected]
+
+
 def test_a_version_3_index_is_rebuilt_for_weight_marks_and_keeps_entries_and_ids(tmp_path):
     # Version 3 kept one entry per IR (ir_digest UNIQUE), which SQLite cannot drop in place.
     path = tmp_path / "v3.db"
