@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS entries (
     structure BLOB,
     topology TEXT,
     scale BLOB,
-    marks INTEGER NOT NULL DEFAULT 0
+    marks INTEGER NOT NULL DEFAULT 0  -- its rows in weight_marks: with ir_digest, an SQL index finds a mark-less copy
 );
 CREATE INDEX IF NOT EXISTS entries_by_topology ON entries (topology);
 CREATE INDEX IF NOT EXISTS entries_by_ir ON entries (ir_digest, marks);
