@@ -12,7 +12,7 @@ import numpy as np
 from hnn.errors import InputError, UsageError
 from hnn.hasher.structure import Structure, compare_structures, structure_of
 from hnn.ingest.ir import Graph
-from hnn.ingest.weights import SHARED_MATCH, SHARED_SUSPECT, shared_marks, shared_share
+from hnn.ingest.weights import MARKS, SHARED_MATCH, SHARED_SUSPECT, shared_marks
 
 # Verdict thresholds as a share of the code's bits, used when the checkpoint holds none.
 # `hnn train` stores thresholds measured on its validation set in the checkpoint instead.
@@ -164,4 +164,4 @@ def compare(a: Any, b: Any, checkpoint: str | Path | None = None, bits: int | No
 def weight_sharing(count: int) -> dict:
     """What `hnn compare` and `hnn index query` report of two models that share ``count`` weight
     marks (JSON-ready)."""
-    return {"shared_marks": count, "shared_weights": shared_share(count), "shares_weights": count >= SHARED_SUSPECT}
+    return {"shared_marks": count, "shared_weights": round(count / MARKS, 3), "shares_weights": count >= SHARED_SUSPECT}

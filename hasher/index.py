@@ -78,8 +78,8 @@ CREATE INDEX IF NOT EXISTS weight_marks_by_entry ON weight_marks (entry);
 # Named, not `SELECT *`: an upgraded file has the same columns, but say which order _entry reads.
 COLUMNS = "id, name, source, framework, label, code, bits, checkpoint, ir_digest, added, structure, topology, scale"
 # Of the marks of the model with fewer, how many another model of the same IR must share to be the
-# same model. A re-export keeps every value and so every mark (resnet18 and convnext_tiny from
-# TorchScript and dynamo share 128 of 128); the margin is for a converter that re-lays out a few
+# same model. A re-export keeps every value and so every mark (every dynamo copy of
+# benchmarks/evasion.py shares 128 of 128 with its TorchScript original); the margin is for a converter that re-lays out a few
 # weights; another fine-tuning or initialisation shares none.
 SAME_WEIGHTS = 3 / 4
 

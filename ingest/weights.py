@@ -12,8 +12,8 @@ The marks of a model are the ``MARKS`` smallest 63-bit hashes of the distinct
 both axes of a matrix, so that a weight stored transposed gives the same pairs,
 and in stored order in any other tensor. A single float32 value is not specific
 enough: weights crowd into a few tens of millions of bit patterns, so unrelated
-models share values by chance (two random-initialised mnasnets of 4M parameters
-shared 8 of 128 marks of single values), more the larger they are. Two
+models share values by chance, more the larger they are (docs/RESULTS.md,
+Evasion, says what marks of single values did). Two
 neighbours are specific (a chance collision is about as likely as one of two
 64-bit hashes), and pruning keeps most of them: every pair inside a kept
 convolution kernel, and a pair across kernels or rows where both of its channels
@@ -146,12 +146,7 @@ def _bottom(hashes: np.ndarray, count: int) -> np.ndarray:
 
 # Shared marks (of MARKS) from which two models count as sharing weights, and as one
 # being a copy of the other. Independently initialised or trained models share none
-# (benchmarks/evasion.py prints the largest count between different models); a copy
-# pruned by 50% keeps about 50 (docs/RESULTS.md).
+# (benchmarks/evasion.py prints the largest count between different models: 0); a copy
+# pruned by 30% keeps 41 or more, by 50% 12 or more (docs/RESULTS.md, Evasion).
 SHARED_SUSPECT = 8
 SHARED_MATCH = 32
-
-
-def shared_share(count: int) -> float:
-    """Shared marks as the estimated share of weight pairs in common (of the larger model's)."""
-    return round(count / MARKS, 3)
