@@ -17,7 +17,7 @@ import numpy as np
 
 
 def originals(root: Path):
-    from hnn.ingest.zoo import load_dataset_graph, load_manifest
+    from hnn.zoo.build import load_dataset_graph, load_manifest
 
     manifest = load_manifest(root)
     return [(m["name"], m["family"], load_dataset_graph(root, m["files"]["raw"])) for m in manifest["models"]]
@@ -31,9 +31,10 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None)
     args = parser.parse_args()
 
-    from hnn.hasher.api import hash_graphs, load, to_hashable_graph
-    from hnn.hasher.metrics import hamming_matrix
-    from hnn.hasher.structure import ranking_matrix, structure_of
+    from hnn.hasher.bits import hamming_matrix
+    from hnn.hasher.runtime import hash_graphs, load, to_hashable_graph
+    from hnn.hasher.structure import structure_of
+    from hnn.index.ranking import ranking_matrix
 
     checkpoint = load(args.checkpoint, args.bits)
     database = originals(args.torchvision)

@@ -73,7 +73,7 @@ def main() -> None:
                         help="a checkpoint other than the shipped one; repeat to compare several on the same copies")
     args = parser.parse_args()
 
-    from hnn.hasher.api import hash_graphs, load, to_hashable_graph
+    from hnn.hasher.runtime import hash_graphs, load, to_hashable_graph
     from hnn.hasher.structure import structure_of
 
     checkpoints = [load(path) for path in args.checkpoint] if args.checkpoint else [load(bits=args.bits)]
@@ -133,8 +133,9 @@ def converted_copies(name: str, cache: Path | None) -> dict:
 
 def report(label: str, bits: int, names: list[str], originals: dict, copies: dict) -> None:
     """The Markdown table of one checkpoint: distances to the original and top-1 among all originals."""
-    from hnn.hasher.structure import ranking_matrix
-    from hnn.ingest.weights import MARKS, SHARED_SUSPECT, shared_marks
+    from hnn.index.ranking import ranking_matrix
+    from hnn.index.verdicts import SHARED_SUSPECT
+    from hnn.ingest.weights import MARKS, shared_marks
 
     matrix = np.array([originals[n][0] for n in names])
     original_marks = [originals[n][2] for n in names]

@@ -24,9 +24,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args()
 
-    from hnn.hasher.dataset import dataset_graphs
-    from hnn.hasher.ged import GedGraph, estimate, pairwise
-    from hnn.ingest.zoo import build
+    from hnn.zoo.build import build
+    from hnn.zoo.dataset import dataset_graphs
+    from hnn.zoo.ged import GedGraph, estimate, pairwise
 
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data

@@ -28,14 +28,13 @@ def main() -> None:
     import torch
     import torchvision
 
-    from hnn.hasher.api import hash_graphs, load, to_hashable_graph
     from hnn.hasher.batching import to_tensors
-    from hnn.hasher.train import embed
+    from hnn.hasher.runtime import embed, hash_graphs, load, to_hashable_graph
     from hnn.plugins.frontends.pytorch_frontend import export_module
 
     checkpoint = load()
     if args.data:
-        from hnn.hasher.dataset import dataset_graphs
+        from hnn.zoo.dataset import dataset_graphs
 
         graphs = dataset_graphs(args.data, "merged")[1]
     else:

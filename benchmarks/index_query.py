@@ -1,4 +1,4 @@
-"""Latency of an index query (hnn.hasher.index.Index.query, as `hnn index query` and `hnn check`
+"""Latency of an index query (hnn.index.store.Index.query, as `hnn index query` and `hnn check`
 run it after hashing) on a real index file, when many entries share one architecture.
 
     .venv/bin/python benchmarks/index_query.py [--entries 10000] [--same 10,1000,10000] [--queries 20]
@@ -28,8 +28,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=20)
     args = parser.parse_args()
 
-    from hnn.hasher.index import Index
     from hnn.hasher.structure import STRUCTURE_BITS, Structure
+    from hnn.index.store import Index
 
     rng = np.random.default_rng(0)
 

@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from hnn.plugins.frontends.keras_frontend import import_keras
+    from hnn.plugins.frontends.tf_import import import_keras
 
     keras = import_keras()
     import numpy as np

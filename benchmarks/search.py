@@ -36,7 +36,7 @@ def main() -> None:
 
     import faiss
 
-    from hnn.hasher.search import FaissCodes, PackedCodes
+    from hnn.index.search import FaissCodes, PackedCodes
 
     faiss.omp_set_num_threads(1)
     rng = np.random.default_rng(0)

@@ -38,6 +38,12 @@ def default_checkpoint(bits: int | None = None) -> Path:
     return path
 
 
+def default_rules() -> str:
+    """The rule set the shipped checkpoints merge with: what `hnn ingest` applies by default, so
+    that its output can be hashed as it is."""
+    return load_checkpoint(default_checkpoint()).rules
+
+
 @dataclass
 class Checkpoint:
     arrays: dict[str, np.ndarray]

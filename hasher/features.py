@@ -12,19 +12,10 @@ import math
 
 import numpy as np
 
+from hnn.ingest.flops import BUCKETS, enc
 from hnn.ingest.ir import Graph
 
 OTHER = "<other>"
-BUCKETS = 11
-
-
-def enc(value: int) -> int:
-    """Order-of-magnitude bucket 0..10 of a non-negative count."""
-    if value < 1:
-        return 0
-    return min(int(math.floor(math.log10(value))) + 1, BUCKETS - 1)
-
-
 def build_vocabulary(graphs: list[Graph], extra: tuple[str, ...] = ()) -> list[str]:
     """Sorted op names of the graphs (and ``extra``, e.g. rule names), then the ``<other>`` slot."""
     ops = {node.op for graph in graphs for node in graph.nodes} | set(extra)

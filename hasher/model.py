@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import warnings
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn

@@ -8,7 +8,7 @@ of FLOPs and parameter buckets, so a copy whose every layer was narrowed
 descriptions of the same merged graph help:
 
 - the *topology digest*: BLAKE2 of the whole bag of Weisfeiler-Lehman subtree
-  features (hnn.hasher.baselines) with node labels that are the op alone. Two
+  features (:func:`wl_features`) with node labels that are the op alone. Two
   graphs share it only when three WL rounds cannot tell their ops and
   connections apart: the same architecture, whatever its widths. Renaming,
   re-exporting, new weights and pruning channels leave it as it is; a block
@@ -24,11 +24,14 @@ descriptions of the same merged graph help:
   equal or not (densenet121 and densenet201, which differ only in how often a
   block repeats, share the topology half, not the digest).
 
-An index query ranks entries that share the query's weights first (the
-weight marks of hnn.ingest.weights: a pruned copy, or one with a block more or
-less, keeps its original's values), most shared first; then entries of the
-query's topology, nearest in scale first; then the others by perceptual
-distance, ties by structure distance (:func:`ranking_distance`).
+WL features: each node starts with its label; ``ITERATIONS`` rounds of WL
+refinement (networkx) give every node a hash per round; the graph's feature bag
+is the multiset of those hashes. SimHash: each feature maps to a pseudo-random
++-1 vector of Q entries (from its BLAKE2 digest), the vectors are summed, and
+bit i is 1 where the sum is positive. ``wl_simhash`` alone is also the
+evaluation's non-learned baseline (hnn.evaluation.methods).
+
+How an index ranks entries by these is hnn.index.ranking's.
 """
 
 from __future__ import annotations
@@ -39,23 +42,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hnn.hasher.bits import hamming_matrix
+from hnn.ingest.flops import enc
 from hnn.ingest.ir import Graph
-from hnn.ingest.weights import MARKS, SHARED_SUSPECT
 
+ITERATIONS = 3
 HALF_BITS = 64
 STRUCTURE_BITS = 2 * HALF_BITS
 # One more than the largest structure distance: what an entry without a structure code scores.
 NO_STRUCTURE = (HALF_BITS + 1) ** 2
 # Scale distances are compared in these units (1/1000 of a doubling), so a ranking is one integer.
 SCALE_UNITS = 1000
-CODE_SPAN = 4097  # more than any code distance (codes of up to 4096 bits)
-# Larger than any code distance times (NO_STRUCTURE + 1) plus a structure distance, and than any
-# scale distance in SCALE_UNITS times that: entries of another topology rank after all of the query's.
-OTHER_TOPOLOGY = 1 << 50
-# Entries sharing weights rank below every other (negative), by how many marks they share:
-# each shared mark less moves an entry by more than any rank of the tiers below.
-SHARED_WEIGHTS = -(1 << 62)
-SHARED_STEP = 1 << 52
 
 
 @dataclass(frozen=True)
@@ -71,23 +68,12 @@ class Structure:
         return (other is not None and self.topology is not None and self.topology == other.topology
                 and self.scale is not None and other.scale is not None)
 
-    def rank(self, code_distance: int, stored: "Structure | None", shared: int = 0) -> int:
-        """Where an entry with ``stored`` at ``code_distance`` from the query, sharing ``shared``
-        weight marks with it, ranks (smaller first)."""
-        if stored is None:
-            return int(ranking_distance(code_distance, NO_STRUCTURE, False, 0, shared))
-        same = self.same_topology(stored)
-        return int(ranking_distance(code_distance, structure_distance(self.code, stored.code), same,
-                                    scale_distance(self.scale, stored.scale) if same else 0, shared))
-
 
 def structure_of(graph: Graph) -> Structure:
     """The structure code, topology digest and scale of a (merged) graph.
 
     The op-only WL features are computed once and serve both the topology half and the digest.
     """
-    from hnn.hasher.baselines import simhash, wl_features, wl_simhash
-
     topology = wl_features(graph, sizes=False)
     code = np.concatenate([simhash(topology, HALF_BITS), wl_simhash(graph, HALF_BITS, sizes=True)])
     return Structure(code, topology_digest(topology), scale_of(graph))
@@ -138,37 +124,39 @@ def structure_distance(query: np.ndarray, stored: np.ndarray | None) -> int:
 
 def structure_distance_matrix(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
     """int64 [nq, nd]: :func:`structure_distance` of every pair of structure codes."""
-    from hnn.hasher.metrics import hamming_matrix
-
     topology = hamming_matrix(queries[:, :HALF_BITS], database[:, :HALF_BITS]).astype(np.int64)
-    return topology * (HALF_BITS + 1) + hamming_matrix(queries[:, HALF_BITS:], database[:, HALF_BITS:])
+    sizes = hamming_matrix(queries[:, HALF_BITS:], database[:, HALF_BITS:]).astype(np.int64)
+    return topology * (HALF_BITS + 1) + sizes
 
 
-def ranking_matrix(code_distances: np.ndarray, queries: list[Structure], database: list[Structure],
-                   shared: np.ndarray | None = None) -> np.ndarray:
-    """int64 [nq, nd]: :meth:`Structure.rank` of every pair at once (evaluation and benchmarks);
-    ``shared``: weight marks in common per pair, or None to rank by structure alone."""
-    codes = structure_distance_matrix(np.array([q.code for q in queries]), np.array([d.code for d in database]))
-    same = np.array([[query.same_topology(entry) for entry in database] for query in queries], dtype=bool)
-    scales = scale_distance(np.array([q.scale for q in queries])[:, None, :],
-                            np.array([d.scale for d in database])[None, :, :])
-    return ranking_distance(code_distances, codes, same, np.where(same, scales, 0), shared)
+def wl_features(graph: Graph, iterations: int = ITERATIONS, sizes: bool = True) -> Counter:
+    """The WL feature bag; node labels are op and size buckets, or the op alone (``sizes=False``)."""
+    import networkx as nx
+
+    undirected = nx.Graph()
+    for node in graph.nodes:
+        undirected.add_node(node.id, label=f"{node.op}/{enc(node.flops)}/{enc(node.params)}" if sizes else node.op)
+    undirected.add_edges_from(graph.edges)
+    hashes = nx.weisfeiler_lehman_subgraph_hashes(undirected, node_attr="label", iterations=iterations)
+    features = Counter(undirected.nodes[n]["label"] for n in undirected.nodes)
+    for per_node in hashes.values():
+        features.update(per_node)
+    return features
 
 
-def ranking_distance(code_distance: np.ndarray, structure: np.ndarray, same_topology: np.ndarray | None = None,
-                     scale: np.ndarray | None = None, shared: np.ndarray | int | None = None) -> np.ndarray:
-    """What an index query sorts by, as one int64 (arrays broadcast).
+def _signs(feature: str, bits: int) -> np.ndarray:
+    digest = hashlib.blake2b(feature.encode(), digest_size=(bits + 7) // 8).digest()
+    return np.unpackbits(np.frombuffer(digest, dtype=np.uint8))[:bits].astype(np.float64) * 2 - 1
 
-    Entries sharing at least SHARED_SUSPECT of the query's ``shared`` weight marks come first,
-    most shared first. Then, with ``same_topology`` (and the ``scale`` distance of each entry),
-    entries of the query's topology, by scale distance, then code distance, then structure
-    distance; every other entry after them by code distance, then structure distance.
-    """
-    ranked = np.asarray(code_distance).astype(np.int64) * (NO_STRUCTURE + 1) + structure
-    if same_topology is not None:
-        within_topology = np.asarray(scale, dtype=np.int64) * CODE_SPAN * (NO_STRUCTURE + 1) + ranked
-        ranked = np.where(same_topology, within_topology, OTHER_TOPOLOGY + ranked)
-    if shared is None:
-        return ranked
-    shared = np.asarray(shared, dtype=np.int64)
-    return np.where(shared >= SHARED_SUSPECT, SHARED_WEIGHTS + (MARKS - shared) * SHARED_STEP + ranked, ranked)
+
+def wl_simhash(graph: Graph, bits: int, sizes: bool = True) -> np.ndarray:
+    """Bool code [bits]."""
+    return simhash(wl_features(graph, sizes=sizes), bits)
+
+
+def simhash(features: Counter, bits: int) -> np.ndarray:
+    """Bool code [bits] of a feature bag: the sign of the count-weighted sum of each feature's +-1 vector."""
+    total = np.zeros(bits)
+    for feature, count in features.items():
+        total += count * _signs(feature, bits)
+    return total > 0

@@ -1,7 +1,8 @@
 """hnn: perceptual hashes of neural networks.
 
 The library API mirrors the CLI. Heavy frameworks are imported only by the
-front-end that needs them, so importing :mod:`hnn` is cheap.
+front-end that needs them, and this module imports no stage of the pipeline
+until a function below is called, so importing :mod:`hnn` is cheap.
 
 >>> import hnn
 >>> graph = hnn.ingest("model.onnx")          # doctest: +SKIP
@@ -9,9 +10,11 @@ front-end that needs them, so importing :mod:`hnn` is cheap.
 >>> hnn.compare("a.onnx", "b.keras")          # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
-
+from hnn import _moved
+from hnn._version import __version__
 from hnn.errors import HnnError, InputError, UsageError
+
+_moved.install()
 
 
 def ingest(source, **options):
@@ -25,15 +28,15 @@ def ingest(source, **options):
 
 
 def hash_model(source, **options):
-    """Q-bit perceptual hash of a model; see :func:`hnn.hasher.api.hash_model`."""
-    from hnn.hasher.api import hash_model as _hash_model
+    """Q-bit perceptual hash of a model; see :func:`hnn.hasher.runtime.hash_model`."""
+    from hnn.hasher.runtime import hash_model as _hash_model
 
     return _hash_model(source, **options)
 
 
 def compare(a, b, **options):
-    """Hamming distance, similarity and verdict of two models; see :func:`hnn.hasher.api.compare`."""
-    from hnn.hasher.api import compare as _compare
+    """Hamming distance, similarity and verdict of two models; see :func:`hnn.index.compare.compare`."""
+    from hnn.index.compare import compare as _compare
 
     return _compare(a, b, **options)
 

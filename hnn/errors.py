@@ -30,6 +30,18 @@ class IRFormatError(InputError):
     """An IR JSON file does not validate; the message names the file and the field."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, '' when it has none: what a one-line error shows
+    of a library's multi-line message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def summary(exc: BaseException) -> str:
+    """``Type: first line``, for an exception hnn did not raise itself (a converter's, a bug)."""
+    return f"{type(exc).__name__}: {first_line(exc)}"
+
+
 def read_user_text(path, error: type[HnnError], what: str = "file") -> str:
     """Text of a file the user named, or ``error`` with a one-line reason."""
     from pathlib import Path

@@ -1,7 +1,12 @@
-"""Ingestion: models of any framework to one canonical graph IR.
+"""Ingestion: a model of any framework, as ONNX from its front-end, to one canonical graph IR.
 
-:mod:`hnn.ingest.ir` defines the IR; :func:`hnn.ingest.pipeline.ingest` makes
-it; the passes in :mod:`hnn.ingest.canonicalize` make it exporter-independent.
+:mod:`hnn.ingest.pipeline` runs the stage (in the limited worker of
+:mod:`hnn.ingest.worker` for untrusted files): :mod:`~hnn.ingest.onnx_prepare` fixes
+the trigger input and infers shapes, :mod:`~hnn.ingest.extract` builds the layer
+graph (:mod:`~hnn.ingest.workgraph`) with FLOPs (:mod:`~hnn.ingest.flops`) and
+parameters, :mod:`~hnn.ingest.canonicalize` makes it exporter-independent,
+:mod:`~hnn.ingest.ordering` gives canonical ids, and :mod:`hnn.ingest.ir` is the
+result; :mod:`~hnn.ingest.weights` samples the weights (weight marks).
 """
 
 from hnn.ingest.ir import Graph, GraphMeta, Node

@@ -1,8 +1,7 @@
 """Canonicalization passes: rewrite exporter and framework idioms into one form.
 
 The same architecture exported by torch's TorchScript exporter, its dynamo
-exporter, or Keras through tf2onnx yields different ONNX graphs (see
-../shared/DESIGN.md). Each pass below removes one such difference; together
+exporter, or Keras through tf2onnx yields different ONNX graphs (docs/ir.md shows how). Each pass below removes one such difference; together
 they make the IR depend on the computation, not on who wrote the file.
 docs/ir.md lists the passes with the idioms they cover. Each pass returns how
 many nodes it changed, so ``hnn ingest -v`` can report them.
@@ -18,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from hnn.ingest.extract import WorkGraph, WorkNode
+from hnn.ingest.workgraph import WorkGraph, WorkNode
 
 log = logging.getLogger("hnn.ingest")
 

@@ -12,7 +12,6 @@ learnable parameters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from math import prod
 from typing import Any
 
@@ -21,6 +20,8 @@ from onnx import TensorProto, helper
 
 from hnn.errors import InputError
 from hnn.ingest.flops import node_flops
+from hnn.ingest.toposort import topological_order as kahn
+from hnn.ingest.workgraph import WorkGraph, WorkNode
 
 # Ops whose output describes a tensor's shape or type, never its values.
 SHAPE_ONLY_OPS = frozenset({"Shape", "Size", "ConstantOfShape", "EyeLike", "Range", "RandomNormalLike",
@@ -51,44 +52,6 @@ PARAMETER_INPUTS = {"BatchNormalization": (1, 2), "Clip": (), "Pad": (), "Resize
 FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16})
 # Small integer constants (axes, pads) are kept so canonicalization can read them.
 SMALL_CONSTANT = 16
-
-
-@dataclass
-class WorkNode:
-    """A node during canonicalization: mutable, with neighbour sets."""
-
-    key: int
-    op: str
-    attrs: dict[str, Any]
-    output_shape: list[int] | None
-    input_shapes: list[list[int] | None]
-    flops: int
-    params: int
-    constants: dict[int, list] = field(default_factory=dict)
-    data_inputs: int = 1
-    preds: set[int] = field(default_factory=set)
-    succs: set[int] = field(default_factory=set)
-    is_output: bool = False
-    members: list[str] = field(default_factory=list)
-
-
-@dataclass
-class WorkGraph:
-    nodes: dict[int, WorkNode]
-
-    def remove_bypassing(self, key: int) -> None:
-        """Remove a node, joining each predecessor to each successor (for no-op nodes)."""
-        node = self.nodes.pop(key)
-        for pred in node.preds:
-            self.nodes[pred].succs.discard(key)
-            if node.is_output:
-                self.nodes[pred].is_output = True
-        for succ in node.succs:
-            self.nodes[succ].preds.discard(key)
-        for pred in node.preds:
-            for succ in node.succs:
-                self.nodes[pred].succs.add(succ)
-                self.nodes[succ].preds.add(pred)
 
 
 def _shape_of(value_info: onnx.ValueInfoProto) -> list[int] | None:
@@ -147,7 +110,6 @@ def topological_order(nodes: list[onnx.NodeProto], known: set[str]) -> list[int]
                 raise InputError(f"tensor {name!r} is produced twice (duplicate outputs); "
                                  "each tensor of an ONNX graph has one producer")
             producer[name] = index
-    waiting = {}
     consumers: dict[int, list[int]] = {i: [] for i in range(len(nodes))}
     for index, node in enumerate(nodes):
         dangling = next((name for name in node.input if name and name not in producer and name not in known), None)
@@ -157,19 +119,9 @@ def topological_order(nodes: list[onnx.NodeProto], known: set[str]) -> list[int]
         deps = {producer[name] for name in node.input if name and name in producer and name not in known}
         if index in deps:
             raise InputError(f"node {node.name or node.op_type!r} consumes its own output (a cycle)")
-        waiting[index] = len(deps)
         for dep in deps:
             consumers[dep].append(index)
-    # Lowest index first, so a file that is already sorted keeps its order.
-    ready = sorted((i for i, count in waiting.items() if count == 0), reverse=True)
-    order = []
-    while ready:
-        index = ready.pop()
-        order.append(index)
-        for consumer in consumers[index]:
-            waiting[consumer] -= 1
-            if waiting[consumer] == 0:
-                ready.append(consumer)
+    order = kahn(range(len(nodes)), consumers)
     if len(order) != len(nodes):
         raise InputError("the ONNX graph has a cycle; a model's data-flow graph must be acyclic")
     return order

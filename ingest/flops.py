@@ -19,14 +19,27 @@ Conventions (docs/ir.md repeats them with examples):
 
 Shapes may be unknown (None) when shape inference could not resolve them;
 the node then counts 0 FLOPs rather than a guess.
+
+:func:`enc` buckets a count (FLOPs or parameters) by order of magnitude: the
+hasher's node features, the structure code and the GED's node labels all see
+sizes through it.
 """
 
 from __future__ import annotations
 
+import math
 from math import prod
 from typing import Any, Sequence
 
 Shape = Sequence[int] | None
+BUCKETS = 11
+
+
+def enc(value: int) -> int:
+    """Order-of-magnitude bucket 0..10 of a non-negative count: min(floor(log10 x) + 1, 10), 0 for 0."""
+    if value < 1:
+        return 0
+    return min(int(math.floor(math.log10(value))) + 1, BUCKETS - 1)
 
 ELEMENTWISE = frozenset(
     """Abs Acos Acosh Add And Asin Asinh Atan Atanh BitShift Ceil Celu Clip Cos Cosh Div Elu Equal

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hnn.errors import IRFormatError, read_user_text
+from hnn.ingest.toposort import topological_order
 from hnn.ingest.weights import MARKS as MAX_WEIGHT_MARKS
 
 FORMAT = "hnn-ir"
@@ -167,18 +168,6 @@ class Graph:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(self.to_json() + "\n")
         tmp.replace(path)
-
-    def to_networkx(self):
-        """A ``networkx.DiGraph`` with the node fields as node attributes."""
-        import networkx as nx
-
-        graph = nx.DiGraph(**self.meta.to_dict())
-        for node in self.nodes:
-            fields = node.to_dict()
-            del fields["id"]
-            graph.add_node(node.id, **fields)
-        graph.add_edges_from(self.edges)
-        return graph
 
     @classmethod
     def from_dict(cls, data: Any, origin: str = "IR") -> "Graph":
@@ -337,19 +326,8 @@ class _GraphValidator:
         return edges
 
     def acyclic(self, graph: Graph) -> None:
-        indegree = {node.id: 0 for node in graph.nodes}
         successors: dict[str, list[str]] = {node.id: [] for node in graph.nodes}
         for src, dst in graph.edges:
-            indegree[dst] += 1
             successors[src].append(dst)
-        ready = [node_id for node_id, degree in indegree.items() if degree == 0]
-        visited = 0
-        while ready:
-            node_id = ready.pop()
-            visited += 1
-            for nxt in successors[node_id]:
-                indegree[nxt] -= 1
-                if indegree[nxt] == 0:
-                    ready.append(nxt)
-        if visited != len(graph.nodes):
+        if len(topological_order(successors, successors)) != len(graph.nodes):
             raise self.fail("edges", "the graph has a cycle; a model's data-flow graph must be acyclic")

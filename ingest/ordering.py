@@ -15,9 +15,12 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+from typing import TYPE_CHECKING
 
-from hnn.ingest.extract import WorkGraph, WorkNode
-from hnn.ingest.ir import Graph, GraphMeta, Node
+from hnn.ingest.toposort import topological_order
+
+if TYPE_CHECKING:  # for annotations only: hnn.ingest.workgraph imports this module
+    from hnn.ingest.workgraph import WorkGraph, WorkNode
 
 
 def _label(node: WorkNode) -> str:
@@ -39,23 +42,9 @@ def _signatures(graph: WorkGraph, order: list[int], towards: str) -> dict[int, s
     return signatures
 
 
-def _topological(graph: WorkGraph) -> list[int]:
-    indegree = {key: len(node.preds) for key, node in graph.nodes.items()}
-    ready = sorted(key for key, degree in indegree.items() if degree == 0)
-    order = []
-    while ready:
-        key = ready.pop()
-        order.append(key)
-        for succ in graph.nodes[key].succs:
-            indegree[succ] -= 1
-            if indegree[succ] == 0:
-                ready.append(succ)
-    return order
-
-
-def to_ir(graph: WorkGraph, meta: GraphMeta) -> Graph:
-    """Freeze a canonicalized WorkGraph into an IR Graph with canonical ids."""
-    topo = _topological(graph)
+def canonical_ids(graph: WorkGraph) -> dict[int, str]:
+    """``n0``, ``n1``, ... for each node key: topological, ties by structural signature."""
+    topo = topological_order(graph.nodes, {key: node.succs for key, node in graph.nodes.items()})
     up = _signatures(graph, topo, "preds")
     down = _signatures(graph, topo[::-1], "succs")
     rank = {key: (up[key], down[key]) for key in graph.nodes}
@@ -70,14 +59,4 @@ def to_ir(graph: WorkGraph, meta: GraphMeta) -> Graph:
             indegree[succ] -= 1
             if indegree[succ] == 0:
                 heapq.heappush(heap, (rank[succ], succ))
-    ordered = sorted(graph.nodes.values(), key=lambda n: int(ids[n.key][1:]))
-    nodes = [
-        Node(id=ids[n.key], op=n.op, attrs=n.attrs, output_shape=n.output_shape,
-             flops=int(n.flops), params=int(n.params), members=list(n.members))
-        for n in ordered
-    ]
-    edges = sorted(
-        ((ids[n.key], ids[s]) for n in ordered for s in n.succs),
-        key=lambda e: (int(e[0][1:]), int(e[1][1:])),
-    )
-    return Graph(nodes=nodes, edges=edges, meta=meta)
+    return ids

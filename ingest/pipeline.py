@@ -9,14 +9,19 @@ from typing import Any
 
 import onnx
 
-import hnn
+from hnn._version import __version__
 from hnn.errors import InputError
 from hnn.ingest.canonicalize import canonicalize
 from hnn.ingest.extract import extract
 from hnn.ingest.ir import Graph, GraphMeta
-from hnn.ingest.onnx_model import check_text_fields, parse_input_shape, prepare, resolve_trigger_shapes
-from hnn.ingest.ordering import to_ir
+from hnn.ingest.onnx_prepare import (
+    check_text_fields,
+    parse_input_shape,
+    prepare,
+    resolve_trigger_shapes,
+)
 from hnn.ingest.weights import weight_marks
+from hnn.ingest.workgraph import to_ir
 
 log = logging.getLogger("hnn.ingest")
 
@@ -51,7 +56,7 @@ def onnx_to_ir(
         input_shapes=shapes,
         opset=opset,
         producer=f"{model.producer_name} {model.producer_version}".strip(),
-        hnn_version=hnn.__version__,
+        hnn_version=__version__,
         weight_marks=weight_marks(model),
     )
     return to_ir(work, meta)
@@ -112,5 +117,6 @@ def ingest_safely(source: Any, trust: bool = False, limits=None, **options) -> G
     from hnn.ingest.worker import Limits, ingest_in_worker
     from hnn.plugins.manager import select_frontend
 
-    select_frontend(source, options.get("framework"))  # usage errors here, before a process starts
-    return ingest_in_worker(str(source), options, limits or Limits())
+    # Usage errors here, before a process starts; the worker then uses this front-end by name.
+    frontend = select_frontend(source, options.get("framework"))
+    return ingest_in_worker(str(source), {**options, "framework": frontend.name}, limits or Limits())

@@ -142,11 +142,3 @@ def _bottom(hashes: np.ndarray, count: int) -> np.ndarray:
         if candidates.size >= count:
             return candidates[:count]
     return np.unique(hashes)[:count]
-
-
-# Shared marks (of MARKS) from which two models count as sharing weights, and as one
-# being a copy of the other. Independently initialised or trained models share none
-# (benchmarks/evasion.py prints the largest count between different models: 0); a copy
-# pruned by 30% keeps 41 or more, by 50% 12 or more (docs/RESULTS.md, Evasion).
-SHARED_SUSPECT = 8
-SHARED_MATCH = 32

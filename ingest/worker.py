@@ -2,7 +2,7 @@
 
 An uploaded model may be an attack: a protobuf that crashes onnx's C++ code or
 exhausts memory in shape inference, a graph that makes a converter loop. So the
-conversion runs in a child process (``python -m hnn.ingest.worker``) with
+conversion runs in a child process (``python -m hnn.ingest.worker_main``) with
 
 * an address-space limit (``RLIMIT_AS``, ``--max-memory``, default 4 GiB),
 * a CPU-time limit (``RLIMIT_CPU``) and a wall-clock limit (``--timeout``, default 300 s),
@@ -25,14 +25,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hnn.errors import HnnError, InputError, UsageError
+from hnn.errors import InputError, UsageError
 
 DEFAULT_MAX_MEMORY = 4 * 1024**3
 DEFAULT_TIMEOUT_S = 300
 # Variables a converter legitimately needs; everything else stays with the parent.
 PASSED_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "KERAS_BACKEND",
                       "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "HNN_NO_THIRD_PARTY_PLUGINS")
-ERROR_PREFIX = "hnn-worker-error: "
+ERROR_PREFIX = "hnn-worker-error: "  # how hnn.ingest.worker_main reports an error on stderr
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def ingest_in_worker(source: str, options: dict, limits: Limits = Limits()):
 
     label = Path(source).name if isinstance(source, (str, Path)) else str(source)
     request = json.dumps({"source": str(source), "options": options})
-    process = subprocess.Popen([sys.executable, "-m", "hnn.ingest.worker"], stdin=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, "-m", "hnn.ingest.worker_main"], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment(),
                                preexec_fn=_apply_limits(limits))
     try:
@@ -112,30 +112,3 @@ def ingest_in_worker(source: str, options: dict, limits: Limits = Limits()):
         raise InputError(f"{label}: rejected: the converter crashed ({name}); the file may be malformed or hostile, "
                          f"or need more than the {limits.describe_memory()} memory limit")
     raise InputError(f"{label}: rejected: the converter failed (exit {process.returncode})")
-
-
-def _report(message: str, usage: bool = False) -> int:
-    print(ERROR_PREFIX + json.dumps({"message": message, "usage": usage}), file=sys.stderr)
-    return 1
-
-
-def _main() -> int:
-    request = json.loads(sys.stdin.read())
-    try:
-        from hnn.ingest.pipeline import ingest
-
-        graph = ingest(request["source"], **request["options"])
-    except HnnError as exc:
-        return _report(str(exc), usage=isinstance(exc, UsageError))
-    except MemoryError:
-        print("MemoryError", file=sys.stderr)  # the parent words it with the limit
-        return 1
-    except Exception as exc:  # anything else a hostile file provokes: one line, not a traceback
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return _report(f"{request['source']}: rejected: {type(exc).__name__}: {first}")
-    sys.stdout.write(graph.to_json())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())

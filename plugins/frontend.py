@@ -8,7 +8,9 @@ ONNX-only work must not pay for torch or TensorFlow. It imports inside
 from __future__ import annotations
 
 import importlib.metadata
+import operator
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,20 +58,38 @@ class Frontend:
         description: one line for ``hnn frameworks``.
         exports_with_input_shape: True when ``to_onnx`` applies ``options.input_shape`` itself
             (it traces the model with it); otherwise the pipeline applies it to the ONNX inputs.
+        suffixes: file name endings (lower case) that the default :meth:`claims` recognises.
+        spec_roots: top-level packages of the ``module:factory`` specs it recognises.
+        object_class: ``"module:Class"`` of the in-memory models it recognises
+            (``"torch:nn.Module"``); checked only once that module is imported.
     """
 
     name: str = ""
     package: str = ""
     description: str = ""
     exports_with_input_shape: bool = False
+    suffixes: tuple[str, ...] = ()
+    spec_roots: tuple[str, ...] = ()
+    object_class: str = ""
 
     def claims(self, source: Any) -> bool:
         """Whether this front-end recognises ``source`` without importing its framework.
 
         ``source`` is a path string, a ``module:factory`` spec, or a Python object
-        (from the library API). Used when ``--framework`` is not given.
+        (from the library API). Used when ``--framework`` is not given. By default: an
+        instance of ``object_class``, a spec under ``spec_roots``, or a path ending in one
+        of ``suffixes``; override it for anything else (a folder layout, file contents).
         """
-        return False
+        if self.object_class and self._is_model_object(source):
+            return True
+        if is_spec(source):
+            return spec_module(source).split(".")[0] in self.spec_roots
+        return bool(self.suffixes) and isinstance(source, (str, Path)) and str(source).lower().endswith(self.suffixes)
+
+    def _is_model_object(self, source: Any) -> bool:
+        module_name, _, class_path = self.object_class.partition(":")
+        module = sys.modules.get(module_name)  # never imported here: an unloaded framework made no object
+        return module is not None and isinstance(source, operator.attrgetter(class_path)(module))
 
     def to_onnx(self, source: Any, options: ConvertOptions) -> onnx.ModelProto:
         """Convert ``source`` to an ONNX model; raise :class:`hnn.errors.InputError` on bad input."""

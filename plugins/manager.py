@@ -23,7 +23,7 @@ DEFAULT_PLUGINS = (
     "hnn.plugins.frontends.pytorch_frontend",
     "hnn.plugins.frontends.tensorflow_frontend",
     "hnn.plugins.frontends.keras_frontend",
-    "hnn.plugins.builtin_rules",
+    "hnn.rules.plugin",  # by name: the rules stage registers its own files, and imports this module
 )
 
 _manager: pluggy.PluginManager | None = None

@@ -25,9 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from hnn.ingest.extract import WorkGraph, WorkNode
 from hnn.ingest.ir import Graph, GraphMeta
-from hnn.ingest.ordering import to_ir
+from hnn.ingest.workgraph import WorkGraph, WorkNode, from_ir, to_ir
 
 
 @dataclass(frozen=True)
@@ -113,7 +112,7 @@ class RuleSet:
 
     def apply(self, graph: Graph) -> tuple[Graph, dict[str, int]]:
         """The merged graph and how many times each rule matched."""
-        work, key_of_id = graph_to_work(graph)
+        work, key_of_id = from_ir(graph)
         counts = {rule.name: 0 for rule in self.rules}
         id_rank = {key: _id_rank(node_id) for node_id, key in key_of_id.items()}
         candidates = []
@@ -136,22 +135,6 @@ class RuleSet:
 def _id_rank(node_id: str) -> tuple[int, str]:
     digits = node_id[1:]
     return (int(digits), node_id) if digits.isdigit() else (10**12, node_id)
-
-
-def graph_to_work(graph: Graph) -> tuple[WorkGraph, dict[str, int]]:
-    """A mutable copy of an IR graph (for merging), with the key given to each node id."""
-    key_of_id = {node.id: index for index, node in enumerate(graph.nodes)}
-    nodes = {
-        key_of_id[node.id]: WorkNode(
-            key=key_of_id[node.id], op=node.op, attrs=dict(node.attrs), output_shape=node.output_shape,
-            input_shapes=[], flops=node.flops, params=node.params, members=list(node.members),
-        )
-        for node in graph.nodes
-    }
-    for src, dst in graph.edges:
-        nodes[key_of_id[src]].succs.add(key_of_id[dst])
-        nodes[key_of_id[dst]].preds.add(key_of_id[src])
-    return WorkGraph(nodes), key_of_id
 
 
 def merge_chain(work: WorkGraph, members: list[int], name: str) -> None:

@@ -38,8 +38,9 @@ def fuzz_child(seconds: int, findings: Path, scratch: Path, simplify: bool) -> N
     import atheris
 
     with atheris.instrument_imports(include=["hnn"]):
-        import hnn.ingest.pipeline  # noqa: F401 - instrumented for coverage
         from onnx_target import mutate, run_one, seed_models
+
+        import hnn.ingest.pipeline  # noqa: F401 - instrumented for coverage
 
     import logging
 

@@ -2,10 +2,10 @@
 
 import pytest
 from onnx import helper
+from onnx_builders import int_tensor, model, weight
 
 from hnn.errors import InputError
 from hnn.ingest.pipeline import onnx_to_ir
-from onnx_builders import int_tensor, model, weight
 
 
 def conv(name, inp, out, channels=4):

@@ -2,9 +2,9 @@
 
 import pytest
 from onnx import helper
+from onnx_builders import int_tensor, model, weight
 
 from hnn.ingest.pipeline import onnx_to_ir
-from onnx_builders import int_tensor, model, weight
 
 
 def single_node_ir(node, inputs, initializers=()):

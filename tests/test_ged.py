@@ -5,9 +5,10 @@ import random
 import networkx as nx
 import pytest
 
-from hnn.hasher.ged import GedGraph, estimate as ged_estimate, ged, lower_bound, pairwise
-from hnn.ingest.augment import delete_nodes
 from hnn.ingest.ir import Graph, GraphMeta, Node
+from hnn.zoo.augment import delete_nodes
+from hnn.zoo.ged import GedGraph, ged, lower_bound, pairwise
+from hnn.zoo.ged import estimate as ged_estimate
 
 OPS = ["Conv", "Relu", "Add", "Gemm"]  # all with 0 FLOPs and params: labels are the ops
 
@@ -56,8 +57,9 @@ def test_identity_symmetry_and_cap():
 @pytest.fixture(scope="module")
 def resnet18_merged():
     pytest.importorskip("torch")
+    from graph_helpers import merge
+
     from hnn.ingest.pipeline import ingest
-    from hnn.rules import merge
 
     return merge(ingest("torchvision.models:resnet18"))[0]
 

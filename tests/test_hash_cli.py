@@ -6,9 +6,9 @@ from pathlib import Path
 
 import onnx
 import pytest
-
 from conftest import run_hnn
-from hnn.hasher.api import hash_model, load
+
+from hnn.hasher.runtime import hash_model, load
 
 torch = pytest.importorskip("torch")
 from hnn.plugins.frontends.pytorch_frontend import export_module  # noqa: E402

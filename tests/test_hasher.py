@@ -12,8 +12,8 @@ from hnn.errors import InputError  # noqa: E402
 from hnn.hasher.batching import collate, to_tensors  # noqa: E402
 from hnn.hasher.features import BUCKETS, OTHER, build_vocabulary, enc, node_features  # noqa: E402
 from hnn.hasher.layers import AttentionPooling  # noqa: E402
-from hnn.hasher.losses import LossWeights, pair_loss  # noqa: E402
 from hnn.hasher.model import HNNNet, HNNNetConfig  # noqa: E402
+from hnn.hasher.training.losses import LossWeights, pair_loss  # noqa: E402
 from hnn.ingest.ir import Graph, GraphMeta, Node  # noqa: E402
 
 
@@ -181,7 +181,8 @@ def test_size_features_tell_apart_graphs_that_differ_only_in_depth():
 def test_width_jitter_rescales_sizes_of_about_half_the_batch_and_keeps_the_ops():
     from dataclasses import replace as with_fields
 
-    from hnn.hasher.train import DEFAULT_CONFIG, Prepared, batch_tensors, width_scaled
+    from hnn.hasher.training.config import DEFAULT_CONFIG
+    from hnn.hasher.training.loop import Prepared, batch_tensors, width_scaled
 
     graph = small_graph(flops=(10**6, 10**4, 10**5))
     halved = width_scaled(graph, 0.25)  # widths halved: FLOPs and parameters / 4
@@ -202,7 +203,9 @@ def test_width_jitter_rescales_sizes_of_about_half_the_batch_and_keeps_the_ops()
 
 
 def test_hex_round_trip():
-    from hnn.hasher.api import code_to_hex, hex_to_code
+    from graph_helpers import hex_to_code
+
+    from hnn.hasher.bits import to_hex as code_to_hex
 
     code = np.array([1, 0, 1, 1] * 8, dtype=bool)
     assert code_to_hex(code) == "bbbbbbbb"

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from graph_helpers import to_networkx
 
 from hnn.errors import IRFormatError
 from hnn.ingest.ir import Graph, GraphMeta, Node
@@ -32,7 +33,7 @@ def test_example_has_the_expected_layers(example):
 
 
 def test_networkx_view_has_nodes_edges_and_attributes(example):
-    graph = example.to_networkx()
+    graph = to_networkx(example)
     assert graph.number_of_nodes() == len(example.nodes)
     assert graph.number_of_edges() == len(example.edges)
     assert graph.nodes["n0"]["op"] == example.nodes[0].op

@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 
 from hnn.errors import InputError  # noqa: E402
 from hnn.ingest.pipeline import ingest  # noqa: E402
-from hnn.plugins.frontends.keras_frontend import import_keras  # noqa: E402
+from hnn.plugins.frontends.tf_import import import_keras  # noqa: E402
 
 keras = import_keras()  # imports in the order that does not crash (see its docstring)
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from hnn.hasher.metrics import hamming_matrix, retrieval_metrics
+from hnn.hasher.bits import hamming_matrix
+from hnn.hasher.training.metrics import retrieval_metrics
 
 
 def test_hamming_matrix():
@@ -41,7 +42,7 @@ def test_ties_keep_database_order():
 
 
 def test_structure_codes_order_ties_of_the_code_as_the_index_does():
-    from hnn.hasher.evaluate import score
+    from hnn.evaluation.protocol import score
 
     # Database: the query's sibling (added first) and its own source share the query's code;
     # only the structure code tells them apart. A third graph is 1 bit away in code.
@@ -65,7 +66,7 @@ def test_structure_codes_order_ties_of_the_code_as_the_index_does():
 
 
 def test_the_query_topology_comes_first_in_the_index_ranking_but_never_itself():
-    from hnn.hasher.evaluate import score
+    from hnn.evaluation.protocol import score
     from hnn.hasher.structure import STRUCTURE_BITS, Structure
 
     # The query's own source is 5 bits away in code (a pruned copy), an unrelated graph 1 bit away;

@@ -3,12 +3,11 @@
 import inspect
 import json
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import run_hnn
+
 from hnn.plugins import hookspecs
 
 TOY_PLUGIN = '''
@@ -97,12 +96,13 @@ def test_third_party_plugins_stay_out_when_disabled(installed_toy_plugin):
 
 
 def test_plugin_registered_in_process_is_used_and_can_be_removed():
+    from onnx import helper
+    from onnx_builders import model as build_model
+
     from hnn.ingest.pipeline import ingest
+    from hnn.plugins import hookimpl
     from hnn.plugins.frontend import Frontend
     from hnn.plugins.manager import frontends, get_plugin_manager
-    from hnn.plugins import hookimpl
-    from onnx_builders import model as build_model
-    from onnx import helper
 
     class TinyFrontend(Frontend):
         name = "tiny"

@@ -5,10 +5,11 @@ import random
 from pathlib import Path
 
 import pytest
-
 from conftest import run_hnn
+from graph_helpers import merge, to_networkx
+
 from hnn.ingest.ir import Graph, GraphMeta, Node
-from hnn.rules import RuleFileError, load_rule_file, merge
+from hnn.rules import RuleFileError, load_rule_file
 from hnn.rules.loader import compile_rules
 
 AGNOSTIC = Path(__file__).parents[1] / "rules" / "agnostic.yaml"
@@ -89,7 +90,7 @@ def test_merging_conserves_totals_and_node_count_on_a_residual_block():
     assert result.total_flops == graph.total_flops and result.total_params == graph.total_params
     assert len(result.edges) == 5  # 4 along the chain + the skip
     assert all(src != dst for src, dst in result.edges) and len(set(result.edges)) == len(result.edges)
-    nx_graph = result.to_networkx()
+    nx_graph = to_networkx(result)
     import networkx as nx
 
     assert nx.is_weakly_connected(nx_graph)
@@ -180,7 +181,7 @@ def test_plugin_rule_file_is_listed_with_its_source_and_selectable_by_name(tmp_p
     try:
         listed = {rs.name: (p, plugin_name) for rs, p, plugin_name in registered_rule_files()}
         assert listed["extra"] == (str(path), "extra-rules-plugin")
-        assert listed["paper"][1] == "hnn.plugins.builtin_rules"
+        assert listed["paper"][1] == "hnn.rules.plugin"
         (rule_set,) = load_rule_sets(["extra"])
         assert merged_ops(rule_set.apply(chain_graph(["Gemm", "Relu"]))[0]) == ["GemmRelu"]
     finally:

@@ -1,19 +1,18 @@
 """Hamming search against brute force; the SQLite index: add, query, remove, refusals, durability."""
 
-import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from hnn.errors import InputError, UsageError
-from hnn.hasher.index import DuplicateEntry, Index
-from hnn.hasher.search import packed_codes
 from hnn.hasher.structure import STRUCTURE_BITS, Structure
+from hnn.index.ranking import rank_of
+from hnn.index.search import packed_codes
+from hnn.index.store import DuplicateEntry, Index
 
 
 @pytest.mark.parametrize("backend", ["numpy", "faiss"])
@@ -189,9 +188,9 @@ def as_older_format(path, version, *statements):
     db.close()
 
 
-def test_the_index_ranks_as_structure_rank_says_for_every_kind_of_entry(tmp_path):
-    # Index.query ranks all candidates at once from their stored columns; Structure.rank is the
-    # definition for one pair. Entries: with and without structure, digest or scale, of the
+def test_the_index_ranks_as_the_ranking_formula_says_for_every_kind_of_entry(tmp_path):
+    # Index.query ranks all candidates at once from their stored blobs; rank_of ranks one pair from
+    # the entry as read back. Entries: with and without structure, digest or scale, of the
     # query's topology at several scales, sharing weights or not, at many code distances.
     rng = np.random.default_rng(3)
     query_code, query = code(0, bits=16), of_topology("t", [5.0, 9.0], seed=1)
@@ -205,8 +204,8 @@ def test_the_index_ranks_as_structure_rank_says_for_every_kind_of_entry(tmp_path
             index.add(f"e{number}", "x", "onnx", code(number % 7, bits=16), "ck", f"d{number}",
                       structure=structure, weight_marks=shared_marks + [1000 + number])
         shared = index.shared_marks(marks)
-        expected = sorted(((query.rank(int((entry.code != query_code).sum()), entry.structure,
-                                       shared.get(entry.id, 0)), entry.id) for entry in index.entries()))
+        expected = sorted(((rank_of(query, int((entry.code != query_code).sum()), entry.structure,
+                                    shared.get(entry.id, 0)), entry.id) for entry in index.entries()))
         ranked = index.query(query_code, k=60, structure=query, shared=shared)
         assert [entry.id for entry, _ in ranked] == [entry_id for _, entry_id in expected]
         assert [distance for _, distance in ranked] == [int((e.code != query_code).sum()) for e, _ in ranked]
@@ -314,7 +313,7 @@ def test_files_that_are_not_indexes_are_refused(tmp_path):
 
 WRITER = """
 import sys, numpy as np
-from hnn.hasher.index import Index
+from hnn.index.store import Index
 path, prefix, count, pause = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 import time
 with Index(path, create=True) as index:

@@ -5,6 +5,7 @@ from dataclasses import replace
 import numpy as np
 
 from hnn.hasher.structure import HALF_BITS, STRUCTURE_BITS, structure_of
+from hnn.index.ranking import rank_of
 from hnn.ingest.ir import Graph, GraphMeta, Node
 
 
@@ -38,8 +39,9 @@ def test_the_rank_puts_the_query_topology_first_then_scale_then_code():
     query = structure_of(blocks(3, width=32))
     same_wide, same_narrow = structure_of(blocks(3, width=36)), structure_of(blocks(3, width=8))
     other = structure_of(blocks(4, width=32))
-    assert query.rank(9, same_wide) < query.rank(0, same_narrow) < query.rank(0, other) < query.rank(1, other)
-    assert query.rank(0, other) < query.rank(0, None)  # an entry without a structure: after one with it
+    assert rank_of(query, 9, same_wide) < rank_of(query, 0, same_narrow) < rank_of(query, 0, other) \
+        < rank_of(query, 1, other)
+    assert rank_of(query, 0, other) < rank_of(query, 0, None)  # an entry without a structure: after one with it
 
 
 def test_one_block_more_is_another_topology_and_names_do_not_matter():

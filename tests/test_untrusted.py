@@ -1,13 +1,11 @@
 """Untrusted input: the generated bad-input corpus, worker limits, and what reaches the worker."""
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run_hnn
+
 from hnn.ingest.pipeline import EXAMPLE_MODEL
 
 CORPUS_SCRIPT = Path(__file__).parent / "corpus" / "make_corpus.py"
@@ -44,8 +42,8 @@ def test_each_bad_file_is_rejected_with_its_reason_in_one_line(corpus, case):
 
 
 def test_the_saved_model_allow_list_passes_a_real_keras_export(tmp_path):
-    from hnn.ingest.savedmodel_policy import check_saved_model
-    from hnn.plugins.frontends.keras_frontend import import_keras
+    from hnn.plugins.frontends.savedmodel_policy import check_saved_model
+    from hnn.plugins.frontends.tf_import import import_keras
 
     keras = import_keras()
     layers = keras.layers
@@ -60,7 +58,7 @@ def test_archive_entries_may_not_point_outside_the_archive(tmp_path):
     import zipfile
 
     from hnn.errors import InputError
-    from hnn.ingest.archives import check_zip_archive
+    from hnn.plugins.frontends.archives import check_zip_archive
 
     path = tmp_path / "escape.keras"
     with zipfile.ZipFile(path, "w") as archive:

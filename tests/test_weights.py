@@ -9,9 +9,10 @@ import onnx
 import pytest
 
 from hnn.errors import IRFormatError
+from hnn.index.verdicts import SHARED_MATCH, SHARED_SUSPECT
 from hnn.ingest.ir import Graph
 from hnn.ingest.pipeline import onnx_to_ir
-from hnn.ingest.weights import MARKS, SHARED_MATCH, SHARED_SUSPECT, shared_marks, weight_marks
+from hnn.ingest.weights import MARKS, shared_marks, weight_marks
 
 torch = pytest.importorskip("torch")
 from hnn.plugins.frontends.pytorch_frontend import export_module  # noqa: E402
@@ -72,7 +73,7 @@ def test_constant_tensors_are_not_weights():
 
 
 def test_the_ir_keeps_the_marks_through_json_and_merging(tmp_path):
-    from hnn.hasher.api import load, to_hashable_graph
+    from hnn.hasher.runtime import load, to_hashable_graph
 
     graph = onnx_to_ir(export_module(cnn(8), SHAPE), simplify=False)
     assert len(graph.meta.weight_marks) == MARKS

@@ -3,12 +3,12 @@
 import json
 
 import pytest
-
 from conftest import run_hnn
+
 from hnn.errors import InputError
-from hnn.ingest.augment import delete_nodes
-from hnn.ingest.splits import split
-from hnn.ingest.zoo import build, load_dataset_graph, load_manifest
+from hnn.zoo.augment import delete_nodes
+from hnn.zoo.build import build, load_dataset_graph, load_manifest
+from hnn.zoo.splits import split
 
 pytest.importorskip("torch")
 
@@ -55,7 +55,7 @@ def test_build_resumes_without_redoing_finished_models(small_zoo):
 
 
 def test_reusing_raw_ir_remerges_with_other_rules_without_converting_again(small_zoo, tmp_path, monkeypatch):
-    import hnn.ingest.zoo as zoo
+    import hnn.zoo.build as zoo
 
     root, listing, data = small_zoo
     monkeypatch.setattr(zoo, "_convert", lambda *a, **k: pytest.fail("converted a model it could reuse"))
@@ -68,7 +68,7 @@ def test_reusing_raw_ir_remerges_with_other_rules_without_converting_again(small
 
 
 def test_torchvision_lines_of_a_list_get_the_preset_input_shape(tmp_path):
-    from hnn.ingest.zoo import list_file_preset
+    from hnn.zoo.presets import list_file_preset
 
     listing = tmp_path / "models.txt"
     listing.write_text("torchvision.models:inception_v3 inception\ntorchvision.models:resnet18 resnet r18\n")
@@ -131,7 +131,8 @@ def test_cli_zoo_build_bad_preset_is_one_line_usage_error(tmp_path):
 
 
 def test_eval_with_the_non_learned_baseline_writes_tables_and_plots(small_zoo, tmp_path):
-    from hnn.hasher.evaluate import evaluate, write_report
+    from hnn.evaluation.protocol import evaluate
+    from hnn.evaluation.report import write_report
 
     root, _, _ = small_zoo
     results = evaluate(root / "data", split="models", bits_list=(16, 64), methods=("wl-simhash",),
@@ -152,9 +153,10 @@ def test_training_on_a_small_zoo_is_deterministic_and_writes_a_loadable_checkpoi
 
     import numpy as np
 
-    from hnn.hasher.api import hash_model
     from hnn.hasher.checkpoint import load_checkpoint
-    from hnn.hasher.train import DEFAULT_CONFIG, train
+    from hnn.hasher.runtime import hash_model
+    from hnn.hasher.training.config import DEFAULT_CONFIG
+    from hnn.hasher.training.loop import train
 
     root, _, _ = small_zoo
     config = replace(DEFAULT_CONFIG, bits=16, epochs=2, batch_size=4, validate_every=1, device="cpu")

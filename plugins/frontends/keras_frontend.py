@@ -14,10 +14,8 @@ Known limit: with the TensorFlow backend, exporting very large models (VGG16,
 from __future__ import annotations
 
 import contextlib
-import inspect
 import importlib
-import os
-import sys
+import inspect
 import tempfile
 import warnings
 import zipfile
@@ -26,37 +24,13 @@ from typing import Any
 
 import onnx
 
-from hnn.errors import InputError
-from hnn.ingest.archives import check_zip_archive
-from hnn.plugins.frontend import ConvertOptions, Frontend, is_spec, spec_module
+from hnn.errors import InputError, first_line
+from hnn.plugins.frontend import ConvertOptions, Frontend, is_spec
+from hnn.plugins.frontends.archives import check_zip_archive
+from hnn.plugins.frontends.tf_import import import_keras, import_tensorflow
 from hnn.plugins.hookspecs import hookimpl
 
 SUFFIXES = (".keras", ".h5", ".hdf5")
-
-
-def import_tensorflow():
-    """Import TensorFlow with its C++ start-up chatter silenced.
-
-    Measured here (tensorflow-cpu 2.21, torch 2.14): once TensorFlow is loaded, a later
-    import of triton (which torch and torchvision import lazily) kills the process with a
-    segmentation fault; the other order works. So triton, when installed, goes first.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        pass
-    import tensorflow
-
-    return tensorflow
-
-
-def import_keras():
-    """Import keras; every path that may load TensorFlow goes through :func:`import_tensorflow`."""
-    import_tensorflow()
-    import keras
-
-    return keras
 
 
 class KerasFrontend(Frontend):
@@ -64,13 +38,9 @@ class KerasFrontend(Frontend):
     package = "keras"
     exports_with_input_shape = True
     description = ".keras/.h5 files (safe_mode), keras.applications:Name specs, keras.Model objects"
-
-    def claims(self, source: Any) -> bool:
-        if "keras" in sys.modules and isinstance(source, sys.modules["keras"].Model):
-            return True
-        if is_spec(source):
-            return spec_module(source).split(".")[0] == "keras"
-        return isinstance(source, (str, Path)) and str(source).lower().endswith(SUFFIXES)
+    suffixes = SUFFIXES
+    spec_roots = ("keras",)
+    object_class = "keras:Model"
 
     def to_onnx(self, source: Any, options: ConvertOptions) -> onnx.ModelProto:
         keras = import_keras()
@@ -115,7 +85,7 @@ def _load_file(path: Path, trust: bool = False):
     try:
         return keras.saving.load_model(str(path), compile=False, safe_mode=not trust)
     except Exception as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = first_line(exc) or type(exc).__name__
         raise InputError(f"{path}: cannot load as a Keras model{'' if trust else ' (safe mode)'}: {message}") from None
 
 
@@ -150,7 +120,7 @@ def export_model(model, input_shape, workdir: Path) -> onnx.ModelProto:
             warnings.simplefilter("ignore")  # tf2onnx's numpy-2 shims warn; nothing for the user
             model.export(str(target), format="onnx", verbose=False)
     except Exception as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = first_line(exc) or type(exc).__name__
         raise InputError(f"Keras ONNX export failed: {message}") from None
     return onnx.load(str(target))
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import onnx
 
-from hnn.ingest.onnx_model import load_onnx_file
 from hnn.plugins.frontend import ConvertOptions, Frontend
+from hnn.plugins.frontends.onnx_files import load_onnx_file
 from hnn.plugins.hookspecs import hookimpl
 
 
@@ -17,10 +16,8 @@ class OnnxFrontend(Frontend):
     package = "onnx"
     description = ".onnx files (external data only from the model's own folder)"
 
-    def claims(self, source: Any) -> bool:
-        return isinstance(source, onnx.ModelProto) or (
-            isinstance(source, (str, Path)) and str(source).lower().endswith(".onnx")
-        )
+    suffixes = (".onnx",)
+    object_class = "onnx:ModelProto"
 
     def to_onnx(self, source: Any, options: ConvertOptions) -> onnx.ModelProto:
         if isinstance(source, onnx.ModelProto):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import sys
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -23,11 +22,11 @@ from typing import Any
 
 import onnx
 
-from hnn.errors import InputError, UntrustedInputError, UsageError
-from hnn.ingest.archives import check_zip_archive
-from hnn.ingest.onnx_model import stdout_to_stderr
-from hnn.plugins.frontend import ConvertOptions, Frontend, is_spec, spec_module
+from hnn.errors import InputError, UntrustedInputError, UsageError, first_line, summary
+from hnn.plugins.frontend import ConvertOptions, Frontend, is_spec
+from hnn.plugins.frontends.archives import check_zip_archive
 from hnn.plugins.hookspecs import hookimpl
+from hnn.stdio import stdout_to_stderr
 
 SUFFIXES = (".pt", ".pth", ".pt2", ".ts", ".torchscript")
 SPEC_ROOTS = ("torch", "torchvision", "timm")
@@ -44,12 +43,9 @@ class PyTorchFrontend(Frontend):
     exports_with_input_shape = True
     description = "nn.Module objects, module:factory specs (torchvision.models:resnet18), TorchScript/.pt2 with --trust"
 
-    def claims(self, source: Any) -> bool:
-        if "torch" in sys.modules and isinstance(source, sys.modules["torch"].nn.Module):
-            return True
-        if is_spec(source):
-            return spec_module(source).split(".")[0] in SPEC_ROOTS
-        return isinstance(source, (str, Path)) and str(source).lower().endswith(SUFFIXES)
+    suffixes = SUFFIXES
+    spec_roots = SPEC_ROOTS
+    object_class = "torch:nn.Module"
 
     def to_onnx(self, source: Any, options: ConvertOptions) -> onnx.ModelProto:
         import torch
@@ -124,7 +120,7 @@ def _load_file(path: Path, trust: bool):
         else:
             loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = first_line(exc) or type(exc).__name__
         if kind == "pickle" and not trust and "weights_only" in str(exc):
             raise UntrustedInputError(
                 f"{path}: holds pickled objects beyond plain tensors (e.g. a whole nn.Module); unpickling "
@@ -170,8 +166,7 @@ def export_module(module, shape, exporter: str = "torchscript") -> onnx.ModelPro
                               training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=True)
             return onnx.load_model_from_string(buffer.getvalue())
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise InputError(f"torch ONNX export ({exporter}) failed: {type(exc).__name__}: {first}") from None
+        raise InputError(f"torch ONNX export ({exporter}) failed: {summary(exc)}") from None
     finally:
         module.train(was_training)
 

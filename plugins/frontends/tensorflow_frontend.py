@@ -17,8 +17,8 @@ from typing import Any
 import onnx
 
 from hnn.errors import InputError
-from hnn.ingest.savedmodel_policy import check_saved_model
 from hnn.plugins.frontend import ConvertOptions, Frontend, installed_version
+from hnn.plugins.frontends.savedmodel_policy import check_saved_model
 from hnn.plugins.hookspecs import hookimpl
 
 OPSET = 17

@@ -235,7 +235,7 @@ def _framework_cases(folder: Path, canary: Path) -> dict[str, tuple[Path, str]]:
     torch.jit.save(torch.jit.script(Scripted()), str(path))
     cases["torchscript"] = (path, "TorchScript archive can run code")
 
-    from hnn.plugins.frontends.keras_frontend import import_keras, import_tensorflow
+    from hnn.plugins.frontends.tf_import import import_keras, import_tensorflow
 
     keras = import_keras()
     tf = import_tensorflow()

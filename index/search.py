@@ -21,16 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def pack_words(bits: np.ndarray) -> np.ndarray:
-    """Bool [n, Q] -> uint64 [n, ceil(Q/64)] (big-endian bit order within each word)."""
-    bits = np.atleast_2d(bits).astype(bool)
-    n, q = bits.shape
-    width = (q + 63) // 64
-    padded = np.zeros((n, width * 64), dtype=bool)
-    padded[:, :q] = bits
-    as_bytes = np.packbits(padded, axis=1)  # [n, width * 8], big-endian bits
-    return as_bytes.view(">u8").astype(np.uint64).reshape(n, width)
+from hnn.hasher.bits import to_bytes, to_words
 
 
 @dataclass
@@ -40,11 +31,11 @@ class PackedCodes:
 
     @classmethod
     def from_bits(cls, bits: np.ndarray, ids: np.ndarray | None = None) -> "PackedCodes":
-        words = pack_words(bits) if len(bits) else np.zeros((0, 1), dtype=np.uint64)
+        words = to_words(bits) if len(bits) else np.zeros((0, 1), dtype=np.uint64)
         return cls(words, np.arange(len(words)) if ids is None else np.asarray(ids))
 
     def distances(self, query: np.ndarray) -> np.ndarray:
-        packed = pack_words(query)[0]
+        packed = to_words(query)[0]
         if self.words.shape[1] == 1:  # the common case (Q <= 64): one word, no reduction
             return np.bitwise_count(self.words[:, 0] ^ packed[0])
         return np.bitwise_count(self.words ^ packed).sum(axis=1, dtype=np.uint32)
@@ -94,7 +85,7 @@ class FaissCodes:
     def _bytes(self, bits: np.ndarray) -> np.ndarray:
         padded = np.zeros((len(bits), self.width), dtype=bool)
         padded[:, : bits.shape[1]] = bits
-        return np.packbits(padded, axis=1)
+        return to_bytes(padded)
 
     def top_k(self, query: np.ndarray, k: int) -> list[tuple[int, int]]:
         k = min(k, self.index.ntotal)

@@ -59,10 +59,12 @@ DANGEROUS_OPS = CHECKPOINT_OPS | frozenset(
 
 def check_saved_model(folder: Path) -> None:
     """Raise InputError naming the first op off the allow-list, and the function holding it."""
-    from hnn.plugins.frontends.keras_frontend import import_tensorflow
+    from hnn.plugins.frontends.tf_import import import_tensorflow
 
     import_tensorflow()  # triton first (see there), then TensorFlow
-    from tensorflow.core.protobuf import saved_model_pb2  # only the protobuf schema is used
+    from tensorflow.core.protobuf import (
+        saved_model_pb2,  # only the protobuf schema is used
+    )
 
     path = Path(folder) / "saved_model.pb"
     if path.stat().st_size > MAX_SAVED_MODEL_BYTES:

@@ -1,13 +1,18 @@
-"""A zoo dataset as the hasher sees it: graphs by name, labels, splits, cached pairwise GED."""
+"""A zoo dataset as training and evaluation see it: graphs by name, source labels, cached pairwise GED."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from hnn.errors import UsageError
-from hnn.hasher.ged import DEFAULT_CAP, GedGraph, pairwise
 from hnn.ingest.ir import Graph
-from hnn.ingest.zoo import KINDS, load_dataset_graph, load_manifest
+from hnn.zoo.build import KINDS, load_dataset_graph, load_manifest
+from hnn.zoo.ged import DEFAULT_CAP, GedGraph, pairwise
+
+
+def source_of(record: dict) -> str:
+    """The model a manifest record comes from: its own name, or its source for an augmentation."""
+    return record.get("source", record["name"])
 
 
 def dataset_graphs(root: str | Path, kind: str = "merged") -> tuple[list[dict], list[Graph]]:

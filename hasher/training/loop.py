@@ -19,58 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from hnn.errors import UsageError
+from hnn.hasher.bits import hamming_matrix
+from hnn.hasher.runtime import embed, pick_device
+from hnn.hasher.training.config import TrainConfig
+from hnn.zoo.dataset import source_of
 
 log = logging.getLogger("hnn.train")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    bits: int = 32
-    epochs: int = 60
-    batch_size: int = 32
-    lr: float = 1e-3
-    alpha: float = 10.0
-    beta: float = 10.0
-    gamma: float = 0.2
-    cap: int = 100
-    topology: str = "embedding"
-    kind: str = "merged"
-    split: str = "paper"
-    seed: int = 0
-    device: str = "auto"
-    validate_every: int = 5
-    same_source_shrink: float = 1.0
-    source_margin: float = 0.0
-    size_features: bool = False
-    # Training augmentation (not in the paper): a graph in a batch is, with probability 1/2,
-    # seen with every node's FLOPs and parameters scaled by s^2, s uniform in
-    # [1 - width_jitter, 1] (the cost of channels pruned by a share 1 - s), as the same source.
-    width_jitter: float = 0.0
-    # L_source (not in the paper): cross-entropy of each graph's source model, from a second
-    # head on FC3, so that the embedding separates sibling architectures (resnet18 / resnet34).
-    source_beta: float = 0.0
-
-
-# What `hnn train` uses: the code-form topology loss with source-aware targets and the
-# source-model head, measured best on the paper split's validation set (docs/hasher.md
-# has the comparison).
-DEFAULT_CONFIG = TrainConfig(topology="code", same_source_shrink=0.25, source_margin=0.5, source_beta=10.0)
-
-
-def pick_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA GPU is available here")
-    if name not in ("cpu", "cuda"):
-        raise UsageError(f"--device {name!r}: choose auto, cpu or cuda")
-    return torch.device(name)
-
-
-def source_of(record: dict) -> str:
-    return record.get("source", record["name"])
 
 
 @dataclass
@@ -93,10 +47,10 @@ class Prepared:
 
 def prepare(data_dir: str | Path, config: TrainConfig, progress=None) -> Prepared:
     from hnn.hasher.batching import to_tensors
-    from hnn.hasher.dataset import dataset_graphs, pairwise_ged
     from hnn.hasher.features import build_vocabulary
-    from hnn.ingest.splits import split
-    from hnn.ingest.zoo import load_manifest
+    from hnn.zoo.build import load_manifest
+    from hnn.zoo.dataset import dataset_graphs, pairwise_ged
+    from hnn.zoo.splits import split
 
     manifest = load_manifest(data_dir)
     records, graphs = dataset_graphs(data_dir, config.kind)
@@ -153,25 +107,9 @@ def batch_tensors(data: Prepared, index: np.ndarray, config: TrainConfig, rng: n
     return tensors
 
 
-def embed(model, tensors: list, device, batch_size: int = 64) -> dict:
-    """Model outputs for many graphs, batched, without gradients."""
-    import torch
-
-    from hnn.hasher.batching import collate
-
-    outputs = {"code": [], "embedding": []}
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(tensors), batch_size):
-            out = model(*collate(tensors[start:start + batch_size], device))
-            outputs["code"].append(out["code"].cpu())
-            outputs["embedding"].append(out["embedding"].cpu())
-    return {key: torch.cat(value).numpy() for key, value in outputs.items()}
-
-
 def validation_score(model, data: Prepared, device) -> dict:
     """Source-model and family mAP of validation queries against the rest of the training split."""
-    from hnn.hasher.metrics import hamming_matrix, retrieval_metrics
+    from hnn.hasher.training.metrics import retrieval_metrics
 
     codes = embed(model, [data.tensors[i] for i in [*data.validation, *data.train]], device)["code"] > 0.5
     queries, database = codes[: len(data.validation)], codes[len(data.validation):]
@@ -191,8 +129,6 @@ SUSPECT_FALSE_POSITIVES = 0.05
 
 def measured_thresholds(model, data: Prepared, device) -> dict:
     """Verdict thresholds from validation-vs-training Hamming distances (see the constants above)."""
-    from hnn.hasher.metrics import hamming_matrix
-
     codes = embed(model, [data.tensors[i] for i in [*data.validation, *data.train]], device)["code"] > 0.5
     distances = hamming_matrix(codes[: len(data.validation)], codes[len(data.validation):])
     sources = np.array([source_of(r) for r in data.records])
@@ -216,9 +152,9 @@ def train(data_dir: str | Path, config: TrainConfig, output: str | Path | None =
 
     from hnn.hasher.batching import collate
     from hnn.hasher.checkpoint import save_checkpoint
-    from hnn.hasher.losses import LossWeights, pair_loss
-    from hnn.hasher.model import HNNNet, HNNNetConfig
     from hnn.hasher.features import feature_width
+    from hnn.hasher.model import HNNNet, HNNNetConfig
+    from hnn.hasher.training.losses import LossWeights, pair_loss
 
     if config.topology not in ("embedding", "code"):
         raise UsageError(f"--topology {config.topology!r}: choose embedding or code")

@@ -1,15 +1,13 @@
-"""The model registry: an SQLite file of hash codes, searched in memory by Hamming distance.
+"""The index file: SQLite storage of codes, structures and weight marks, searched in memory by Hamming distance.
 
 One file, no server. Each entry: a stable id, the model's name and source,
 framework, an optional label (family or owner), the code and its bit count,
 the digest of the checkpoint that made it, the IR digest, the time it was
 added, its structure (hnn.hasher.structure: structure code, topology
 digest, scale) and its weight marks (hnn.ingest.weights; in their own table,
-with an SQL index from mark to entry). A search ranks the entries that share
-the query's weights first, most shared first; then the entries of the query's
-topology (same digest: the same architecture, whatever its widths), nearest in
-scale first; then the others by the perceptual code's Hamming distance, and
-among equal distances the one whose structure code is nearest first. Older
+with an SQL index from mark to entry). A search ranks its candidates as
+hnn.index.ranking says: the entries that share the query's weights first, then
+those of the query's topology, then the others by the perceptual code. Older
 indexes are upgraded when opened (version 1 had no structure, version 2 no
 digest and scale, version 3 no weight marks); their entries keep their codes,
 lack what they lack, and so never count as sharing weights or as the query's
@@ -32,16 +30,19 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from hnn.errors import InputError, UsageError
-from hnn.hasher.search import packed_codes
-from hnn.hasher.structure import (NO_STRUCTURE, STRUCTURE_BITS, Structure, ranking_distance, scale_distance,
-                                  structure_distance_matrix)
-from hnn.ingest.weights import SHARED_SUSPECT
+from hnn.hasher import bits
+from hnn.hasher.structure import STRUCTURE_BITS, Structure
+from hnn.index.ranking import StructureColumns, rank
+from hnn.index.search import packed_codes
+from hnn.index.verdicts import SHARED_SUSPECT
 
 FORMAT = "hnn-index"
 VERSION = 4  # 2: the structure column; 3: the topology and scale columns; 4: weight marks, one entry per IR and weights
@@ -99,13 +100,30 @@ class Entry:
     structure: Structure | None = None
 
     def to_dict(self) -> dict:
-        from hnn.hasher.api import code_to_hex
-
         return {"id": self.id, "name": self.name, "source": self.source, "framework": self.framework,
-                "label": self.label, "hash": code_to_hex(self.code), "bits": self.bits,
-                "structure": None if self.structure is None else code_to_hex(self.structure.code),
+                "label": self.label, "hash": bits.to_hex(self.code), "bits": self.bits,
+                "structure": None if self.structure is None else bits.to_hex(self.structure.code),
                 "topology": None if self.structure is None else self.structure.topology,
                 "checkpoint": self.checkpoint[:16], "ir_digest": self.ir_digest, "added": self.added}
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection, refused: Callable[[sqlite3.OperationalError], Exception] | None = None):
+    """One write transaction (BEGIN IMMEDIATE: concurrent writers wait for each other): committed
+    when the block ends, rolled back on any exception. ``refused`` words the error of a BEGIN
+    that cannot write (a read-only file)."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if refused is None:
+            raise
+        raise refused(exc) from None
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 class DuplicateEntry(Exception):
@@ -136,16 +154,9 @@ class Index:
     def _check_or_initialise(self) -> None:
         tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not tables:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
+            with transaction(self.db):
+                self._create_schema()
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?), ('version', ?)", (FORMAT, VERSION))
-                self.db.execute("COMMIT")
-            except Exception:
-                self.db.execute("ROLLBACK")
-                raise
             return
         if not {"meta", "entries"} <= tables:
             raise InputError(f"{self.path}: an SQLite file, but not an hnn index")
@@ -164,28 +175,27 @@ class Index:
         """Version 1, 2 or 3 -> 4 in one transaction: the entries table is rebuilt with the
         columns it lacks (empty) and without version 3's one-entry-per-IR constraint, which SQLite
         cannot drop in place; entries keep their ids and codes, and later ids never reuse one."""
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:  # a read-only file or folder: say why, not "not an index"
-            raise InputError(f"{self.path}: a version-{self.meta('version')} index, which this hnn upgrades to "
-                             f"version {VERSION} when it opens it, and the upgrade cannot write ({exc})") from None
-        try:
+        def refused(exc: sqlite3.OperationalError) -> InputError:  # a read-only file or folder: say why
+            return InputError(f"{self.path}: a version-{self.meta('version')} index, which this hnn upgrades to "
+                              f"version {VERSION} when it opens it, and the upgrade cannot write ({exc})")
+
+        with transaction(self.db, refused):
             kept = ", ".join(row[1] for row in self.db.execute("PRAGMA table_info(entries)"))
             self.db.execute("DROP INDEX IF EXISTS entries_by_topology")  # the name moves to the new table's
             self.db.execute("ALTER TABLE entries RENAME TO entries_before_upgrade")
-            for statement in SCHEMA.split(";"):  # every table and SQL index, IF NOT EXISTS
-                if statement.strip():
-                    self.db.execute(statement)
+            self._create_schema()
             self.db.execute(f"INSERT INTO entries ({kept}) SELECT {kept} FROM entries_before_upgrade")
             self.db.execute("DELETE FROM sqlite_sequence WHERE name = 'entries'")
             self.db.execute("INSERT INTO sqlite_sequence (name, seq) SELECT 'entries', seq FROM sqlite_sequence "
                             "WHERE name = 'entries_before_upgrade'")
             self.db.execute("DROP TABLE entries_before_upgrade")
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(VERSION),))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+
+    def _create_schema(self) -> None:
+        """Every table and SQL index of SCHEMA that is missing (IF NOT EXISTS)."""
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                self.db.execute(statement)
 
     def __enter__(self) -> "Index":
         return self
@@ -227,12 +237,11 @@ class Index:
             weight_marks: list[int] | None = None) -> Entry:
         """Add one entry in its own transaction; raises DuplicateEntry for a model already indexed
         (its IR, and its weights as far as the marks tell)."""
-        packed = np.packbits(code.astype(bool)).tobytes()
+        packed = bits.to_bytes(code).tobytes()
         packed_structure = None if structure is None else _pack_structure(structure.code)
         topology = None if structure is None else structure.topology
         scale = None if structure is None or structure.scale is None else np.asarray(structure.scale, "<f8").tobytes()
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.db):
             self._claim_checkpoint(checkpoint_digest, len(code))
             existing = self._same_model(ir_digest, weight_marks or [])
             if existing is not None:
@@ -245,10 +254,6 @@ class Index:
             )
             self.db.executemany("INSERT OR IGNORE INTO weight_marks (mark, entry) VALUES (?, ?)",
                                 [(int(mark), cursor.lastrowid) for mark in weight_marks or []])
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
         self._codes = None
         return self.get(cursor.lastrowid)
 
@@ -294,12 +299,12 @@ class Index:
 
     @staticmethod
     def _entry(row) -> Entry:
-        entry_id, name, source, framework, label, code, bits, checkpoint, ir_digest, added, structure, topology, scale = row
-        bits_array = np.unpackbits(np.frombuffer(code, dtype=np.uint8))[:bits].astype(bool)
+        entry_id, name, source, framework, label, code, bit_count, checkpoint, ir_digest, added, structure, topology, \
+            scale = row
         if structure is not None:
             structure = Structure(_unpack_structure(structure), topology, _unpack_scale(scale))
-        return Entry(entry_id, name, source, framework, label, bits_array, bits, checkpoint, ir_digest, added,
-                     structure)
+        return Entry(entry_id, name, source, framework, label, bits.from_bytes(code, bit_count), bit_count, checkpoint,
+                     ir_digest, added, structure)
 
     # --- search -------------------------------------------------------------------------
 
@@ -307,10 +312,10 @@ class Index:
         """All codes, packed in memory (built on first use after a change)."""
         if self._codes is None:
             rows = self.db.execute("SELECT id, code, bits FROM entries ORDER BY id").fetchall()
-            bits = int(self.meta("bits") or 0)
+            bit_count = int(self.meta("bits") or 0)
             ids = np.array([row[0] for row in rows], dtype=np.int64)
-            codes = np.array([np.unpackbits(np.frombuffer(row[1], np.uint8))[:bits] for row in rows],
-                             dtype=bool).reshape(len(rows), bits)
+            codes = np.array([bits.from_bytes(row[1], bit_count) for row in rows],
+                             dtype=bool).reshape(len(rows), bit_count)
             self._codes = packed_codes(codes, ids)
         return self._codes
 
@@ -319,7 +324,7 @@ class Index:
         """Nearest entries (entry, Hamming distance): the k nearest, or all within ``radius``.
 
         With the query's ``structure`` (and ``shared``, what :meth:`shared_marks` says of the
-        query's weight marks), entries are ordered as :meth:`Structure.rank` says: those sharing
+        query's weight marks), entries are ordered as :func:`hnn.index.ranking.rank` says: those sharing
         the query's weights first, then those of its topology (both in a k-nearest search even
         when their code is farther than the k-th), ties of the code by structure distance;
         without it, by distance, then id.
@@ -354,7 +359,7 @@ class Index:
     def _ranked(self, code: np.ndarray, structure: Structure, shared: dict[int, int],
                 candidates: list[tuple[int, int | None]]) -> list[tuple[int, int]]:
         """``candidates`` (id, code distance or None) once each, with their code distance, best first
-        as Structure.rank orders (ranking_distance, here for all rows at once), then by id.
+        as :func:`hnn.index.ranking.rank` orders them, then by id.
 
         One batched read of what the ranking needs (code, structure, topology, scale), not whole
         entries: a popular architecture can have thousands of entries tied with the query.
@@ -392,9 +397,8 @@ _STRUCTURE_BLOB_BYTES = 2 + STRUCTURE_BITS // 8  # what _pack_structure writes f
 
 def _rank_rows(rows: list[tuple], code: np.ndarray, structure: Structure,
                shared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(code distances, ranks) of rows (id, code, structure, topology, scale) as _entry would read
-    them and Structure.rank would rank them, vectorized: the blobs of all rows are joined and
-    read at once (tests/test_search_index.py checks the ranks against Structure.rank)."""
+    """(code distances, ranks) of rows (id, code, structure, topology, scale), read as _entry reads
+    them: the blobs of all rows are joined and decoded at once."""
     def column(index: int, length: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Which rows hold a blob of ``length`` bytes in that column, and those blobs as uint8 rows."""
         ok = np.array([row[index] is not None and len(row[index]) == length for row in rows], dtype=bool)
@@ -404,30 +408,28 @@ def _rank_rows(rows: list[tuple], code: np.ndarray, structure: Structure,
     has_code, codes = column(1, (len(code) + 7) // 8)
     code_distances = np.full(len(rows), len(code), dtype=np.int64)  # a damaged code: as far as can be
     if codes is not None:
-        code_distances[has_code] = (np.unpackbits(codes, axis=1)[:, :len(code)] != code).sum(axis=1)
-    structure_distances = np.full(len(rows), NO_STRUCTURE, dtype=np.int64)
+        code_distances[has_code] = (bits.from_bytes(codes, len(code)) != code).sum(axis=1)
     has_structure, stored = column(2, _STRUCTURE_BLOB_BYTES)
-    if stored is not None and len(structure.code) == STRUCTURE_BITS:
-        structure_distances[has_structure] = structure_distance_matrix(
-            structure.code[None], np.unpackbits(stored[:, 2:], axis=1).astype(bool))[0]
+    structure_codes = np.zeros((len(rows), STRUCTURE_BITS), dtype=bool)
+    if stored is not None:
+        structure_codes[has_structure] = bits.from_bytes(stored[:, 2:], STRUCTURE_BITS)
     has_scale, scales = column(4, 16)  # two float64s, as _unpack_scale reads them
-    scale_distances = np.zeros(len(rows), dtype=np.int64)
-    if scales is not None and structure.scale is not None:
-        scale_distances[has_scale] = scale_distance(structure.scale, scales.view("<f8").reshape(-1, 2))
-    # Structure.same_topology: one digest on both sides, and a scale on both sides.
-    same = np.array([row[2] is not None and structure.topology is not None and row[3] == structure.topology
-                     for row in rows], dtype=bool) & has_scale & (structure.scale is not None)
-    return code_distances, ranking_distance(code_distances, structure_distances, same,
-                                            np.where(same, scale_distances, 0), shared)
+    scale_values = np.zeros((len(rows), 2))
+    if scales is not None:
+        scale_values[has_scale] = scales.view("<f8").reshape(-1, 2)
+    # A digest counts only beside a structure blob, as _entry reads it.
+    topologies = np.array([row[3] if row[2] is not None else None for row in rows] + [None], dtype=object)[:-1]
+    columns = StructureColumns(structure_codes, has_structure, topologies, scale_values, has_scale)
+    return code_distances, rank(structure, code_distances, columns, shared)
 
 
 def _pack_structure(structure: np.ndarray) -> bytes:
-    return len(structure).to_bytes(2, "big") + np.packbits(structure.astype(bool)).tobytes()
+    """Two bytes of bit count, then the bits: older hnn versions wrote other lengths."""
+    return len(structure).to_bytes(2, "big") + bits.to_bytes(structure).tobytes()
 
 
 def _unpack_structure(blob: bytes) -> np.ndarray:
-    bits = int.from_bytes(blob[:2], "big")
-    return np.unpackbits(np.frombuffer(blob[2:], dtype=np.uint8))[:bits].astype(bool)
+    return bits.from_bytes(blob[2:], int.from_bytes(blob[:2], "big"))
 
 
 def _unpack_scale(blob: bytes | None) -> np.ndarray | None:

@@ -6,18 +6,11 @@ from pathlib import Path
 from typing import Callable
 
 from hnn.errors import HnnError
-from hnn.hasher.api import code_to_hex, hash_graphs, load, thresholds, to_hashable_graph, verdict, weight_sharing
-from hnn.hasher.index import DuplicateEntry, Index
-from hnn.hasher.structure import compare_structures, structure_of
-
-# A platform asks "is this a copy?": only these verdicts. `different` in `hnn compare` is `new` here.
-NEW = "new"
-
-
-def _hash(model: str, checkpoint, **ingest_options):
-    """The merged graph, its perceptual code and its structure (hnn.hasher.structure)."""
-    graph = to_hashable_graph(model, checkpoint, **ingest_options)
-    return graph, hash_graphs([graph], checkpoint)[0], structure_of(graph)
+from hnn.hasher.bits import to_hex
+from hnn.hasher.runtime import hash_with, load
+from hnn.hasher.structure import compare_structures
+from hnn.index.store import DuplicateEntry, Index
+from hnn.index.verdicts import check_verdict, thresholds, weight_sharing
 
 
 def add_models(index_path: str | Path, models: list[str], label: str | None = None, checkpoint=None,
@@ -31,12 +24,12 @@ def add_models(index_path: str | Path, models: list[str], label: str | None = No
             if progress:
                 progress(position, len(models), Path(model).name)
             try:
-                graph, code, structure = _hash(model, loaded, **ingest_options)
+                hashed = hash_with(loaded, model, **ingest_options)
                 entry = index.add(name=Path(model).name if Path(model).exists() else model, source=str(model),
-                                  framework=graph.meta.framework, code=code, checkpoint_digest=loaded.digest,
-                                  ir_digest=graph.digest(), label=label, structure=structure,
-                                  weight_marks=graph.meta.weight_marks)
-                results.append({"model": model, "status": "added", "id": entry.id, "hash": code_to_hex(code)})
+                                  framework=hashed.framework, code=hashed.code, checkpoint_digest=loaded.digest,
+                                  ir_digest=hashed.ir_digest, label=label, structure=hashed.structure,
+                                  weight_marks=hashed.weight_marks)
+                results.append({"model": model, "status": "added", "id": entry.id, "hash": hashed.hash})
             except DuplicateEntry as duplicate:
                 results.append({"model": model, "status": "duplicate", "id": duplicate.existing.id,
                                 "reason": str(duplicate)})
@@ -49,19 +42,20 @@ def add_models(index_path: str | Path, models: list[str], label: str | None = No
 
 def query_model(index_path: str | Path, model: str, k: int = 10, radius: int | None = None, checkpoint=None,
                 **ingest_options) -> dict:
+    """The entries nearest ``model``, ranked as hnn.index.ranking says, with what each shares with it."""
     with Index(index_path) as index:
         bits = index.meta("bits")
         loaded = load(checkpoint, int(bits) if bits and checkpoint is None else None)
         index.check_compatible(loaded.digest, loaded.bits)
-        graph, code, structure = _hash(model, loaded, **ingest_options)
-        marks = graph.meta.weight_marks
-        shared = index.shared_marks(marks)
-        neighbours = [{**entry.to_dict(), "distance": distance, **compare_structures(structure, entry.structure),
+        hashed = hash_with(loaded, model, **ingest_options)
+        shared = index.shared_marks(hashed.weight_marks)
+        neighbours = [{**entry.to_dict(), "distance": distance, **compare_structures(hashed.structure, entry.structure),
                        **weight_sharing(shared.get(entry.id, 0))}
-                      for entry, distance in index.query(code, k, radius, structure=structure, shared=shared)]
-        nearest = index.query(code, k=1)  # by the code alone: the verdict's distance
-    return {"model": model, "hash": code_to_hex(code), "structure": code_to_hex(structure.code),
-            "topology": structure.topology,
+                      for entry, distance in index.query(hashed.code, k, radius, structure=hashed.structure,
+                                                         shared=shared)]
+        nearest = index.query(hashed.code, k=1)  # by the code alone: the verdict's distance
+    return {"model": model, "hash": hashed.hash, "structure": to_hex(hashed.structure.code),
+            "topology": hashed.structure.topology,
             "bits": loaded.bits, "neighbours": neighbours, "nearest_distance": nearest[0][1] if nearest else None,
             "thresholds": thresholds(loaded)}
 
@@ -71,13 +65,13 @@ def check_model(index_path: str | Path, model: str, k: int = 5, checkpoint=None,
 
     By the perceptual code's smallest distance to any entry, at least ``suspect`` when an entry
     has the model's topology, and by the most weight marks it shares with an entry
-    (:func:`hnn.hasher.api.verdict`).
+    (:func:`hnn.index.verdicts.check_verdict`).
     """
     result = query_model(index_path, model, k=k, checkpoint=checkpoint, **ingest_options)
-    same_topology = any(hit["same_topology"] for hit in result["neighbours"])
-    # The entry sharing the most weights ranks first (hnn.hasher.structure.ranking_distance).
-    shared = max((hit["shared_marks"] for hit in result["neighbours"]), default=0)
     if result["nearest_distance"] is None:
-        return {**result, "same_topology": False, "verdict": NEW}
-    said = verdict(result["nearest_distance"], result["thresholds"], same_topology, shared)
-    return {**result, "same_topology": same_topology, "verdict": NEW if said == "different" else said}
+        return {**result, "same_topology": False, "verdict": check_verdict(None, result["thresholds"], False, 0)}
+    same_topology = any(hit["same_topology"] for hit in result["neighbours"])
+    # The entry sharing the most weights ranks first (hnn.index.ranking).
+    shared = max((hit["shared_marks"] for hit in result["neighbours"]), default=0)
+    return {**result, "same_topology": same_topology,
+            "verdict": check_verdict(result["nearest_distance"], result["thresholds"], same_topology, shared)}

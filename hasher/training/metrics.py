@@ -1,5 +1,7 @@
 """Retrieval metrics over Hamming rankings (docs/evaluation.md defines them).
 
+Training keeps the checkpoint that scores best on them, and `hnn eval` reports them.
+
 For each query, the database is ranked by Hamming distance to the query's code;
 ties keep database order (a stable sort), so results are reproducible. With
 ``relevant[q, d]`` telling whether database item d is relevant to query q:
@@ -19,17 +21,6 @@ Queries with no relevant item in the database are skipped (and counted).
 from __future__ import annotations
 
 import numpy as np
-
-
-def pack_bits(codes: np.ndarray) -> np.ndarray:
-    """Bool/0-1 codes [n, Q] -> uint8 [n, ceil(Q/8)]."""
-    return np.packbits(codes.astype(bool), axis=1)
-
-
-def hamming_matrix(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
-    """Hamming distances [nq, nd] between 0/1 code matrices."""
-    q, d = pack_bits(queries), pack_bits(database)
-    return np.bitwise_count(q[:, None, :] ^ d[None, :, :]).sum(-1)
 
 
 def retrieval_metrics(distances: np.ndarray, relevant: np.ndarray, k: int) -> dict:

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-
 # In the code form, a GED of R or more asks for half of the bits to differ: what two
 # unrelated random codes show, and the most a set of many codes can keep pairwise.
 CODE_TARGET_SCALE = 0.5

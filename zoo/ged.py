@@ -76,7 +76,7 @@ class GedGraph:
 
     @classmethod
     def from_ir(cls, graph: Graph) -> "GedGraph":
-        from hnn.hasher.features import enc
+        from hnn.ingest.flops import enc
 
         index = {node.id: i for i, node in enumerate(graph.nodes)}
         edges = frozenset(tuple(sorted((index[a], index[b]))) for a, b in graph.edges if a != b)

@@ -1,0 +1,52 @@
+"""Training configuration: the paper's settings, hnn's defaults, and what `hnn train` may change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    bits: int = 32
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 1e-3
+    alpha: float = 10.0
+    beta: float = 10.0
+    gamma: float = 0.2
+    cap: int = 100
+    topology: str = "embedding"
+    kind: str = "merged"
+    split: str = "paper"
+    seed: int = 0
+    device: str = "auto"
+    validate_every: int = 5
+    same_source_shrink: float = 1.0
+    source_margin: float = 0.0
+    size_features: bool = False
+    # Training augmentation (not in the paper): a graph in a batch is, with probability 1/2,
+    # seen with every node's FLOPs and parameters scaled by s^2, s uniform in
+    # [1 - width_jitter, 1] (the cost of channels pruned by a share 1 - s), as the same source.
+    width_jitter: float = 0.0
+    # L_source (not in the paper): cross-entropy of each graph's source model, from a second
+    # head on FC3, so that the embedding separates sibling architectures (resnet18 / resnet34).
+    source_beta: float = 0.0
+
+
+# What `hnn train` uses: the code-form topology loss with source-aware targets and the
+# source-model head, measured best on the paper split's validation set (docs/hasher.md
+# has the comparison).
+DEFAULT_CONFIG = TrainConfig(topology="code", same_source_shrink=0.25, source_margin=0.5, source_beta=10.0)
+
+
+def configure(bits: int = 32, epochs: int = 100, device: str = "auto", seed: int = 0, split: str = "paper",
+              kind: str = "merged", topology: str = "code", with_class: bool = True,
+              source_weight: float | None = None, size_features: bool = False,
+              width_jitter: float = 0.0) -> TrainConfig:
+    """DEFAULT_CONFIG with what `hnn train` lets a user choose; ``with_class=False`` drops both
+    classification heads (L_class and L_source), ``source_weight`` None keeps the default's."""
+    source_beta = DEFAULT_CONFIG.source_beta if source_weight is None else source_weight
+    return replace(DEFAULT_CONFIG, bits=bits, epochs=epochs, device=device, seed=seed, split=split, kind=kind,
+                   topology=topology, beta=DEFAULT_CONFIG.beta if with_class else 0.0,
+                   source_beta=source_beta if with_class else 0.0, size_features=size_features,
+                   width_jitter=width_jitter)

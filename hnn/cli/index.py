@@ -1,0 +1,113 @@
+"""``hnn index add | list | remove | query`` and ``hnn check``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from hnn.cli.options import IndexArgument, JsonOption, ModelOptions, Progress, echo_json, model_options, relation_mark
+
+index_app = typer.Typer(help="The model registry: an SQLite index of hash codes with Hamming search.",
+                        no_args_is_help=True)
+
+
+@index_app.command("add")
+@model_options("framework", "checkpoint", "bits")
+def index_add(
+    index: IndexArgument,
+    models: Annotated[list[str], typer.Argument(help="Models to hash and add.")],
+    options: ModelOptions,
+    label: Annotated[Optional[str], typer.Option("--label", help="Family or owner label for these entries.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Hash models and add them; each entry commits on its own, duplicates are reported."""
+    from hnn.index.registry import add_models
+
+    with Progress("adding") as progress:
+        results = add_models(index, models, label=label, checkpoint=options.checkpoint, bits=options.bits,
+                             progress=progress, **options.ingest)
+    for result in results:
+        if as_json:
+            echo_json(result)
+        elif result["status"] == "added":
+            typer.echo(f"added #{result['id']}  {result['hash']}  {result['model']}")
+        elif result["status"] == "duplicate":
+            typer.echo(f"exists #{result['id']}  {result['model']}: {result['reason']}")
+        else:
+            typer.echo(f"hnn: {result['model']}: {result['reason']}", err=True)
+    if any(result["status"] == "failed" for result in results):
+        raise typer.Exit(1)
+
+
+@index_app.command("list")
+def index_list(index: IndexArgument, as_json: JsonOption = False) -> None:
+    """List the entries."""
+    from hnn.index.store import Index
+
+    with Index(index) as opened:
+        entries = [entry.to_dict() for entry in opened.entries()]
+    if as_json:
+        echo_json(entries)
+        return
+    for entry in entries:
+        typer.echo(f"#{entry['id']:<5} {entry['hash']}  {entry['name']:<28} {entry['framework']:<10} "
+                   f"{entry['label'] or ''}")
+
+
+@index_app.command("remove")
+def index_remove(index: IndexArgument, entry_id: Annotated[int, typer.Argument(help="Entry id.")]) -> None:
+    """Remove one entry."""
+    from hnn.index.store import Index
+
+    with Index(index) as opened:
+        entry = opened.remove(entry_id)
+    typer.echo(f"removed #{entry.id} {entry.name}")
+
+
+@index_app.command("query")
+@model_options("framework", "checkpoint")
+def index_query(
+    index: IndexArgument,
+    model: Annotated[str, typer.Argument(help="Model to look up.")],
+    options: ModelOptions,
+    k: Annotated[int, typer.Option("-k", min=1, help="How many nearest entries.")] = 10,
+    radius: Annotated[Optional[int], typer.Option("--radius", min=0, help="All entries within this distance.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The nearest entries to a model, with Hamming distances."""
+    from hnn.index.registry import query_model
+
+    result = query_model(index, model, k=k, radius=radius, checkpoint=options.checkpoint, **options.ingest)
+    if as_json:
+        echo_json(result)
+        return
+    typer.echo(f"{model}: {result['hash']}")
+    for hit in result["neighbours"]:
+        typer.echo(f"  {hit['distance']:>3}  #{hit['id']:<5} {hit['name']}  {hit['label'] or ''}{relation_mark(hit)}")
+
+
+@model_options("framework", "checkpoint")
+def check(
+    index: IndexArgument,
+    model: Annotated[str, typer.Argument(help="The uploaded model.")],
+    options: ModelOptions,
+    k: Annotated[int, typer.Option("-k", min=1, help="How many nearest entries to show.")] = 5,
+    as_json: JsonOption = False,
+) -> None:
+    """Is MODEL a copy of a known model? Verdict match / suspect / new; exit code 4 / 3 / 0."""
+    from hnn.index.registry import check_model
+    from hnn.index.verdicts import CHECK_EXIT_CODES
+
+    result = check_model(index, model, k=k, checkpoint=options.checkpoint, **options.ingest)
+    if as_json:
+        echo_json(result)
+    else:
+        first = result["neighbours"][0] if result["neighbours"] else None
+        closest = (f"first #{first['id']} {first['name']} at distance {first['distance']}{relation_mark(first)}"
+                   if first else "empty index")
+        typer.echo(f"{result['verdict']}: {model} ({closest}; match <= {result['thresholds']['match']}, "
+                   f"suspect <= {result['thresholds']['suspect']})")
+        for hit in result["neighbours"][1:]:
+            typer.echo(f"  {hit['distance']:>3}  #{hit['id']:<5} {hit['name']}{relation_mark(hit)}")
+    raise typer.Exit(CHECK_EXIT_CODES[result["verdict"]])

@@ -1,0 +1,27 @@
+"""``hnn compare``: two models' code distance, structures, shared weights and verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hnn.hasher.runtime import hash_with, load
+from hnn.hasher.structure import compare_structures
+from hnn.index.verdicts import thresholds, verdict, weight_sharing
+from hnn.ingest.weights import shared_marks
+
+
+def compare(a: Any, b: Any, checkpoint: str | Path | None = None, bits: int | None = None,
+            **ingest_options) -> dict:
+    """Hamming distance, similarity (1 - distance / Q) and verdict of two models."""
+    loaded = load(checkpoint, bits)
+    first = hash_with(loaded, a, **ingest_options)
+    second = hash_with(loaded, b, **ingest_options)
+    distance = int((first.code != second.code).sum())
+    limits = thresholds(loaded)
+    structures = compare_structures(first.structure, second.structure)
+    weights = weight_sharing(shared_marks(first.weight_marks, second.weight_marks))
+    return {"a": first.to_dict(), "b": second.to_dict(), "distance": distance, **structures, **weights,
+            "similarity": round(1 - distance / loaded.bits, 4),
+            "verdict": verdict(distance, limits, structures["same_topology"], weights["shared_marks"]),
+            "thresholds": limits}

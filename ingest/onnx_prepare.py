@@ -1,0 +1,159 @@
+"""Preparing an ONNX ModelProto for extraction.
+
+Preparation fixes every graph input to a concrete *trigger input* shape,
+simplifies the model with onnxsim (folding constants and shape computations;
+BatchNormalization is deliberately not fused into Conv, see docs/ir.md), and
+runs ONNX shape inference so that every tensor has a concrete shape for the
+FLOPs count.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import onnx
+
+from hnn.errors import InputError, UsageError, summary
+from hnn.ingest.extract import fold_constant_nodes, sort_nodes
+from hnn.stdio import stdout_to_stderr
+
+log = logging.getLogger("hnn.ingest")
+
+DEFAULT_BATCH = 1
+
+
+def check_text_fields(model: onnx.ModelProto) -> None:
+    """Refuse names and op types that are not UTF-8: protobuf hands them back as bytes, not str."""
+    graph = model.graph
+    fields = [("op type", node.op_type) for node in graph.node] + [("domain", node.domain) for node in graph.node]
+    fields += [("tensor name", name) for node in graph.node for name in [*node.input, *node.output]]
+    fields += [("tensor name", value.name) for value in [*graph.initializer, *graph.input, *graph.output,
+                                                         *graph.value_info]]
+    bad = next(((what, value) for what, value in fields if not isinstance(value, str)), None)
+    if bad is not None:
+        raise InputError(f"a {bad[0]} is not UTF-8 text: {bad[1][:40]!r}")
+
+
+def parse_input_shape(text: str | None) -> dict[str, list[int]] | list[int] | None:
+    """Parse ``--input-shape``: ``1,3,224,224`` for the only input, or ``name=1,3,224,224;other=1,10``."""
+    if text is None or not text.strip():
+        return None
+
+    def dims(part: str) -> list[int]:
+        try:
+            values = [int(d) for d in part.replace("x", ",").split(",") if d.strip()]
+        except ValueError:
+            raise UsageError(f"--input-shape {text!r}: dimensions must be integers, e.g. 1,3,224,224") from None
+        if not values or any(v <= 0 for v in values):
+            raise UsageError(f"--input-shape {text!r}: dimensions must be positive integers")
+        return values
+
+    if "=" not in text:
+        return dims(text)
+    shapes = {}
+    for part in text.split(";"):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--input-shape {text!r}: expected name=d1,d2,...; separated by ';'")
+        shapes[name.strip()] = dims(value)
+    return shapes
+
+
+def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The real inputs: older exporters also list every initializer as a graph input."""
+    initializers = {init.name for init in model.graph.initializer}
+    return [inp for inp in model.graph.input if inp.name not in initializers]
+
+
+def resolve_trigger_shapes(
+    model: onnx.ModelProto, requested: dict[str, list[int]] | list[int] | None
+) -> dict[str, list[int]]:
+    """Concrete shapes for every graph input: the user's, else the declared ones, batch set to 1."""
+    inputs = graph_inputs(model)
+    if isinstance(requested, list):
+        if len(inputs) != 1:
+            names = ", ".join(inp.name for inp in inputs)
+            raise UsageError(f"the model has {len(inputs)} inputs ({names}); give --input-shape as name=d1,d2;...")
+        requested = {inputs[0].name: requested}
+    requested = dict(requested or {})
+    unknown = set(requested) - {inp.name for inp in inputs}
+    if unknown:
+        raise UsageError(f"--input-shape names unknown input(s) {sorted(unknown)}")
+    shapes = {}
+    for inp in inputs:
+        if inp.name in requested:
+            shapes[inp.name] = requested[inp.name]
+            continue
+        dims = inp.type.tensor_type.shape.dim
+        resolved = []
+        for axis, dim in enumerate(dims):
+            if dim.HasField("dim_value") and dim.dim_value > 0:
+                resolved.append(dim.dim_value)
+            elif axis == 0:
+                resolved.append(DEFAULT_BATCH)  # a symbolic batch dimension is the common case
+            else:
+                raise UsageError(
+                    f"input {inp.name!r} has a dynamic dimension {axis} "
+                    f"({dim.dim_param or '?'}); pass --input-shape to fix it"
+                )
+        shapes[inp.name] = resolved
+    return shapes
+
+
+def _fix_input_shapes(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> None:
+    for inp in model.graph.input:
+        if inp.name not in shapes:
+            continue
+        dims = inp.type.tensor_type.shape.dim
+        del dims[:]
+        for value in shapes[inp.name]:
+            dims.add().dim_value = value
+
+
+def prepare(model: onnx.ModelProto, shapes: dict[str, list[int]], simplify: bool = True) -> onnx.ModelProto:
+    """Fix inputs, simplify (falling back with a warning) and infer shapes."""
+    model_copy = onnx.ModelProto()
+    model_copy.CopyFrom(model)
+    sort_nodes(model_copy)
+    _fix_input_shapes(model_copy, shapes)
+    if simplify:
+        model_copy = _simplify(model_copy)
+    inferred = _infer_shapes(model_copy)
+    for _ in range(FOLD_ROUNDS):  # fold shape arithmetic, infer again: what onnxsim would see
+        if inferred is None or not fold_constant_nodes(inferred):
+            break
+        inferred = _infer_shapes(inferred)
+    return model_copy if inferred is None else inferred
+
+
+# Rounds of constant folding and shape inference; each round unlocks the shapes the
+# previous fold made computable (ShuffleNetV2 from TorchScript needs 2).
+FOLD_ROUNDS = 4
+
+
+def _infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto | None:
+    try:
+        return onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except MemoryError:
+        raise  # a memory limit must reject the model, not degrade its IR
+    except Exception as exc:  # onnx raises several unrelated types here
+        log.warning("shape inference failed (%s); FLOPs of nodes with unknown shapes count as 0", summary(exc))
+        return None
+
+
+def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    # onnxsim prints progress from C++ to stdout; keep stdout for our own output (--json).
+    import onnxsim
+
+    try:
+        with stdout_to_stderr():
+            simplified, ok = onnxsim.simplify(model, skip_fuse_bn=True, check_n=0)
+    except MemoryError:
+        raise  # a memory limit must reject the model, not degrade its IR
+    except Exception as exc:
+        log.warning("onnxsim failed (%s); using the unsimplified graph", summary(exc))
+        return model
+    if not ok:
+        log.warning("onnxsim could not validate its result; using the unsimplified graph")
+        return model
+    return simplified
