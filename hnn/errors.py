@@ -42,6 +42,12 @@ def summary(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first_line(exc)}"
 
 
+def printable(text: str) -> str:
+    """``text`` as valid UTF-8 for a terminal, a JSON line or the index: a file name that is not
+    UTF-8 (undecodable bytes arrive as surrogates) keeps its bytes as ``\\xNN`` escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def read_user_text(path, error: type[HnnError], what: str = "file") -> str:
     """Text of a file the user named, or ``error`` with a one-line reason."""
     from pathlib import Path

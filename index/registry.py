@@ -5,36 +5,50 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from hnn.errors import HnnError
+from hnn.errors import HnnError, printable
 from hnn.hasher.bits import to_hex
 from hnn.hasher.runtime import hash_with, load
 from hnn.hasher.structure import compare_structures
-from hnn.index.store import DuplicateEntry, Index
+from hnn.index.store import DuplicateEntry, Index, IndexBusy
 from hnn.index.verdicts import check_verdict, thresholds, weight_sharing
 
 
 def add_models(index_path: str | Path, models: list[str], label: str | None = None, checkpoint=None,
-               bits: int | None = None, progress: Callable | None = None, **ingest_options) -> list[dict]:
-    """Hash and add each model in its own transaction; a failure is reported and the rest go on."""
+               bits: int | None = None, progress: Callable | None = None, report: Callable[[dict], None] | None = None,
+               **ingest_options) -> list[dict]:
+    """Hash and add each model in its own transaction; a model that fails is reported and the rest
+    go on. ``report`` gets each result as soon as it is known, so every committed entry is
+    reported even when a later one stops the run (an index busy for too long stops it: the
+    models not tried are reported as failed)."""
     loaded = load(checkpoint, bits)
-    results = []
+    results: list[dict] = []
+
+    def record(result: dict) -> None:
+        results.append(result)
+        if report:
+            report(result)
+
     with Index(index_path, create=True) as index:
         index.check_compatible(loaded.digest, loaded.bits)
         for position, model in enumerate(models):
+            shown = printable(str(model))
             if progress:
-                progress(position, len(models), Path(model).name)
+                progress(position, len(models), printable(Path(model).name))
             try:
                 hashed = hash_with(loaded, model, **ingest_options)
-                entry = index.add(name=Path(model).name if Path(model).exists() else model, source=str(model),
+                entry = index.add(name=printable(Path(model).name) if Path(model).exists() else shown, source=shown,
                                   framework=hashed.framework, code=hashed.code, checkpoint_digest=loaded.digest,
                                   ir_digest=hashed.ir_digest, label=label, structure=hashed.structure,
                                   weight_marks=hashed.weight_marks)
-                results.append({"model": model, "status": "added", "id": entry.id, "hash": hashed.hash})
+                record({"model": shown, "status": "added", "id": entry.id, "hash": hashed.hash})
             except DuplicateEntry as duplicate:
-                results.append({"model": model, "status": "duplicate", "id": duplicate.existing.id,
-                                "reason": str(duplicate)})
+                record({"model": shown, "status": "duplicate", "id": duplicate.existing.id, "reason": str(duplicate)})
+            except IndexBusy as busy:
+                for rest in [model, *models[position + 1:]]:
+                    record({"model": printable(str(rest)), "status": "failed", "reason": f"not added: {busy}"})
+                break
             except HnnError as exc:
-                results.append({"model": model, "status": "failed", "reason": str(exc)})
+                record({"model": shown, "status": "failed", "reason": str(exc)})
         if progress:
             progress(len(models), len(models), "")
     return results
@@ -44,8 +58,8 @@ def query_model(index_path: str | Path, model: str, k: int = 10, radius: int | N
                 **ingest_options) -> dict:
     """The entries nearest ``model``, ranked as hnn.index.ranking says, with what each shares with it."""
     with Index(index_path) as index:
-        bits = index.meta("bits")
-        loaded = load(checkpoint, int(bits) if bits and checkpoint is None else None)
+        bits = index.bits()
+        loaded = load(checkpoint, bits if bits and checkpoint is None else None)
         index.check_compatible(loaded.digest, loaded.bits)
         hashed = hash_with(loaded, model, **ingest_options)
         shared = index.shared_marks(hashed.weight_marks)

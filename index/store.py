@@ -107,6 +107,27 @@ class Entry:
                 "checkpoint": self.checkpoint[:16], "ir_digest": self.ir_digest, "added": self.added}
 
 
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that never writes the file nor creates one beside it; ``immutable`` where even
+    a read-only open cannot work (a WAL file in a read-only folder: no -shm file can be made)."""
+    uri = path.resolve().as_uri()
+    try:
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+
+
+def _cannot_write(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
+class IndexBusy(InputError):
+    """Another process held the index's write lock for longer than BUSY_TIMEOUT_MS."""
+
+
 @contextmanager
 def transaction(db: sqlite3.Connection, refused: Callable[[sqlite3.OperationalError], Exception] | None = None):
     """One write transaction (BEGIN IMMEDIATE: concurrent writers wait for each other): committed
@@ -115,15 +136,23 @@ def transaction(db: sqlite3.Connection, refused: Callable[[sqlite3.OperationalEr
     try:
         db.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise IndexBusy(f"index busy: another process held its write lock for over "
+                            f"{BUSY_TIMEOUT_MS // 1000} s; nothing was written") from None
         if refused is None:
             raise
         raise refused(exc) from None
     try:
         yield
+        db.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        db.execute("ROLLBACK")
+        if refused is None or not _cannot_write(exc):  # a file SQLite opened read-only fails here
+            raise
+        raise refused(exc) from None
     except BaseException:
         db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
 
 
 class DuplicateEntry(Exception):
@@ -136,20 +165,59 @@ class Index:
     """An open index file. Use as a context manager, or call :meth:`close`."""
 
     def __init__(self, path: str | Path, create: bool = False):
+        """Open ``path``; ``create``: make it when it does not exist (or is an empty file).
+
+        A file that exists is first read without write access, so a file that is not an hnn
+        index is refused unchanged. One that cannot be written (a read-only file or folder)
+        opens read-only: reading works, and a write says why it cannot.
+        """
         self.path = Path(path)
-        if not self.path.exists() and not create:
-            raise InputError(f"{self.path}: no such index (`hnn index add` creates one)")
-        if self.path.exists() and self.path.is_dir():
+        self.read_only = False
+        if self.path.is_dir():
             raise InputError(f"{self.path}: is a directory, not an index file")
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            if not create:
+                raise InputError(f"{self.path}: no such index (`hnn index add` creates one)" if not self.path.exists()
+                                 else f"{self.path}: an empty file, not an hnn index")
+        else:
+            self._refuse_unless_index()
         try:
-            self.db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA foreign_keys = ON")  # removing an entry removes its weight marks
+            self.db = self._connect()
+            self._check_or_initialise()
+        except sqlite3.OperationalError as exc:
+            if not _cannot_write(exc) or not self.path.is_file() or self.path.stat().st_size == 0:
+                raise InputError(f"{self.path}: cannot create or write the index ({exc})") from None
+            self.db = self._connect(read_only=True)  # a read-only file or folder, or an immutable file
+            self.read_only = True
             self._check_or_initialise()
         except sqlite3.DatabaseError as exc:
             raise InputError(f"{self.path}: not an hnn index ({exc})") from None
         self._codes = None
+
+    def _connect(self, read_only: bool = False) -> sqlite3.Connection:
+        if read_only:
+            db = _open_read_only(self.path)
+        else:
+            db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if not read_only:
+            db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA foreign_keys = ON")  # removing an entry removes its weight marks
+        return db
+
+    def _refuse_unless_index(self) -> None:
+        """Read the file's tables and format without write access; refuse it unchanged unless it is an index."""
+        try:
+            db = _open_read_only(self.path)
+            try:
+                tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                meta = dict(db.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"{self.path}: not an hnn index ({exc})") from None
+        if not {"meta", "entries"} <= tables or meta.get("format") != FORMAT:
+            raise InputError(f"{self.path}: an SQLite file, but not an hnn index")
 
     def _check_or_initialise(self) -> None:
         tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -163,10 +231,13 @@ class Index:
         meta = dict(self.db.execute("SELECT key, value FROM meta"))
         if meta.get("format") != FORMAT:
             raise InputError(f"{self.path}: an SQLite file, but not an hnn index")
-        if int(meta.get("version", 0)) > VERSION:
-            raise InputError(f"{self.path}: index format version {meta['version']} is newer than this hnn "
+        version = str(meta.get("version", 0))
+        if not version.isdigit():
+            raise InputError(f"{self.path}: a damaged hnn index (its format version is {version!r})")
+        if int(version) > VERSION:
+            raise InputError(f"{self.path}: index format version {version} is newer than this hnn "
                              f"reads ({VERSION}); upgrade hnn")
-        if int(meta.get("version", 0)) < VERSION:
+        if int(version) < VERSION:
             self._upgrade()
         elif "weight_marks" not in tables:  # a version-4 file always has it: this one was damaged
             raise InputError(f"{self.path}: a damaged hnn index (its weight_marks table is missing)")
@@ -212,13 +283,22 @@ class Index:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
+    def bits(self) -> int | None:
+        """The bit count of the index's codes, None before its first entry."""
+        value = self.meta("bits")
+        if value is None:
+            return None
+        if not str(value).isdigit():
+            raise InputError(f"{self.path}: a damaged hnn index (its bit count is {value!r})")
+        return int(value)
+
     def _claim_checkpoint(self, checkpoint_digest: str, bits: int) -> None:
         """Inside a write transaction: fix the index's checkpoint, or refuse another one."""
         stored = self.meta("checkpoint")
         if stored is None:
             self.db.execute("INSERT INTO meta VALUES ('checkpoint', ?), ('bits', ?)", (checkpoint_digest, str(bits)))
             return
-        if stored != checkpoint_digest or int(self.meta("bits")) != bits:
+        if stored != checkpoint_digest or self.bits() != bits:
             raise UsageError(
                 f"{self.path}: holds {self.meta('bits')}-bit codes of checkpoint {stored[:12]}; these are "
                 f"{bits}-bit codes of checkpoint {checkpoint_digest[:12]}: codes of two checkpoints cannot be compared"
@@ -226,7 +306,7 @@ class Index:
 
     def check_compatible(self, checkpoint_digest: str, bits: int) -> None:
         stored = self.meta("checkpoint")
-        if stored is not None and (stored != checkpoint_digest or int(self.meta("bits")) != bits):
+        if stored is not None and (stored != checkpoint_digest or self.bits() != bits):
             raise UsageError(f"{self.path}: made with checkpoint {stored[:12]} ({self.meta('bits')} bits); "
                              f"the query used {checkpoint_digest[:12]} ({bits} bits)")
 
@@ -241,7 +321,7 @@ class Index:
         packed_structure = None if structure is None else _pack_structure(structure.code)
         topology = None if structure is None else structure.topology
         scale = None if structure is None or structure.scale is None else np.asarray(structure.scale, "<f8").tobytes()
-        with transaction(self.db):
+        with transaction(self.db, self._cannot_write_error):
             self._claim_checkpoint(checkpoint_digest, len(code))
             existing = self._same_model(ir_digest, weight_marks or [])
             if existing is not None:
@@ -281,9 +361,14 @@ class Index:
 
     def remove(self, entry_id: int) -> Entry:
         entry = self.get(entry_id)
-        self.db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
+        with transaction(self.db, self._cannot_write_error):
+            self.db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
         self._codes = None
         return entry
+
+    def _cannot_write_error(self, exc: sqlite3.OperationalError) -> InputError:
+        reason = "it is open read-only: the file or its folder cannot be written" if self.read_only else str(exc)
+        return InputError(f"{self.path}: cannot write to the index ({reason})")
 
     def get(self, entry_id: int) -> Entry:
         row = self.db.execute(f"SELECT {COLUMNS} FROM entries WHERE id = ?", (entry_id,)).fetchone()
@@ -297,14 +382,20 @@ class Index:
     def __len__(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
 
-    @staticmethod
-    def _entry(row) -> Entry:
+    def _code(self, entry_id: int, blob, bit_count) -> np.ndarray:
+        """An entry's code, or a one-line error naming the entry when its stored bytes are damaged."""
+        if not isinstance(blob, bytes) or not isinstance(bit_count, int) or len(blob) != (bit_count + 7) // 8:
+            raise InputError(f"{self.path}: a damaged hnn index: entry #{entry_id} has no readable {bit_count}-bit "
+                             "code (`hnn index remove` it)")
+        return bits.from_bytes(blob, bit_count)
+
+    def _entry(self, row) -> Entry:
         entry_id, name, source, framework, label, code, bit_count, checkpoint, ir_digest, added, structure, topology, \
             scale = row
         if structure is not None:
             structure = Structure(_unpack_structure(structure), topology, _unpack_scale(scale))
-        return Entry(entry_id, name, source, framework, label, bits.from_bytes(code, bit_count), bit_count, checkpoint,
-                     ir_digest, added, structure)
+        return Entry(entry_id, name, source, framework, label, self._code(entry_id, code, bit_count), bit_count,
+                     checkpoint, ir_digest, added, structure)
 
     # --- search -------------------------------------------------------------------------
 
@@ -312,9 +403,9 @@ class Index:
         """All codes, packed in memory (built on first use after a change)."""
         if self._codes is None:
             rows = self.db.execute("SELECT id, code, bits FROM entries ORDER BY id").fetchall()
-            bit_count = int(self.meta("bits") or 0)
+            bit_count = self.bits() or 0
             ids = np.array([row[0] for row in rows], dtype=np.int64)
-            codes = np.array([bits.from_bytes(row[1], bit_count) for row in rows],
+            codes = np.array([self._code(row[0], row[1], bit_count) for row in rows],
                              dtype=bool).reshape(len(rows), bit_count)
             self._codes = packed_codes(codes, ids)
         return self._codes

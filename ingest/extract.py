@@ -99,7 +99,9 @@ def topological_order(nodes: list[onnx.NodeProto], known: set[str]) -> list[int]
 
     ``known`` holds the graph's inputs and initializers. ONNX requires nodes to be
     stored sorted, but a hostile or broken file may not be; a cycle, a tensor with
-    two producers, or an input nothing produces is an error.
+    two producers, or an input nothing produces is an error. A node with subgraphs
+    (If, Loop, Scan) also depends on the outer tensors its subgraphs read, so a cycle
+    through a branch is one too.
     """
     producer = {}
     for index, node in enumerate(nodes):
@@ -116,7 +118,8 @@ def topological_order(nodes: list[onnx.NodeProto], known: set[str]) -> list[int]
         if dangling is not None:
             raise InputError(f"input {dangling!r} of node {node.name or node.op_type!r} is not produced by any node, "
                              "initializer or graph input (a dangling input)")
-        deps = {producer[name] for name in node.input if name and name in producer and name not in known}
+        read = [*node.input, *sorted(outer_references(node))]
+        deps = {producer[name] for name in read if name and name in producer and name not in known}
         if index in deps:
             raise InputError(f"node {node.name or node.op_type!r} consumes its own output (a cycle)")
         for dep in deps:
@@ -125,6 +128,20 @@ def topological_order(nodes: list[onnx.NodeProto], known: set[str]) -> list[int]
     if len(order) != len(nodes):
         raise InputError("the ONNX graph has a cycle; a model's data-flow graph must be acyclic")
     return order
+
+
+def outer_references(node: onnx.NodeProto) -> set[str]:
+    """Tensors that the subgraphs of ``node`` read from the enclosing graph (ONNX's implicit inputs)."""
+    found: set[str] = set()
+    for attribute in node.attribute:
+        for graph in [attribute.g, *attribute.graphs] if attribute.type in (onnx.AttributeProto.GRAPH,
+                                                                            onnx.AttributeProto.GRAPHS) else []:
+            defined = {value.name for value in [*graph.input, *graph.initializer]}
+            defined |= {name for inner in graph.node for name in inner.output}
+            for inner in graph.node:
+                found |= {name for name in [*inner.input, *outer_references(inner)] if name and name not in defined}
+            found |= {output.name for output in graph.output if output.name not in defined}
+    return found
 
 
 def sort_nodes(model: onnx.ModelProto) -> None:

@@ -183,6 +183,8 @@ class Graph:
                 f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
                 "the file may be truncated"
             ) from None
+        except RecursionError:
+            raise IRFormatError(f"{path}: nested too deeply to be an IR file") from None
         return cls.from_dict(data, origin=str(path))
 
 

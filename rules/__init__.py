@@ -14,6 +14,5 @@ from hnn.rules.loader import (
     load_rule_sets,
 )
 
-
 __all__ = ["Element", "Rule", "RuleSet", "DEFAULT_RULES", "RuleFileError", "combine", "load_rule_file",
            "load_rule_sets"]

@@ -1,7 +1,8 @@
-"""The fuzz target on a fixed, seeded sample of mutated real models: no input may escape as a traceback.
+"""The fuzz targets on fixed, seeded samples of mutated real models: no input may escape as a traceback.
 
-scripts/fuzz_onnx.py runs the same target coverage-guided for as long as you like;
-this keeps what it found fixed (every finding also became a case in tests/corpus).
+scripts/fuzz.py runs the same targets (onnx, keras, savedmodel) coverage-guided for as long as
+you like; this keeps what they found fixed (every finding also became a case in tests/corpus or
+a rule of the check it passed).
 """
 
 import random
@@ -50,3 +51,27 @@ def test_the_mutator_changes_models_and_keeps_most_of_them_parseable():
         except Exception:
             pass
     assert parseable > 100  # structure-aware: most mutants reach the code past the parser
+
+
+def _seeded_findings(target, mutants: int, workdir, seed: int) -> dict:
+    rng = random.Random(seed)
+    seeds = target.seed_inputs()
+    assert all(target.run_one(data, workdir) is None for data in seeds)  # the seeds themselves are fine
+    findings = {}
+    for _ in range(mutants):
+        finding = target.run_one(target.mutate(rng.choice(seeds), rng), workdir)
+        if finding is not None:
+            findings.setdefault(finding.signature, finding.message)
+    return findings
+
+
+def test_mutated_keras_files_load_in_safe_mode_or_give_a_one_line_error(tmp_path):
+    import keras_target
+
+    assert _seeded_findings(keras_target, 150, tmp_path, seed=20261201) == {}
+
+
+def test_mutated_saved_models_never_pass_a_file_op_and_never_crash_the_check(tmp_path):
+    import savedmodel_target
+
+    assert _seeded_findings(savedmodel_target, 3000, tmp_path, seed=20261201) == {}

@@ -52,6 +52,19 @@ app.command("check")(index.check)
 app.command("eval")(training.evaluate)
 
 
+def _usage_error(exc) -> None:
+    """A click usage error (a bad option value, an unknown option) as one line, exit 2; the help
+    text that click shows for a command given no arguments as it is."""
+    message = exc.format_message()
+    if "\n" in message.strip():  # no arguments: the message is the command's help
+        typer.echo(message, err=True)
+        sys.exit(exc.exit_code)
+    context = getattr(exc, "ctx", None)
+    hint = f" (see `{context.command_path} --help`)" if context is not None else ""
+    typer.echo(f"hnn: {message}{hint}", err=True)
+    sys.exit(exc.exit_code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn known errors into one line and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -80,9 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # click usage errors and bugs
         # By what it does, not its class: typer 0.29 vendors click (typer._click), and the `click`
         # package need not be installed at all.
-        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
-            sys.exit(exc.exit_code)
+        if callable(getattr(exc, "format_message", None)) and isinstance(getattr(exc, "exit_code", None), int):
+            _usage_error(exc)
         if debug:
             traceback.print_exc()
         typer.echo(f"hnn: internal error: {summary(exc)} (run with --debug for the traceback)", err=True)

@@ -10,12 +10,13 @@ from hnn.cli.options import (
     JsonOption,
     ModelOptions,
     VerboseOption,
+    about,
     configure_logging,
     echo_json,
     model_options,
     relation_mark,
 )
-from hnn.errors import HnnError
+from hnn.errors import HnnError, printable
 
 
 @model_options("framework", "checkpoint", "bits", "input_shape")
@@ -37,12 +38,12 @@ def hash_models(
             if len(models) == 1:
                 raise
             failures += 1  # one bad model among many must not lose the others' hashes
-            typer.echo(f"hnn: {model}: {exc}", err=True)
+            typer.echo(f"hnn: {about(printable(model), str(exc))}", err=True)
             continue
         if as_json:
             echo_json(result.to_dict())
         else:
-            typer.echo(f"{result.hash}  {model}")
+            typer.echo(f"{result.hash}  {printable(model)}")
     if failures:
         raise typer.Exit(1)
 

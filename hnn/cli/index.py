@@ -6,7 +6,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from hnn.cli.options import IndexArgument, JsonOption, ModelOptions, Progress, echo_json, model_options, relation_mark
+from hnn.cli.options import (
+    IndexArgument,
+    JsonOption,
+    ModelOptions,
+    Progress,
+    about,
+    echo_json,
+    model_options,
+    relation_mark,
+)
+from hnn.errors import printable
 
 index_app = typer.Typer(help="The model registry: an SQLite index of hash codes with Hamming search.",
                         no_args_is_help=True)
@@ -24,10 +34,7 @@ def index_add(
     """Hash models and add them; each entry commits on its own, duplicates are reported."""
     from hnn.index.registry import add_models
 
-    with Progress("adding") as progress:
-        results = add_models(index, models, label=label, checkpoint=options.checkpoint, bits=options.bits,
-                             progress=progress, **options.ingest)
-    for result in results:
+    def report(result: dict) -> None:  # as each model is done: what is committed is said at once
         if as_json:
             echo_json(result)
         elif result["status"] == "added":
@@ -35,7 +42,11 @@ def index_add(
         elif result["status"] == "duplicate":
             typer.echo(f"exists #{result['id']}  {result['model']}: {result['reason']}")
         else:
-            typer.echo(f"hnn: {result['model']}: {result['reason']}", err=True)
+            typer.echo(f"hnn: {about(result['model'], result['reason'])}", err=True)
+
+    with Progress("adding") as progress:
+        results = add_models(index, models, label=label, checkpoint=options.checkpoint, bits=options.bits,
+                             progress=progress, report=report, **options.ingest)
     if any(result["status"] == "failed" for result in results):
         raise typer.Exit(1)
 
@@ -82,7 +93,7 @@ def index_query(
     if as_json:
         echo_json(result)
         return
-    typer.echo(f"{model}: {result['hash']}")
+    typer.echo(f"{printable(model)}: {result['hash']}")
     for hit in result["neighbours"]:
         typer.echo(f"  {hit['distance']:>3}  #{hit['id']:<5} {hit['name']}  {hit['label'] or ''}{relation_mark(hit)}")
 
@@ -106,7 +117,7 @@ def check(
         first = result["neighbours"][0] if result["neighbours"] else None
         closest = (f"first #{first['id']} {first['name']} at distance {first['distance']}{relation_mark(first)}"
                    if first else "empty index")
-        typer.echo(f"{result['verdict']}: {model} ({closest}; match <= {result['thresholds']['match']}, "
+        typer.echo(f"{result['verdict']}: {printable(model)} ({closest}; match <= {result['thresholds']['match']}, "
                    f"suspect <= {result['thresholds']['suspect']})")
         for hit in result["neighbours"][1:]:
             typer.echo(f"  {hit['distance']:>3}  #{hit['id']:<5} {hit['name']}{relation_mark(hit)}")

@@ -14,8 +14,6 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from hnn.errors import UsageError
-
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Say what each step does (on stderr).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON summary for scripts.")]
 RulesOption = Annotated[
@@ -105,9 +103,7 @@ def limits(max_memory: str, timeout: float):
     """The worker's limits from ``--max-memory`` and ``--timeout``."""
     from hnn.ingest.worker import Limits, parse_memory
 
-    if timeout <= 0:
-        raise UsageError(f"--timeout {timeout}: must be positive")
-    return Limits(max_memory=parse_memory(max_memory), timeout=timeout)
+    return Limits(max_memory=parse_memory(max_memory), timeout=timeout)  # refuses what sets no limit
 
 
 def configure_logging(verbose: bool) -> None:
@@ -120,6 +116,11 @@ def configure_logging(verbose: bool) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO if verbose else logging.WARNING)
     logger.propagate = False
+
+
+def about(model: str, message: str) -> str:
+    """``message`` as the one line about ``model``: prefixed with its name unless it names it already."""
+    return message if model in message else f"{model}: {message}"
 
 
 def echo_json(value) -> None:

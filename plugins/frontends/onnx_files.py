@@ -38,10 +38,25 @@ def load_onnx_file(path: str | Path) -> onnx.ModelProto:
         raise InputError(f"{path}: not a valid ONNX model (protobuf parse failed: {exc})") from None
     if not model.HasField("graph") or not model.graph.node:
         raise InputError(f"{path}: not an ONNX model (no graph nodes found)")
+    _check_unique_names(model, path)
     _check_tensor_sizes(model, path)
     _check_functions_not_recursive(model, path)
     _load_external_data(model, path.parent.resolve())
     return model
+
+
+def _check_unique_names(model: onnx.ModelProto, path: Path) -> None:
+    """Refuse two initializers, graph inputs or graph outputs of one name: which one a reader takes is
+    up to the reader, so two tools could see two different models in one file."""
+    graph = model.graph
+    for what, names in (("initializer", [t.name for t in graph.initializer]),
+                        ("graph input", [v.name for v in graph.input]),
+                        ("graph output", [v.name for v in graph.output])):
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise InputError(f"{path}: two {what}s are named {name!r}; each name of an ONNX graph is unique")
+            seen.add(name)
 
 
 def _check_tensor_sizes(model: onnx.ModelProto, path: Path) -> None:

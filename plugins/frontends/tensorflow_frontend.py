@@ -8,15 +8,14 @@ becomes an error message here.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import onnx
 
 from hnn.errors import InputError
+from hnn.isolation import clean_environment, die_with_parent, python_command
 from hnn.plugins.frontend import ConvertOptions, Frontend, installed_version
 from hnn.plugins.frontends.savedmodel_policy import check_saved_model
 from hnn.plugins.hookspecs import hookimpl
@@ -49,11 +48,13 @@ class TensorFlowFrontend(Frontend):
         if not options.trust:
             check_saved_model(folder)  # before tf2onnx loads and traces anything
         target = Path(options.workdir) / "model.onnx"
-        command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(folder),
-                   "--output", str(target), "--opset", str(OPSET)]
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        command = python_command("-m", "tf2onnx.convert", "--saved-model", str(folder.resolve()),
+                                 "--output", str(target.resolve()), "--opset", str(OPSET))
         try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
+            # Isolated like the worker (hnn.isolation): nothing from the SavedModel's folder or ours imports.
+            result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S,
+                                    env=clean_environment(TF_CPP_MIN_LOG_LEVEL="3"), cwd=options.workdir,
+                                    preexec_fn=die_with_parent)
         except subprocess.TimeoutExpired:
             raise InputError(f"{folder}: tf2onnx did not finish within {TIMEOUT_S} s") from None
         if result.returncode != 0 or not target.exists():

@@ -90,6 +90,21 @@ def _nested_loop(depth: int) -> onnx.ModelProto:
     return model
 
 
+def _cycle_through_if() -> onnx.ModelProto:
+    """y = If(cond) whose then-branch reads z, and z = Relu(y): a cycle only the subgraph shows."""
+    out = helper.make_tensor_value_info("branch_out", TensorProto.FLOAT, None)
+    then_branch = helper.make_graph([helper.make_node("Identity", ["z"], ["branch_out"])], "then", [], [out])
+    else_branch = helper.make_graph([helper.make_node("Identity", ["x"], ["branch_out"])], "else", [], [out])
+    nodes = [helper.make_node("If", ["cond"], ["y"], then_branch=then_branch, else_branch=else_branch),
+             helper.make_node("Relu", ["y"], ["z"])]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+              helper.make_tensor_value_info("cond", TensorProto.BOOL, [])]
+    graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
 def _recursive_function() -> onnx.ModelProto:
     """A model-local function that calls itself: inlining it would never end."""
     body = [helper.make_node("Loopy", ["a"], ["b"], domain="custom"), helper.make_node("Relu", ["b"], ["c"])]
@@ -152,7 +167,7 @@ def make_corpus(folder: str | Path, framework_cases: bool = True) -> dict[str, t
     onnx_case("nested_if", _nested_if(30), "")
     onnx_case("nested_loop", _nested_loop(20), "")
 
-    # Cases found by scripts/fuzz_onnx.py, rebuilt here by hand: each crashed the ONNX-to-IR path once.
+    # Cases found by scripts/fuzz.py --target onnx, rebuilt here by hand: each crashed the ONNX-to-IR path once.
     duplicate = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Sigmoid", ["x"], ["y"])]
     onnx_case("duplicate_outputs", _relu_model(nodes=duplicate), "produced twice")
     dangling = [helper.make_node("Add", ["x", "nowhere"], ["y"])]
@@ -187,10 +202,28 @@ def make_corpus(folder: str | Path, framework_cases: bool = True) -> dict[str, t
     onnx_case("raw_string_tensor", _relu_model([huge_string], nodes=[helper.make_node("Add", ["x", "w"], ["y"])]),
               "stores raw data")
     onnx_case("recursive_function", _recursive_function(), "recursive")
+    onnx_case("cycle_through_if", _cycle_through_if(), "cycle")
+    ones = numpy_helper.from_array(np.ones(4, np.float32), "w")
+    twice = numpy_helper.from_array(np.zeros(4, np.float32), "w")
+    onnx_case("duplicate_initializer", _relu_model([ones, twice], nodes=[helper.make_node("Add", ["x", "w"], ["y"])]),
+              "two initializers are named 'w'")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    onnx_case("duplicate_input", _relu_model(inputs=[x, x]), "two graph inputs are named 'x'")
+    doubled = _relu_model()
+    doubled.graph.output.append(doubled.graph.output[0])
+    onnx_case("duplicate_output", doubled, "two graph outputs are named 'y'")
 
     path = folder / "zip_bomb.keras"
     _zip_bomb(path, 1024**3)
     cases["zip_bomb"] = (path, "zip bomb")
+    # Found by scripts/fuzz.py --target keras: zipfile raised these past the archive check.
+    cases["zip_future_version"] = (_patched_zip(folder / "zip_future_version.keras", extract_version=175),
+                                   "not a readable zip archive")
+    cases["zip_name_not_utf8"] = (_patched_zip(folder / "zip_name_not_utf8.keras", name=b"\xa0\xff.json"),
+                                  "not a readable zip archive")
+    path = folder / "many_members.keras"
+    _many_members_keras(path)
+    cases["keras_many_members"] = (path, "zip bomb: its entries expand")
     if framework_cases:
         cases.update(_framework_cases(folder, canary))
     return cases
@@ -220,6 +253,33 @@ def _zip_bomb(path: Path, size: int) -> None:
             chunk = bytes(1 << 24)
             for _ in range(size // len(chunk)):
                 entry.write(chunk)
+
+
+def _patched_zip(path: Path, extract_version: int | None = None, name: bytes | None = None) -> Path:
+    """A one-entry zip whose central directory says what zipfile cannot read: a version it does not
+    implement, or a name flagged UTF-8 that is not."""
+    import struct
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", "{}")
+    data = bytearray(path.read_bytes())
+    central = data.rindex(b"PK\x01\x02")
+    if extract_version is not None:
+        struct.pack_into("<H", data, central + 6, extract_version)
+    if name is not None:
+        struct.pack_into("<H", data, central + 8, struct.unpack_from("<H", data, central + 8)[0] | 0x800)
+        length = struct.unpack_from("<H", data, central + 28)[0]
+        data[central + 46:central + 46 + length] = name.ljust(length, b"x")[:length]
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _many_members_keras(path: Path, members: int = 3, size: int = 30 * 1024**2) -> None:
+    """A .keras-shaped zip of entries each under the per-entry ratio check, expanding 1000x together."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", "{}")
+        for index in range(members):
+            archive.writestr(f"assets/part{index}.bin", bytes(size))
 
 
 def _framework_cases(folder: Path, canary: Path) -> dict[str, tuple[Path, str]]:
@@ -268,7 +328,72 @@ def _framework_cases(folder: Path, canary: Path) -> dict[str, tuple[Path, str]]:
     cases["savedmodel_writefile"] = (folder / "savedmodel_writefile", "TensorFlow op WriteFile")
     tf.saved_model.save(ReadsFileInABranch(), str(folder / "savedmodel_nested_readfile"))
     cases["savedmodel_nested_readfile"] = (folder / "savedmodel_nested_readfile", "TensorFlow op ReadFile")
+    cases.update(_saver_attacks(tf, folder, canary))
     return cases
+
+
+def _saver_attacks(tf, folder: Path, canary: Path) -> dict[str, tuple[Path, str]]:
+    """SavedModels whose saver_def the attacker rewrote so that loading writes or reads a file of theirs."""
+    class Dense(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(tf.ones([4, 3]))
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
+        def __call__(self, x):
+            return tf.matmul(x, self.w)
+
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    def rewritten(name: str, rewrite) -> Path:
+        target = folder / name
+        tf.saved_model.save(Dense(), str(target))
+        saved = saved_model_pb2.SavedModel()
+        saved.ParseFromString((target / "saved_model.pb").read_bytes())
+        rewrite(saved.meta_graphs[0])
+        (target / "saved_model.pb").write_bytes(saved.SerializeToString())
+        return target
+
+    def constant(graph_nodes, name: str, values: list[bytes]):
+        node = graph_nodes.add(name=name, op="Const")
+        node.attr["dtype"].type = tf.string.as_datatype_enum
+        tensor = node.attr["value"].tensor
+        tensor.dtype = tf.string.as_datatype_enum
+        tensor.tensor_shape.dim.add().size = len(values)
+        tensor.string_val.extend(values)
+        return node
+
+    def restore_is_a_top_level_save(meta_graph):  # loading "restores" by writing the attacker's file
+        nodes = meta_graph.graph_def.node
+        constant(nodes, "evil/prefix", [str(canary).encode()]).attr["value"].tensor.tensor_shape.ClearField("dim")
+        constant(nodes, "evil/names", [b"x"])
+        constant(nodes, "evil/slices", [b""])
+        constant(nodes, "evil/data", [b"written by a SavedModel"])
+        save = nodes.add(name="evil", op="SaveV2", input=["evil/prefix", "evil/names", "evil/slices", "evil/data"])
+        save.attr["dtypes"].list.type.append(tf.string.as_datatype_enum)
+        meta_graph.saver_def.restore_op_name = "evil"
+
+    def restore_reads_elsewhere(meta_graph):  # RestoreV2 at a constant path, not the loader's
+        restore = next(f for f in meta_graph.graph_def.library.function if "restore" in f.signature.name)
+        constant(restore.node_def, "evil/prefix", [b"/etc/other-tenant/variables"]).attr["value"].tensor \
+            .tensor_shape.ClearField("dim")
+        reader = next(node for node in restore.node_def if node.op == "RestoreV2")
+        reader.input[0] = "evil/prefix:output:0"
+
+    def restore_also_saves(meta_graph):  # a writer in what loading runs
+        restore = next(f for f in meta_graph.graph_def.library.function if "restore" in f.signature.name)
+        save = restore.node_def.add(name="evil", op="SaveV2",
+                                    input=["file_prefix", "RestoreV2/tensor_names:output:0",
+                                           "RestoreV2/shape_and_slices:output:0", "RestoreV2:tensors:0"])
+        save.attr["dtypes"].list.type.append(tf.float32.as_datatype_enum)
+
+    return {
+        "savedmodel_saver_top_level_save": (rewritten("savedmodel_saver_top_level_save", restore_is_a_top_level_save),
+                                            "restore node 'evil' is not a call of a saver function"),
+        "savedmodel_restore_other_path": (rewritten("savedmodel_restore_other_path", restore_reads_elsewhere),
+                                          "RestoreV2 reads from a path other than the loader's"),
+        "savedmodel_restore_writes": (rewritten("savedmodel_restore_writes", restore_also_saves),
+                                      "TensorFlow op SaveV2"),
+    }
 
 
 if __name__ == "__main__":

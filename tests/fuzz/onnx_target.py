@@ -12,22 +12,23 @@ here the way the tests build them) and change what a hostile file can change:
 dimensions, attributes, data types, op types, node wiring, initializer bytes,
 and, one time in four, raw bytes of the serialized protobuf.
 
-Used by ``scripts/fuzz_onnx.py`` (atheris, for minutes or hours) and by
+Used by ``scripts/fuzz.py --target onnx`` (atheris, for minutes or hours) and by
 ``tests/test_fuzz_target.py`` (a fixed, seeded sample of mutations in CI).
 """
 
 from __future__ import annotations
 
 import random
-import traceback
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
+from common import Finding, finding_of, mutate_bytes
 from onnx import TensorProto, helper, numpy_helper
 
 from hnn.errors import HnnError
+
+SUFFIX = ".onnx"
 
 # Ops the mutator may swap in: real ONNX ops, with and without weights, some with subgraphs.
 OP_POOL = ("Conv", "Relu", "Add", "MatMul", "Gemm", "BatchNormalization", "MaxPool", "Concat", "Reshape",
@@ -36,12 +37,6 @@ OP_POOL = ("Conv", "Relu", "Add", "MatMul", "Gemm", "BatchNormalization", "MaxPo
 DATA_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.INT64, TensorProto.STRING, TensorProto.BOOL,
               TensorProto.UNDEFINED, 99)
 INTERESTING_INTS = (0, 1, -1, 2, 3, 7, 2**31 - 1, -(2**31), 2**40, 10**12)
-
-
-@dataclass(frozen=True)
-class Finding:
-    signature: str  # exception type and the innermost frame: one per distinct bug
-    message: str
 
 
 def seed_models() -> list[bytes]:
@@ -85,36 +80,20 @@ def mutate(data: bytes, rng: random.Random, rounds: int = 3) -> bytes:
     try:
         model.ParseFromString(data)
     except Exception:
-        return _mutate_bytes(data, rng)
+        return mutate_bytes(data, rng)
     if rng.random() < 0.25 or not model.graph.node:
-        return _mutate_bytes(data, rng)
+        return mutate_bytes(data, rng)
     for _ in range(rng.randint(1, rounds)):
         if not model.graph.node:  # a dropped node may have been the last
             break
         try:
             rng.choice(_STRUCTURAL)(model, rng)
         except (UnicodeDecodeError, ValueError, TypeError, IndexError):  # unreadable or emptied fields
-            return _mutate_bytes(data, rng)
+            return mutate_bytes(data, rng)
     try:
         return model.SerializeToString()
     except Exception:  # e.g. a mutation made a field invalid for serialization
         return data
-
-
-def _mutate_bytes(data: bytes, rng: random.Random) -> bytes:
-    buffer = bytearray(data or b"\x00")
-    for _ in range(rng.randint(1, 8)):
-        choice = rng.random()
-        position = rng.randrange(len(buffer))
-        if choice < 0.5:
-            buffer[position] = rng.randrange(256)
-        elif choice < 0.75:
-            del buffer[position:position + rng.randint(1, 16)]
-        else:
-            buffer[position:position] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
-        if not buffer:
-            buffer = bytearray(b"\x00")
-    return bytes(buffer)
 
 
 def _set_dim(model, rng):
@@ -193,7 +172,8 @@ def run_one(data: bytes, workdir: Path, simplify: bool = False) -> Finding | Non
     except (HnnError, MemoryError):
         return None
     except Exception as exc:  # noqa: BLE001 - the point is to catch what nobody expected
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
-        signature = f"{type(exc).__name__} at {Path(frame.filename).name}:{frame.lineno}"
-        return Finding(signature, str(exc).splitlines()[0][:200] if str(exc) else "")
+        return finding_of(exc)
     return None
+
+
+seed_inputs = seed_models  # the name every target gives its seeds (scripts/fuzz.py)
