@@ -118,7 +118,7 @@ def topological_order(nodes: list[onnx.NodeProto], known: set[str]) -> list[int]
         if dangling is not None:
             raise InputError(f"input {dangling!r} of node {node.name or node.op_type!r} is not produced by any node, "
                              "initializer or graph input (a dangling input)")
-        read = [*node.input, *sorted(outer_references(node))]
+        read = [*node.input, *outer_references(node)]
         deps = {producer[name] for name in read if name and name in producer and name not in known}
         if index in deps:
             raise InputError(f"node {node.name or node.op_type!r} consumes its own output (a cycle)")

@@ -23,15 +23,23 @@ DEFAULT_BATCH = 1
 
 
 def check_text_fields(model: onnx.ModelProto) -> None:
-    """Refuse names and op types that are not UTF-8: protobuf hands them back as bytes, not str."""
-    graph = model.graph
-    fields = [("op type", node.op_type) for node in graph.node] + [("domain", node.domain) for node in graph.node]
-    fields += [("tensor name", name) for node in graph.node for name in [*node.input, *node.output]]
-    fields += [("tensor name", value.name) for value in [*graph.initializer, *graph.input, *graph.output,
-                                                         *graph.value_info]]
-    bad = next(((what, value) for what, value in fields if not isinstance(value, str)), None)
+    """Refuse names and op types that are not UTF-8: protobuf hands them back as bytes, not str.
+    In the subgraphs of If, Loop and Scan too (the fuzzer's finding: a branch's name reached a sort)."""
+    bad = next(((what, value) for what, value in _text_fields(model.graph) if not isinstance(value, str)), None)
     if bad is not None:
-        raise InputError(f"a {bad[0]} is not UTF-8 text: {bad[1][:40]!r}")
+        raise InputError(f"an ONNX {bad[0]} is not UTF-8 text: {bad[1][:40]!r}")
+
+
+def _text_fields(graph: onnx.GraphProto):
+    yield from (("op type", node.op_type) for node in graph.node)
+    yield from (("domain", node.domain) for node in graph.node)
+    yield from (("tensor name", name) for node in graph.node for name in [*node.input, *node.output])
+    yield from (("tensor name", value.name) for value in [*graph.initializer, *graph.input, *graph.output,
+                                                           *graph.value_info])
+    for node in graph.node:
+        for attribute in node.attribute:
+            for subgraph in [attribute.g, *attribute.graphs]:
+                yield from _text_fields(subgraph)
 
 
 def parse_input_shape(text: str | None) -> dict[str, list[int]] | list[int] | None:

@@ -26,7 +26,7 @@ CASES = ["pickle_canary", "random_bytes", "truncated", "external_dotdot", "exter
          "cycle", "huge_declared_tensor", "zip_bomb", "torchscript", "keras_lambda", "keras_unknown_class", "savedmodel_writefile",
          "savedmodel_nested_readfile", "duplicate_outputs", "dangling_input", "op_type_not_utf8",
          "attribute_wrong_kind", "unknown_data_type", "raw_data_size_mismatch", "typed_field_mismatch",
-         "recursive_function", "raw_string_tensor", "tensor_name_not_utf8", "keras_many_members", "zip_future_version", "zip_name_not_utf8", "cycle_through_if",
+         "recursive_function", "raw_string_tensor", "tensor_name_not_utf8", "keras_many_members", "zip_future_version", "zip_name_not_utf8", "branch_name_not_utf8", "cycle_through_if",
          "duplicate_initializer", "duplicate_input", "duplicate_output",
          "savedmodel_saver_top_level_save", "savedmodel_restore_other_path", "savedmodel_restore_writes"]
 

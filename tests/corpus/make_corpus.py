@@ -182,6 +182,11 @@ def make_corpus(folder: str | Path, framework_cases: bool = True) -> dict[str, t
     path = folder / "tensor_name_not_utf8.onnx"
     path.write_bytes(model.SerializeToString().replace("\xff\xff".encode("utf-8"), b"\xff\xfe\xff\xfe"))
     cases["tensor_name_not_utf8"] = (path, "tensor name is not UTF-8")
+    model = _nested_if(1)  # found by scripts/fuzz.py --target onnx: a branch's tensor name, not UTF-8
+    model.graph.node[0].attribute[0].g.node[0].input[0] = "\xfe\xfe"
+    path = folder / "branch_name_not_utf8.onnx"
+    path.write_bytes(model.SerializeToString().replace("\xfe\xfe".encode("utf-8"), b"\xfe\xff\xfe\xff"))
+    cases["branch_name_not_utf8"] = (path, "tensor name is not UTF-8")
     pool = [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=3)]  # ONNX: a list of ints
     onnx_case("attribute_wrong_kind", _relu_model(nodes=pool, inputs=[
         helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])]), "must be a list of ints")
