@@ -9,9 +9,13 @@ import random
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent / "fuzz"))
 
 from onnx_target import mutate, run_one, seed_models  # noqa: E402
+
+pytestmark = pytest.mark.slow  # end to end: subprocesses, frameworks (the quick loop skips it)
 
 MUTANTS = 2000
 

@@ -19,6 +19,8 @@ from conftest import run_hnn
 
 from hnn.ingest.pipeline import EXAMPLE_MODEL
 
+pytestmark = pytest.mark.slow  # end to end: subprocesses, frameworks (the quick loop skips it)
+
 MARKER_CODE = "open({marker!r}, 'w').write('ran')\n"
 
 

@@ -17,6 +17,8 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from onnx_edits import insert_noops, rename_everything  # noqa: E402  (the evasion benchmark's own edits)
 from torch_edits import inherit_weights  # noqa: E402
 
+pytestmark = pytest.mark.slow  # end to end: subprocesses, frameworks (the quick loop skips it)
+
 
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory):

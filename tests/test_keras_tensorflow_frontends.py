@@ -9,6 +9,8 @@ from hnn.errors import InputError  # noqa: E402
 from hnn.ingest.pipeline import ingest  # noqa: E402
 from hnn.plugins.frontends.tf_import import import_keras  # noqa: E402
 
+pytestmark = pytest.mark.slow  # end to end: subprocesses, frameworks (the quick loop skips it)
+
 keras = import_keras()  # imports in the order that does not crash (see its docstring)
 
 

@@ -10,6 +10,8 @@ from graph_helpers import to_networkx  # noqa: E402
 from hnn.errors import InputError, UntrustedInputError  # noqa: E402
 from hnn.ingest.pipeline import ingest  # noqa: E402
 
+pytestmark = pytest.mark.slow  # end to end: subprocesses, frameworks (the quick loop skips it)
+
 
 @pytest.fixture(scope="module")
 def resnet18_irs():

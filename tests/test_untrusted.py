@@ -8,6 +8,8 @@ from conftest import run_hnn
 
 from hnn.ingest.pipeline import EXAMPLE_MODEL
 
+pytestmark = pytest.mark.slow  # end to end: subprocesses, frameworks (the quick loop skips it)
+
 CORPUS_SCRIPT = Path(__file__).parent / "corpus" / "make_corpus.py"
 
 
