@@ -65,7 +65,7 @@ class StructureColumns:
                 codes[row] = structure.code
             if has_scale[row]:
                 scales[row] = structure.scale
-        topologies = np.array([None if s is None else s.topology for s in structures] + [None], dtype=object)[:-1]
+        topologies = np.array([None if s is None else s.topology for s in structures], dtype=object)
         return cls(codes, has_code, topologies, scales, has_scale)
 
 

@@ -58,7 +58,7 @@ def query_model(index_path: str | Path, model: str, k: int = 10, radius: int | N
                 **ingest_options) -> dict:
     """The entries nearest ``model``, ranked as hnn.index.ranking says, with what each shares with it."""
     with Index(index_path) as index:
-        bits = index.bits()
+        bits = index.bit_count()
         loaded = load(checkpoint, bits if bits and checkpoint is None else None)
         index.check_compatible(loaded.digest, loaded.bits)
         hashed = hash_with(loaded, model, **ingest_options)

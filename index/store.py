@@ -119,6 +119,12 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
         return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
 
 
+def _tables_and_meta(db: sqlite3.Connection) -> tuple[set[str], dict]:
+    """The file's table names, and its meta table as a dict (empty when it has none)."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return tables, dict(db.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
+
+
 def _cannot_write(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "readonly" in text or "read-only" in text or "unable to open" in text
@@ -210,27 +216,24 @@ class Index:
         try:
             db = _open_read_only(self.path)
             try:
-                tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-                meta = dict(db.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
+                self._refuse_unless_index_tables(*_tables_and_meta(db))
             finally:
                 db.close()
         except sqlite3.DatabaseError as exc:
             raise InputError(f"{self.path}: not an hnn index ({exc})") from None
+
+    def _refuse_unless_index_tables(self, tables: set[str], meta: dict) -> None:
         if not {"meta", "entries"} <= tables or meta.get("format") != FORMAT:
             raise InputError(f"{self.path}: an SQLite file, but not an hnn index")
 
     def _check_or_initialise(self) -> None:
-        tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables, meta = _tables_and_meta(self.db)
         if not tables:
             with transaction(self.db):
                 self._create_schema()
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?), ('version', ?)", (FORMAT, VERSION))
             return
-        if not {"meta", "entries"} <= tables:
-            raise InputError(f"{self.path}: an SQLite file, but not an hnn index")
-        meta = dict(self.db.execute("SELECT key, value FROM meta"))
-        if meta.get("format") != FORMAT:
-            raise InputError(f"{self.path}: an SQLite file, but not an hnn index")
+        self._refuse_unless_index_tables(tables, meta)
         version = str(meta.get("version", 0))
         if not version.isdigit():
             raise InputError(f"{self.path}: a damaged hnn index (its format version is {version!r})")
@@ -283,7 +286,7 @@ class Index:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
-    def bits(self) -> int | None:
+    def bit_count(self) -> int | None:
         """The bit count of the index's codes, None before its first entry."""
         value = self.meta("bits")
         if value is None:
@@ -298,7 +301,7 @@ class Index:
         if stored is None:
             self.db.execute("INSERT INTO meta VALUES ('checkpoint', ?), ('bits', ?)", (checkpoint_digest, str(bits)))
             return
-        if stored != checkpoint_digest or self.bits() != bits:
+        if stored != checkpoint_digest or self.bit_count() != bits:
             raise UsageError(
                 f"{self.path}: holds {self.meta('bits')}-bit codes of checkpoint {stored[:12]}; these are "
                 f"{bits}-bit codes of checkpoint {checkpoint_digest[:12]}: codes of two checkpoints cannot be compared"
@@ -306,7 +309,7 @@ class Index:
 
     def check_compatible(self, checkpoint_digest: str, bits: int) -> None:
         stored = self.meta("checkpoint")
-        if stored is not None and (stored != checkpoint_digest or self.bits() != bits):
+        if stored is not None and (stored != checkpoint_digest or self.bit_count() != bits):
             raise UsageError(f"{self.path}: made with checkpoint {stored[:12]} ({self.meta('bits')} bits); "
                              f"the query used {checkpoint_digest[:12]} ({bits} bits)")
 
@@ -403,7 +406,7 @@ class Index:
         """All codes, packed in memory (built on first use after a change)."""
         if self._codes is None:
             rows = self.db.execute("SELECT id, code, bits FROM entries ORDER BY id").fetchall()
-            bit_count = self.bits() or 0
+            bit_count = self.bit_count() or 0
             ids = np.array([row[0] for row in rows], dtype=np.int64)
             codes = np.array([self._code(row[0], row[1], bit_count) for row in rows],
                              dtype=bool).reshape(len(rows), bit_count)
@@ -509,7 +512,7 @@ def _rank_rows(rows: list[tuple], code: np.ndarray, structure: Structure,
     if scales is not None:
         scale_values[has_scale] = scales.view("<f8").reshape(-1, 2)
     # A digest counts only beside a structure blob, as _entry reads it.
-    topologies = np.array([row[3] if row[2] is not None else None for row in rows] + [None], dtype=object)[:-1]
+    topologies = np.array([row[3] if row[2] is not None else None for row in rows], dtype=object)
     columns = StructureColumns(structure_codes, has_structure, topologies, scale_values, has_scale)
     return code_distances, rank(structure, code_distances, columns, shared)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -50,13 +51,11 @@ def seed_inputs() -> list[bytes]:
     x = layers.Add()([layers.ReLU()(x), layers.Conv2D(4, 1)(inputs)])
     conv = keras.Model(inputs, layers.Dense(3)(layers.GlobalAveragePooling2D()(x)))
     seeds = []
-    for model in (dense, conv):
-        buffer = io.BytesIO()
-        path = Path(f"/tmp/hnn-fuzz-seed-{len(seeds)}.keras")
-        model.save(path)
-        seeds.append(path.read_bytes())
-        path.unlink()
-        del buffer
+    with tempfile.TemporaryDirectory(prefix="hnn-fuzz-seeds-") as folder:
+        for index, model in enumerate((dense, conv)):
+            path = Path(folder) / f"seed{index}.keras"  # Keras saves to a path, not a buffer
+            model.save(path)
+            seeds.append(path.read_bytes())
     return seeds
 
 
