@@ -11,7 +11,7 @@ code and with the new, and compare the two files:
 It records `hnn hash --json` at 16, 32 and 64 bits for the 21 indexed
 torchvision models and the demo's four uploads, `hnn check --json` and
 `hnn index query --json -k 10` of each upload against the demo's index, and
-`hnn compare --json` of resnet18 and its pirated copy. Times of entry creation
+`hnn compare --json` of resnet18 and a user's own resnet18. Times of entry creation
 and the folder's own path are left out: they differ between runs.
 """
 
@@ -26,7 +26,8 @@ HNN = str(Path(sys.executable).with_name("hnn"))
 PAPER_MODELS = ("vgg11 vgg13 vgg16 resnet18 resnet34 resnet101 mnasnet0_75 mnasnet1_0 mnasnet1_3 densenet121 "
                 "densenet161 densenet201 squeezenet1_0 squeezenet1_1 shufflenet_v2_x0_5 shufflenet_v2_x1_5 "
                 "shufflenet_v2_x2_0 alexnet inception_v3 mobilenet_v2 googlenet").split()
-UPLOADS = ("resnet18_copy.onnx", "efficientnet_b0.onnx", "mnasnet1_0_owned.onnx", "mnasnet1_0_owned_pruned.onnx")
+UPLOADS = ("resnet18_own.onnx", "efficientnet_b0.onnx", "mnasnet1_0_owned.onnx", "mnasnet1_0_owned_pruned.onnx",
+           "mnasnet1_0_owned_tuned_int8.onnx")
 VOLATILE = ("added",)
 
 

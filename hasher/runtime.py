@@ -19,6 +19,7 @@ from hnn.errors import InputError, UsageError
 from hnn.hasher import bits as code_bits
 from hnn.hasher.structure import Structure, structure_of
 from hnn.ingest.ir import Graph
+from hnn.provenance.fingerprint import Fingerprint
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class HashResult:
     structure: Structure
     weight_marks: list[int]
     ir_digest: str
+    fingerprint: Fingerprint | None = None
 
     def to_dict(self) -> dict:
         """What `hnn hash --json` prints."""
@@ -132,7 +134,8 @@ def hash_with(checkpoint, source: Any, **ingest_options) -> HashResult:
     return HashResult(model=str(source) if isinstance(source, (str, Path)) else type(source).__name__,
                       framework=graph.meta.framework, bits=checkpoint.bits, hash=code_bits.to_hex(code),
                       nodes=len(graph.nodes), code=code, structure=structure_of(graph),
-                      weight_marks=graph.meta.weight_marks, ir_digest=graph.digest())
+                      weight_marks=graph.meta.weight_marks, ir_digest=graph.digest(),
+                      fingerprint=graph.meta.provenance)
 
 
 def hash_model(source: Any, checkpoint: str | Path | None = None, bits: int | None = None,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from hnn.errors import HnnError, printable
 from hnn.hasher.bits import to_hex
 from hnn.hasher.runtime import hash_with, load
 from hnn.hasher.structure import compare_structures
+from hnn.index.derivation import derivation_evidence, describe
 from hnn.index.store import DuplicateEntry, Index, IndexBusy
 from hnn.index.verdicts import check_verdict, thresholds, weight_sharing
 
@@ -39,7 +40,7 @@ def add_models(index_path: str | Path, models: list[str], label: str | None = No
                 entry = index.add(name=printable(Path(model).name) if Path(model).exists() else shown, source=shown,
                                   framework=hashed.framework, code=hashed.code, checkpoint_digest=loaded.digest,
                                   ir_digest=hashed.ir_digest, label=label, structure=hashed.structure,
-                                  weight_marks=hashed.weight_marks)
+                                  weight_marks=hashed.weight_marks, fingerprint=hashed.fingerprint)
                 record({"model": shown, "status": "added", "id": entry.id, "hash": hashed.hash})
             except DuplicateEntry as duplicate:
                 record({"model": shown, "status": "duplicate", "id": duplicate.existing.id, "reason": str(duplicate)})
@@ -56,36 +57,56 @@ def add_models(index_path: str | Path, models: list[str], label: str | None = No
 
 def query_model(index_path: str | Path, model: str, k: int = 10, radius: int | None = None, checkpoint=None,
                 **ingest_options) -> dict:
-    """The entries nearest ``model``, ranked as hnn.index.ranking says, with what each shares with it."""
+    """The entries nearest ``model``: those it derives from first (strongest evidence first), then
+    the others ranked as hnn.index.ranking says; each with what it shares with the model and, where
+    both have a fingerprint, the provenance test's result."""
     with Index(index_path) as index:
         bits = index.bit_count()
         loaded = load(checkpoint, bits if bits and checkpoint is None else None)
         index.check_compatible(loaded.digest, loaded.bits)
         hashed = hash_with(loaded, model, **ingest_options)
         shared = index.shared_marks(hashed.weight_marks)
+        found = index.query(hashed.code, k, radius, structure=hashed.structure, shared=shared)
+        evidence = derivation_evidence(index, hashed.fingerprint, [entry.id for entry, _ in found])
+        listed = {entry.id for entry, _ in found}
+        derived = sorted((entry_id for entry_id, said in evidence.items() if said.derived),
+                         key=lambda entry_id: -evidence[entry_id].z)
+        extra = [index.get(entry_id) for entry_id in derived if entry_id not in listed]
+        found += [(entry, int((entry.code != hashed.code).sum())) for entry in extra]
+        order = {entry_id: position for position, entry_id in enumerate(derived)}
+        found.sort(key=lambda hit: order.get(hit[0].id, len(order)))  # stable: the ranking's order after them
+        if radius is None:
+            found = found[:k]
         neighbours = [{**entry.to_dict(), "distance": distance, **compare_structures(hashed.structure, entry.structure),
-                       **weight_sharing(shared.get(entry.id, 0))}
-                      for entry, distance in index.query(hashed.code, k, radius, structure=hashed.structure,
-                                                         shared=shared)]
+                       **weight_sharing(shared.get(entry.id, 0)),
+                       "provenance": describe(evidence[entry.id]) if entry.id in evidence else None}
+                      for entry, distance in found]
         nearest = index.query(hashed.code, k=1)  # by the code alone: the verdict's distance
     return {"model": model, "hash": hashed.hash, "structure": to_hex(hashed.structure.code),
-            "topology": hashed.structure.topology,
+            "topology": hashed.structure.topology, "fingerprint": hashed.fingerprint is not None,
             "bits": loaded.bits, "neighbours": neighbours, "nearest_distance": nearest[0][1] if nearest else None,
             "thresholds": thresholds(loaded)}
 
 
 def check_model(index_path: str | Path, model: str, k: int = 5, checkpoint=None, **ingest_options) -> dict:
-    """The nearest known models and a verdict: ``match``, ``suspect`` or ``new``.
-
-    By the perceptual code's smallest distance to any entry, at least ``suspect`` when an entry
-    has the model's topology, and by the most weight marks it shares with an entry
-    (:func:`hnn.index.verdicts.check_verdict`).
-    """
+    """The nearest known models and a verdict: ``derived``, ``same-architecture`` or ``new``
+    (:func:`hnn.index.verdicts.check_verdict`), and ``derived_from``: the entry the weights come
+    from (the strongest evidence), or None."""
     result = query_model(index_path, model, k=k, checkpoint=checkpoint, **ingest_options)
     if result["nearest_distance"] is None:
-        return {**result, "same_topology": False, "verdict": check_verdict(None, result["thresholds"], False, 0)}
+        return {**result, "same_topology": False, "derived_from": None,
+                "verdict": check_verdict(None, result["thresholds"], False, 0)}
     same_topology = any(hit["same_topology"] for hit in result["neighbours"])
     # The entry sharing the most weights ranks first (hnn.index.ranking).
     shared = max((hit["shared_marks"] for hit in result["neighbours"]), default=0)
+    source = next((hit for hit in result["neighbours"] if _derived(hit)), None)
     return {**result, "same_topology": same_topology,
-            "verdict": check_verdict(result["nearest_distance"], result["thresholds"], same_topology, shared)}
+            "derived_from": None if source is None else {"id": source["id"], "name": source["name"],
+                                                          "label": source["label"], "provenance": source["provenance"],
+                                                          "shared_marks": source["shared_marks"]},
+            "verdict": check_verdict(result["nearest_distance"], result["thresholds"], same_topology, shared,
+                                     derived=source is not None)}
+
+
+def _derived(hit: dict) -> bool:
+    return bool(hit["provenance"] and hit["provenance"]["derived"]) or hit["shares_weights"]

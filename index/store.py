@@ -4,12 +4,13 @@ One file, no server. Each entry: a stable id, the model's name and source,
 framework, an optional label (family or owner), the code and its bit count,
 the digest of the checkpoint that made it, the IR digest, the time it was
 added, its structure (hnn.hasher.structure: structure code, topology
-digest, scale) and its weight marks (hnn.ingest.weights; in their own table,
-with an SQL index from mark to entry). A search ranks its candidates as
+digest, scale), its weight marks (hnn.ingest.weights; in their own table,
+with an SQL index from mark to entry) and its provenance fingerprint with its
+probe (hnn.provenance; in their own table). A search ranks its candidates as
 hnn.index.ranking says: the entries that share the query's weights first, then
 those of the query's topology, then the others by the perceptual code. Older
 indexes are upgraded when opened (version 1 had no structure, version 2 no
-digest and scale, version 3 no weight marks); their entries keep their codes,
+digest and scale, version 3 no weight marks, version 4 no fingerprints); their entries keep their codes,
 lack what they lack, and so never count as sharing weights or as the query's
 topology, and come after entries with a structure code at the same distance.
 An index holds codes of one checkpoint only: the first entry fixes it, and
@@ -30,10 +31,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -43,9 +44,13 @@ from hnn.hasher.structure import STRUCTURE_BITS, Structure
 from hnn.index.ranking import StructureColumns, rank
 from hnn.index.search import packed_codes
 from hnn.index.verdicts import SHARED_SUSPECT
+from hnn.provenance.fingerprint import Fingerprint
+from hnn.provenance.probe import PROBE_BYTES, probe
 
 FORMAT = "hnn-index"
-VERSION = 4  # 2: the structure column; 3: the topology and scale columns; 4: weight marks, one entry per IR and weights
+# 2: the structure column; 3: the topology and scale columns; 4: weight marks, one entry per IR and weights;
+# 5: provenance fingerprints
+VERSION = 5
 BUSY_TIMEOUT_MS = 60_000
 SQL_BATCH = 500  # ids per `IN (...)`: below SQLite's smallest limit on bound parameters (999)
 
@@ -75,6 +80,11 @@ CREATE TABLE IF NOT EXISTS weight_marks (
     PRIMARY KEY (mark, entry)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS weight_marks_by_entry ON weight_marks (entry);
+CREATE TABLE IF NOT EXISTS fingerprints (
+    entry INTEGER PRIMARY KEY REFERENCES entries (id) ON DELETE CASCADE,
+    probe BLOB NOT NULL,  -- hnn.provenance.probe: read for every entry on a query, so kept apart from the data
+    data BLOB NOT NULL  -- hnn.provenance.fingerprint.Fingerprint.to_bytes
+);
 """
 # Named, not `SELECT *`: an upgraded file has the same columns, but say which order _entry reads.
 COLUMNS = "id, name, source, framework, label, code, bits, checkpoint, ir_digest, added, structure, topology, scale"
@@ -199,6 +209,7 @@ class Index:
         except sqlite3.DatabaseError as exc:
             raise InputError(f"{self.path}: not an hnn index ({exc})") from None
         self._codes = None
+        self._probes = None
 
     def _connect(self, read_only: bool = False) -> sqlite3.Connection:
         if read_only:
@@ -240,20 +251,29 @@ class Index:
         if int(version) > VERSION:
             raise InputError(f"{self.path}: index format version {version} is newer than this hnn "
                              f"reads ({VERSION}); upgrade hnn")
-        if int(version) < VERSION:
-            self._upgrade()
-        elif "weight_marks" not in tables:  # a version-4 file always has it: this one was damaged
+        if int(version) == 4 and "weight_marks" not in tables:  # a version-4 file always had it
             raise InputError(f"{self.path}: a damaged hnn index (its weight_marks table is missing)")
+        if int(version) < VERSION:
+            self._upgrade(int(version))
+        elif not {"weight_marks", "fingerprints"} <= tables:  # a version-5 file always has them: this one was damaged
+            missing = sorted({"weight_marks", "fingerprints"} - tables)
+            raise InputError(f"{self.path}: a damaged hnn index (its {' and '.join(missing)} table is missing)")
 
-    def _upgrade(self) -> None:
-        """Version 1, 2 or 3 -> 4 in one transaction: the entries table is rebuilt with the
-        columns it lacks (empty) and without version 3's one-entry-per-IR constraint, which SQLite
-        cannot drop in place; entries keep their ids and codes, and later ids never reuse one."""
+    def _upgrade(self, version: int) -> None:
+        """An older file -> VERSION in one transaction. Versions 1 to 3: the entries table is rebuilt
+        with the columns it lacks (empty) and without version 3's one-entry-per-IR constraint, which
+        SQLite cannot drop in place; entries keep their ids and codes, and later ids never reuse one.
+        Version 4 gains the (empty) fingerprints table: its entries have no fingerprint, so they are
+        never called derived, only what their codes and marks say."""
         def refused(exc: sqlite3.OperationalError) -> InputError:  # a read-only file or folder: say why
             return InputError(f"{self.path}: a version-{self.meta('version')} index, which this hnn upgrades to "
                               f"version {VERSION} when it opens it, and the upgrade cannot write ({exc})")
 
         with transaction(self.db, refused):
+            if version == 4:
+                self._create_schema()
+                self.db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(VERSION),))
+                return
             kept = ", ".join(row[1] for row in self.db.execute("PRAGMA table_info(entries)"))
             self.db.execute("DROP INDEX IF EXISTS entries_by_topology")  # the name moves to the new table's
             self.db.execute("ALTER TABLE entries RENAME TO entries_before_upgrade")
@@ -271,7 +291,7 @@ class Index:
             if statement.strip():
                 self.db.execute(statement)
 
-    def __enter__(self) -> "Index":
+    def __enter__(self) -> Index:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -317,7 +337,7 @@ class Index:
 
     def add(self, name: str, source: str, framework: str, code: np.ndarray, checkpoint_digest: str,
             ir_digest: str, label: str | None = None, structure: Structure | None = None,
-            weight_marks: list[int] | None = None) -> Entry:
+            weight_marks: list[int] | None = None, fingerprint: Fingerprint | None = None) -> Entry:
         """Add one entry in its own transaction; raises DuplicateEntry for a model already indexed
         (its IR, and its weights as far as the marks tell)."""
         packed = bits.to_bytes(code).tobytes()
@@ -337,7 +357,10 @@ class Index:
             )
             self.db.executemany("INSERT OR IGNORE INTO weight_marks (mark, entry) VALUES (?, ?)",
                                 [(int(mark), cursor.lastrowid) for mark in weight_marks or []])
-        self._codes = None
+            if fingerprint is not None:
+                self.db.execute("INSERT INTO fingerprints (entry, probe, data) VALUES (?, ?, ?)",
+                                (cursor.lastrowid, probe(fingerprint), fingerprint.to_bytes()))
+        self._codes = self._probes = None
         return self.get(cursor.lastrowid)
 
     def _same_model(self, ir_digest: str, weight_marks: list[int]) -> Entry | None:
@@ -366,7 +389,7 @@ class Index:
         entry = self.get(entry_id)
         with transaction(self.db, self._cannot_write_error):
             self.db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
-        self._codes = None
+        self._codes = self._probes = None
         return entry
 
     def _cannot_write_error(self, exc: sqlite3.OperationalError) -> InputError:
@@ -471,6 +494,31 @@ class Index:
                                            np.array([shared.get(int(entry_id), 0) for entry_id in row_ids]))
         order = np.lexsort((row_ids, ranks))
         return [(int(row_ids[i]), int(code_distances[i])) for i in order]
+
+    def probes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(entry ids, probes as uint8 rows) of every entry with a fingerprint, read once after a change.
+        A probe of the wrong length (a damaged row) is left out: that entry is only never derived."""
+        if self._probes is None:
+            rows = [row for row in self.db.execute("SELECT entry, probe FROM fingerprints ORDER BY entry")
+                    if isinstance(row[1], bytes) and len(row[1]) == PROBE_BYTES]
+            ids = np.array([row[0] for row in rows], dtype=np.int64)
+            matrix = np.frombuffer(b"".join(row[1] for row in rows), np.uint8).reshape(len(rows), PROBE_BYTES)
+            self._probes = ids, matrix
+        return self._probes
+
+    def fingerprints(self, entry_ids) -> dict[int, Fingerprint]:
+        """{id: fingerprint} of those entries that have a readable one (a damaged one is skipped: no evidence)."""
+        ids = sorted({int(entry_id) for entry_id in entry_ids})
+        found = {}
+        for start in range(0, len(ids), SQL_BATCH):
+            batch = ids[start:start + SQL_BATCH]
+            for entry_id, data in self.db.execute(f"SELECT entry, data FROM fingerprints WHERE entry IN "
+                                                  f"({', '.join('?' * len(batch))})", batch):
+                try:
+                    found[int(entry_id)] = Fingerprint.from_bytes(bytes(data))
+                except (ValueError, TypeError):
+                    continue
+        return found
 
     def shared_marks(self, weight_marks: list[int] | None) -> dict[int, int]:
         """{entry id: weight marks it shares with ``weight_marks``}, for entries sharing any.

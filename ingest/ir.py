@@ -22,6 +22,7 @@ from typing import Any
 from hnn.errors import IRFormatError, read_user_text
 from hnn.ingest.toposort import topological_order
 from hnn.ingest.weights import MARKS as MAX_WEIGHT_MARKS
+from hnn.provenance.fingerprint import Fingerprint
 
 FORMAT = "hnn-ir"
 VERSION = 1
@@ -81,6 +82,8 @@ class GraphMeta:
         rules: names of the merge rule sets applied, empty for raw data.
         weight_marks: a sample of the model's weight values (hnn.ingest.weights), empty when
             it has none or the IR was written before hnn kept them.
+        provenance: the fingerprint of the model's weights (hnn.provenance), None when it has no
+            weight layer or the IR was written before hnn made them.
     """
 
     framework: str
@@ -91,6 +94,7 @@ class GraphMeta:
     hnn_version: str = ""
     rules: list[str] = field(default_factory=list)
     weight_marks: list[int] = field(default_factory=list)
+    provenance: Fingerprint | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -104,6 +108,8 @@ class GraphMeta:
         }
         if self.weight_marks:  # absent rather than empty: IR files without weights read as before
             data["weight_marks"] = self.weight_marks
+        if self.provenance is not None:
+            data["provenance"] = self.provenance.to_dict()
         return data
 
 
@@ -170,11 +176,11 @@ class Graph:
         tmp.replace(path)
 
     @classmethod
-    def from_dict(cls, data: Any, origin: str = "IR") -> "Graph":
+    def from_dict(cls, data: Any, origin: str = "IR") -> Graph:
         return _GraphValidator(origin).graph(data)
 
     @classmethod
-    def from_json_file(cls, path: str | Path) -> "Graph":
+    def from_json_file(cls, path: str | Path) -> Graph:
         text = read_user_text(path, IRFormatError)
         try:
             data = json.loads(text)
@@ -264,6 +270,12 @@ class _GraphValidator:
         for i, mark in enumerate(marks):
             if self.count(mark, f"meta.weight_marks[{i}]") >= 1 << 63:
                 raise self.fail(f"meta.weight_marks[{i}]", "more than 63 bits")
+        provenance = None
+        if data.get("provenance") is not None:
+            try:
+                provenance = Fingerprint.from_dict(data["provenance"])
+            except ValueError as exc:
+                raise self.fail("meta.provenance", str(exc)) from None
         return GraphMeta(
             framework=framework,
             source=self.expect(data.get("source", ""), str, "meta.source", "a string"),
@@ -273,6 +285,7 @@ class _GraphValidator:
             hnn_version=self.expect(data.get("hnn_version", ""), str, "meta.hnn_version", "a string"),
             rules=rules,
             weight_marks=marks,
+            provenance=provenance,
         )
 
     def node(self, data: Any, where: str) -> Node:

@@ -12,6 +12,7 @@ import onnx
 from hnn._version import __version__
 from hnn.errors import InputError
 from hnn.ingest.canonicalize import canonicalize
+from hnn.ingest.dequantize import float_graph
 from hnn.ingest.extract import extract
 from hnn.ingest.ir import Graph, GraphMeta
 from hnn.ingest.onnx_prepare import (
@@ -22,6 +23,7 @@ from hnn.ingest.onnx_prepare import (
 )
 from hnn.ingest.weights import weight_marks
 from hnn.ingest.workgraph import to_ir
+from hnn.provenance.fingerprint import fingerprint
 
 log = logging.getLogger("hnn.ingest")
 
@@ -37,15 +39,15 @@ def onnx_to_ir(
 ) -> Graph:
     """Canonical IR of an ONNX model: fix the trigger input, simplify, extract, canonicalize.
 
-    The weight marks are taken from the model as given: onnxsim folds some weights into
-    others, which would change their values.
+    The weight marks and the provenance fingerprint are taken from the model as given: onnxsim
+    folds some weights into others, which would change their values.
     """
     check_text_fields(model)
     if isinstance(input_shape, str):
         input_shape = parse_input_shape(input_shape)
     shapes = resolve_trigger_shapes(model, input_shape)
     log.info("trigger input: %s; %s", shapes, "simplifying with onnxsim" if simplify else "not simplifying")
-    prepared = prepare(model, shapes, simplify=simplify)
+    prepared = prepare(float_graph(model), shapes, simplify=simplify)
     work = extract(prepared)
     log.info("extracted %d data nodes from %d ONNX nodes", len(work.nodes), len(prepared.graph.node))
     canonicalize(work)
@@ -58,6 +60,7 @@ def onnx_to_ir(
         producer=f"{model.producer_name} {model.producer_version}".strip(),
         hnn_version=__version__,
         weight_marks=weight_marks(model),
+        provenance=fingerprint(model),
     )
     return to_ir(work, meta)
 

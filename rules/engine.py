@@ -22,10 +22,10 @@ chain attach to it; no self-loops or duplicate edges arise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 
-from hnn.ingest.ir import Graph, GraphMeta
+from hnn.ingest.ir import Graph
 from hnn.ingest.workgraph import WorkGraph, WorkNode, from_ir, to_ir
 
 
@@ -128,7 +128,7 @@ class RuleSet:
             taken.update(members)
             merge_chain(work, members, rule.name)
             counts[rule.name] += 1
-        meta = GraphMeta(**{**graph.meta.to_dict(), "rules": [*graph.meta.rules, self.name]})
+        meta = replace(graph.meta, rules=[*graph.meta.rules, self.name])
         return to_ir(work, meta), counts
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's main job: index the paper's 21 torchvision models with the shipped
-# checkpoint, then check a pirated copy of resnet18 and a model the index does not hold;
-# then add a user's own mnasnet1_0 and check a pruned copy of it.
+# checkpoint, then check a user's own resnet18 (same architecture, own weights) and a model
+# the index does not hold; then add a user's own mnasnet1_0 and check two copies of it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-demo}
@@ -21,14 +21,18 @@ for family in vgg resnet mnasnet densenet squeezenet shufflenet alexnet inceptio
 done
 .venv/bin/python scripts/make_demo_models.py "$OUT" || exit 1
 echo
-echo "== a pirated resnet18 (new head, Identity + Dropout inserted, other exporter, other weights):"
-.venv/bin/hnn check "$OUT/models.db" "$OUT/resnet18_copy.onnx"
-echo "(exit code $?: 4 match, 3 suspect, 0 new)"
+EXITS="4 derived, 3 same-architecture, 0 new"
+echo "== a user's own resnet18 (its own weights; new head, Identity + Dropout inserted, other exporter):"
+.venv/bin/hnn check "$OUT/models.db" "$OUT/resnet18_own.onnx"
+echo "(exit code $?: $EXITS)"
 echo "== efficientnet_b0, which the index does not hold:"
 .venv/bin/hnn check "$OUT/models.db" "$OUT/efficientnet_b0.onnx"
-echo "(exit code $?: 4 match, 3 suspect, 0 new)"
+echo "(exit code $?: $EXITS)"
 echo "== a user's own mnasnet1_0 (its own weights: another model than torchvision's) is added:"
 .venv/bin/hnn index add "$OUT/models.db" "$OUT/mnasnet1_0_owned.onnx" --label uploads || exit 1
 echo "== that model pruned by 30% (every layer narrower, the rest of its weights kept):"
 .venv/bin/hnn check "$OUT/models.db" "$OUT/mnasnet1_0_owned_pruned.onnx"
-echo "(exit code $?: 4 match, 3 suspect, 0 new)"
+echo "(exit code $?: $EXITS)"
+echo "== that model fine-tuned, then quantized to int8 (no weight value left as it was):"
+.venv/bin/hnn check "$OUT/models.db" "$OUT/mnasnet1_0_owned_tuned_int8.onnx"
+echo "(exit code $?: $EXITS)"

@@ -11,11 +11,11 @@ from conftest import run_hnn
 from hnn.hasher.runtime import hash_model, load
 
 torch = pytest.importorskip("torch")
-from hnn.plugins.frontends.pytorch_frontend import export_module  # noqa: E402
+from hnn.plugins.frontends.pytorch_frontend import export_module
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-from onnx_edits import insert_noops, rename_everything  # noqa: E402  (the evasion benchmark's own edits)
-from torch_edits import inherit_weights  # noqa: E402
+from onnx_edits import insert_noops, rename_everything
+from torch_edits import inherit_weights
 
 pytestmark = pytest.mark.slow  # end to end: subprocesses, frameworks (the quick loop skips it)
 
@@ -80,7 +80,9 @@ def test_hash_of_a_bad_file_among_good_ones_reports_and_keeps_the_others(model_f
 
 def test_compare_gives_distance_and_verdict(model_files):
     same = json.loads(run_hnn("compare", model_files["resnet18"], model_files["resnet18_dynamo"], "--json").stdout)
-    assert same["distance"] == 0 and same["verdict"] == "match" and same["similarity"] == 1.0
+    # Another exporter, the same weights: derived, by the provenance test as well as by shared values.
+    assert same["distance"] == 0 and same["verdict"] == "derived" and same["similarity"] == 1.0
+    assert same["provenance"]["derived"] and same["shares_weights"]
     other = json.loads(run_hnn("compare", model_files["resnet18"], model_files["mobilenet_v2"], "--json").stdout)
     assert other["distance"] > 0
 
@@ -103,9 +105,10 @@ def test_index_add_list_query_check_remove(model_files, tmp_path):
     assert query["neighbours"][0]["name"] == "resnet18.onnx" and query["neighbours"][0]["distance"] == 0
 
     match = run_hnn("check", db, model_files["resnet18_dynamo"], "--json")
-    assert match.returncode == 4 and json.loads(match.stdout)["verdict"] == "match"
+    assert match.returncode == 4 and json.loads(match.stdout)["verdict"] == "derived"
+    assert json.loads(match.stdout)["derived_from"]["name"] == "resnet18.onnx"
     new = run_hnn("check", db, model_files["mobilenet_v2"])
-    assert new.returncode in (0, 3) and new.stdout.split(":")[0] in ("new", "suspect")
+    assert new.returncode in (0, 3) and new.stdout.split(":")[0] in ("new", "same-architecture")
 
     removed = run_hnn("index", "remove", db, "1")
     assert removed.returncode == 0
@@ -125,10 +128,11 @@ def test_a_copy_is_matched_to_its_original_before_a_sibling_with_the_same_code(m
     assert second["name"] == "squeezenet1_1.onnx" and second["distance"] == 0 and second["structure_distance"] > 0
     assert first["name"] == "squeezenet1_0.onnx" and first["distance"] == 0 and first["structure_distance"] == 0
     check = json.loads(run_hnn("check", db, disguised, "-k", "1", "--json").stdout)
-    assert check["verdict"] == "match" and check["neighbours"][0]["name"] == "squeezenet1_0.onnx"
+    assert check["verdict"] == "derived" and check["neighbours"][0]["name"] == "squeezenet1_0.onnx"
+    assert check["derived_from"]["name"] == "squeezenet1_0.onnx"
 
 
-def test_a_pruned_copy_comes_first_as_its_original_and_is_at_least_suspect(model_files, tmp_path):
+def test_a_pruned_copy_comes_first_as_its_original_and_is_at_least_same_architecture(model_files, tmp_path):
     # Narrowing every layer moves the code (it is made of FLOPs and parameter buckets) but not the
     # topology: the index puts the entry of the copy's topology first and `hnn check` flags it.
     db = tmp_path / "models.db"
@@ -140,13 +144,13 @@ def test_a_pruned_copy_comes_first_as_its_original_and_is_at_least_suspect(model
     assert first["name"] == "mobilenet_v2.onnx" and first["same_topology"] and not second["same_topology"]
     check = run_hnn("check", db, pruned, "-k", "2")
     assert check.returncode in (3, 4), check.stdout
-    assert "first #4 mobilenet_v2.onnx" in check.stdout and "(same topology)" in check.stdout
+    assert "first #4 mobilenet_v2.onnx" in check.stdout and "same topology" in check.stdout
     compared = json.loads(run_hnn("compare", pruned, model_files["mobilenet_v2"], "--json").stdout)
-    assert compared["same_topology"] and compared["verdict"] in ("suspect", "match")
+    assert compared["same_topology"] and compared["verdict"] in ("same-architecture", "derived")
     assert not json.loads(run_hnn("compare", pruned, model_files["resnet18"], "--json").stdout)["same_topology"]
 
 
-def test_a_copy_with_a_block_removed_that_kept_the_weights_is_a_match_to_its_original(model_files, tmp_path):
+def test_a_copy_with_a_block_removed_is_derived_from_its_original_fine_tuned_or_not(model_files, tmp_path):
     # One block fewer is another topology, and its code lies as near resnet34's as resnet18's;
     # what gives it away is that every remaining layer carries the original's values.
     from torchvision.models import resnet
@@ -169,12 +173,15 @@ def test_a_copy_with_a_block_removed_that_kept_the_weights_is_a_match_to_its_ori
     assert first["name"] == "resnet18_own.onnx" and first["shares_weights"] and not first["same_topology"]
     assert first["shared_weights"] > 0.5 and not any(hit["shares_weights"] for hit in others)
     check = run_hnn("check", db, files["shallower"], "-k", "1")
-    assert check.returncode == 4, check.stdout  # match
+    assert check.returncode == 4 and check.stdout.startswith("derived:"), check.stdout
     assert "first #2 resnet18_own.onnx" in check.stdout and "shares" in check.stdout
     compared = json.loads(run_hnn("compare", files["tuned"], files["resnet18_own"], "--json").stdout)
-    assert compared["shared_marks"] < 8 and not compared["shares_weights"]
-    tuned = json.loads(run_hnn("index", "query", db, files["tuned"], "-k", "3", "--json").stdout)
+    assert compared["shared_marks"] < 8 and not compared["shares_weights"]  # no exact value left...
+    assert compared["verdict"] == "derived" and compared["provenance"]["derived"]  # ...but the weights still tell
+    tuned = json.loads(run_hnn("check", db, files["tuned"], "-k", "3", "--json").stdout)
     assert not any(hit["shares_weights"] for hit in tuned["neighbours"])
+    assert tuned["verdict"] == "derived" and tuned["derived_from"]["name"] == "resnet18_own.onnx"
+    assert not any(hit["provenance"]["derived"] for hit in tuned["neighbours"][1:])  # resnet34, mobilenet_v2
 
 
 def test_index_refuses_codes_of_another_checkpoint(model_files, tmp_path):

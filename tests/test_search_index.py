@@ -12,7 +12,7 @@ from hnn.errors import InputError, UsageError
 from hnn.hasher.structure import STRUCTURE_BITS, Structure
 from hnn.index.ranking import rank_of
 from hnn.index.search import packed_codes
-from hnn.index.store import DuplicateEntry, Index
+from hnn.index.store import VERSION, DuplicateEntry, Index
 
 
 @pytest.mark.parametrize("backend", ["numpy", "faiss"])
@@ -103,7 +103,7 @@ def test_a_version_1_index_is_upgraded_in_place_and_keeps_its_entries(tmp_path):
     db.commit()
     db.close()
     with Index(path) as index:
-        assert index.meta("version") == "4"
+        assert index.meta("version") == str(VERSION)
         (old,) = index.entries()
         assert old.name == "old" and old.structure is None and (old.code == code(1)).all()
         structure = code(5, bits=STRUCTURE_BITS)
@@ -204,8 +204,8 @@ def test_the_index_ranks_as_the_ranking_formula_says_for_every_kind_of_entry(tmp
             index.add(f"e{number}", "x", "onnx", code(number % 7, bits=16), "ck", f"d{number}",
                       structure=structure, weight_marks=shared_marks + [1000 + number])
         shared = index.shared_marks(marks)
-        expected = sorted(((rank_of(query, int((entry.code != query_code).sum()), entry.structure,
-                                    shared.get(entry.id, 0)), entry.id) for entry in index.entries()))
+        expected = sorted((rank_of(query, int((entry.code != query_code).sum()), entry.structure,
+                                    shared.get(entry.id, 0)), entry.id) for entry in index.entries())
         ranked = index.query(query_code, k=60, structure=query, shared=shared)
         assert [entry.id for entry, _ in ranked] == [entry_id for _, entry_id in expected]
         assert [distance for _, distance in ranked] == [int((e.code != query_code).sum()) for e, _ in ranked]
@@ -226,7 +226,7 @@ def test_a_version_3_index_is_rebuilt_for_weight_marks_and_keeps_entries_and_ids
     db.commit()
     db.close()
     with Index(path) as index:
-        assert index.meta("version") == "4"
+        assert index.meta("version") == str(VERSION)
         (old,) = index.entries()
         assert (old.id, old.name, old.structure) == (1, "old-1", None)
         assert (old.code == code(1)).all()
@@ -245,7 +245,7 @@ def test_a_version_3_index_is_rebuilt_for_weight_marks_and_keeps_entries_and_ids
 def test_one_architecture_with_other_weights_is_another_entry_and_the_same_weights_a_duplicate(tmp_path):
     # A platform holds many fine-tuned copies of one architecture: each is its own model.
     with Index(tmp_path / "i.db", create=True) as index:
-        first = index.add("owner-a", "a.onnx", "onnx", code(1), "ck", "d-resnet", weight_marks=list(range(0, 20)))
+        first = index.add("owner-a", "a.onnx", "onnx", code(1), "ck", "d-resnet", weight_marks=list(range(20)))
         second = index.add("owner-b", "b.onnx", "onnx", code(1), "ck", "d-resnet", weight_marks=list(range(100, 120)))
         assert first.id != second.id
         with pytest.raises(DuplicateEntry, match=f"#{second.id}"):  # most of its marks: a re-export
@@ -266,7 +266,7 @@ def test_a_version_2_index_gets_the_new_columns_and_keeps_its_structure_codes(tm
     as_older_format(path, 2, "DROP TABLE weight_marks", "DROP INDEX entries_by_topology", "DROP INDEX entries_by_ir",
                     "ALTER TABLE entries DROP COLUMN topology", "ALTER TABLE entries DROP COLUMN scale")
     with Index(path) as index:
-        assert index.meta("version") == "4"
+        assert index.meta("version") == str(VERSION)
         (old,) = index.entries()
         assert old.structure.topology is None and old.structure.scale is None
         assert (old.structure.code == structure).all() and (old.code == code(1)).all()
@@ -274,13 +274,26 @@ def test_a_version_2_index_gets_the_new_columns_and_keeps_its_structure_codes(tm
         assert [e.id for e, _ in index.query(code(1), k=1, structure=of_topology("t", [1, 1]))] == [new.id]
 
 
-def test_an_index_without_its_weight_marks_table_is_refused_as_damaged(tmp_path):
-    path = tmp_path / "i.db"
+def one_entry_index_as(path, version, *statements):
+    """An index of one entry (with weight marks), then made as :func:`as_older_format` says."""
     with Index(path, create=True) as index:
         index.add("a", "a", "onnx", code(1), "ck", "d1", weight_marks=[1, 2, 3])
-    as_older_format(path, 4, "DROP TABLE weight_marks")
-    with pytest.raises(InputError, match="damaged hnn index"):
+    as_older_format(path, version, *statements)
+    return path
+
+
+@pytest.mark.parametrize("version, table", [(4, "weight_marks"), (VERSION, "weight_marks"), (VERSION, "fingerprints")])
+def test_an_index_without_a_table_its_version_has_is_refused_as_damaged(tmp_path, version, table):
+    path = one_entry_index_as(tmp_path / "i.db", version, f"DROP TABLE {table}")
+    with pytest.raises(InputError, match=f"damaged hnn index \\(its {table} table is missing"):
         Index(path)
+
+
+def test_a_version_4_index_gains_an_empty_fingerprints_table_and_keeps_its_entries(tmp_path):
+    path = one_entry_index_as(tmp_path / "i.db", 4, "DROP TABLE fingerprints")
+    with Index(path) as index:
+        assert index.meta("version") == str(VERSION) and [e.name for e in index.entries()] == ["a"]
+        assert index.shared_marks([1, 2, 3]) == {1: 3} and len(index.probes()[0]) == 0
 
 
 def test_codes_of_another_checkpoint_or_bit_count_are_refused(tmp_path):

@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 from hnn.errors import IRFormatError
-from hnn.index.verdicts import SHARED_MATCH, SHARED_SUSPECT
+from hnn.index.verdicts import SHARED_SUSPECT
 from hnn.ingest.ir import Graph
 from hnn.ingest.pipeline import onnx_to_ir
 from hnn.ingest.weights import MARKS, shared_marks, weight_marks
@@ -41,7 +41,7 @@ def test_a_pruned_copy_shares_its_original_marks_and_an_independent_model_none()
     marks = marks_of(original)
     assert len(marks) == MARKS and marks == sorted(set(marks))
     pruned = inherit_weights(cnn(22, seed=5), original)  # every layer 30% narrower, original values kept
-    assert shared_marks(marks_of(pruned), marks) >= SHARED_MATCH
+    assert shared_marks(marks_of(pruned), marks) >= 4 * SHARED_SUSPECT  # a quarter of the sample, and more
     assert shared_marks(marks_of(cnn(32, seed=1)), marks) < SHARED_SUSPECT  # same architecture, own weights
 
 

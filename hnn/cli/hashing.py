@@ -55,7 +55,7 @@ def compare(
     options: ModelOptions,
     as_json: JsonOption = False,
 ) -> None:
-    """Hamming distance, similarity and verdict (match / suspect / different) of two models."""
+    """Distance, similarity, provenance and verdict (derived / same-architecture / different) of two models."""
     from hnn.index.compare import compare as compare_models
 
     result = compare_models(a, b, checkpoint=options.checkpoint, bits=options.bits, **options.ingest)
@@ -63,5 +63,5 @@ def compare(
         echo_json(result)
         return
     typer.echo(f"{result['verdict']}: distance {result['distance']}/{result['a']['bits']} bits, similarity "
-               f"{result['similarity']:.3f}{relation_mark(result)} (match <= {result['thresholds']['match']}, "
+               f"{result['similarity']:.3f}{relation_mark(result)} (code match <= {result['thresholds']['match']}, "
                f"suspect <= {result['thresholds']['suspect']})")

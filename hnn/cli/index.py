@@ -106,7 +106,7 @@ def check(
     k: Annotated[int, typer.Option("-k", min=1, help="How many nearest entries to show.")] = 5,
     as_json: JsonOption = False,
 ) -> None:
-    """Is MODEL a copy of a known model? Verdict match / suspect / new; exit code 4 / 3 / 0."""
+    """Is MODEL derived from a known model? Verdict derived / same-architecture / new; exit code 4 / 3 / 0."""
     from hnn.index.registry import check_model
     from hnn.index.verdicts import CHECK_EXIT_CODES
 
@@ -117,8 +117,9 @@ def check(
         first = result["neighbours"][0] if result["neighbours"] else None
         closest = (f"first #{first['id']} {first['name']} at distance {first['distance']}{relation_mark(first)}"
                    if first else "empty index")
-        typer.echo(f"{result['verdict']}: {printable(model)} ({closest}; match <= {result['thresholds']['match']}, "
-                   f"suspect <= {result['thresholds']['suspect']})")
+        unweighed = "" if result["fingerprint"] else "; the model has no weights to test"
+        typer.echo(f"{result['verdict']}: {printable(model)} ({closest}; code match <= "
+                   f"{result['thresholds']['match']}, suspect <= {result['thresholds']['suspect']}{unweighed})")
         for hit in result["neighbours"][1:]:
             typer.echo(f"  {hit['distance']:>3}  #{hit['id']:<5} {hit['name']}{relation_mark(hit)}")
     raise typer.Exit(CHECK_EXIT_CODES[result["verdict"]])

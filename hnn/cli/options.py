@@ -128,11 +128,22 @@ def echo_json(value) -> None:
 
 
 def relation_mark(hit: dict) -> str:
-    """What the listings add to an entry that shares the query's weights or topology (ranked
-    first: docs/index.md)."""
-    marks = [f"shares {hit['shared_weights']:.0%} of sampled weights"] if hit.get("shares_weights") else []
+    """What the listings add to an entry the query derives from, or that shares its weights or
+    topology (ranked first: docs/index.md)."""
+    said = hit.get("provenance")
+    marks = [f"derived: {provenance_summary(said)}"] if said and said["derived"] else []
+    marks += [f"shares {hit['shared_weights']:.0%} of sampled weights"] if hit.get("shares_weights") else []
     marks += ["same topology"] if hit["same_topology"] else []
+    if said and not said["derived"] and hit["same_topology"]:
+        marks.append(f"weights independent: p = {said['p_value']:.2g}")
     return f" ({', '.join(marks)})" if marks else ""
+
+
+def provenance_summary(said: dict) -> str:
+    """``p < 1e-300, positional test, 20 of 21 layers``: the provenance test's result in a few words."""
+    p_value = f"p = {said['p_value']:.2g}" if said["log10_p"] > -300 else f"p < 1e{int(said['log10_p'])}"
+    test = said[said["test"]]
+    return f"{p_value}, {said['test']} test, {test['layers_matched']} of {test['layers_compared']} layers"
 
 
 class Progress:

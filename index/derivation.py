@@ -1,0 +1,38 @@
+"""Which index entries is a query derived from? Candidates by probe, then the exact provenance test.
+
+The structural search finds an upload's architecture; among the entries of that
+architecture (a hub may hold thousands of fine-tunes of one base) the probes
+(hnn.provenance.probe, one row per entry, read once) pick the few whose weights
+look related, and only those, with the structural neighbours, get the pairwise
+test of hnn.provenance.evidence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hnn.provenance.evidence import Evidence, compare
+from hnn.provenance.fingerprint import Fingerprint
+from hnn.provenance.probe import probe, probe_scores
+
+# Entries tested per probe kind (positional, anchored), beside the structural neighbours.
+PROBE_CANDIDATES = 4
+
+
+def derivation_evidence(index, fingerprint: Fingerprint | None, neighbour_ids) -> dict[int, Evidence]:
+    """{entry id: the evidence that the query derives from it} for the candidates that have a fingerprint."""
+    if fingerprint is None:
+        return {}
+    candidates = {int(entry_id) for entry_id in neighbour_ids}
+    ids, probes = index.probes()
+    if len(ids):
+        for scores in probe_scores(probe(fingerprint), probes):
+            best = np.argsort(-scores, kind="stable")[:PROBE_CANDIDATES]
+            candidates.update(int(ids[i]) for i in best if np.isfinite(scores[i]))
+    return {entry_id: compare(fingerprint, stored) for entry_id, stored in index.fingerprints(candidates).items()}
+
+
+def describe(evidence: Evidence) -> dict:
+    """What the JSON says of one tested pair: derived or not, the p-value, and the test that decided."""
+    strongest = "positional" if evidence.strongest is evidence.positional else "anchored"
+    return {**evidence.to_dict(), "test": strongest}

@@ -1,0 +1,167 @@
+"""Is model B derived from model A? The test on two provenance fingerprints.
+
+Two tests, one per part of the fingerprint (hnn.provenance.fingerprint), each
+with a p-value under "B's weights are independent of A's":
+
+*Positional.* Layers of A and B are paired by their shapes in graph order (a
+longest common subsequence, so a block gained or lost shifts nothing else); each
+pair's sketches agree in ``h`` of SKETCH_BITS signs. Independent weights agree in
+half, binomially; the pair's z is ``(h - bits/2) / sqrt(bits/4)``, and the
+layers' z's add up as Stouffer's. Nothing about the pairing looks at the
+sketches, so the null is exact up to the sketch's own approximation.
+
+*Anchored.* Each Gram layer of the model with fewer is set against the other's
+Gram layers at about the same relative depth; its best Pearson correlation is
+that layer's evidence and the *score* is their mean. The null comes from B: its
+anchor coordinates, permuted at random (``PERMUTATIONS`` times), keep
+everything about B but its alignment with A's anchor; the z is the observed
+score in the permuted scores' standard deviations.
+
+The evidence is the stronger test's, with its p-value doubled (Bonferroni over
+the two). benchmarks/provenance.py measures both on copies and independents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from functools import lru_cache
+
+import numpy as np
+
+from hnn.provenance.fingerprint import ANCHOR_DIMS, SKETCH_BITS, Fingerprint
+
+# The z (the stronger test's) at or above which B is called *derived* from A: a p-value near 1e-15, so that
+# across an index of a million entries a chance "derived" stays unlikely; copies score in the tens.
+DERIVED_Z = 8.0
+PERMUTATIONS = 48
+PERMUTATION_SEED = 0
+# A Gram layer is compared with the other model's within this share of the depth (and at least a layer).
+DEPTH_WINDOW = 0.12
+# A layer whose evidence is at least this is reported as matched (a Gram correlation, or a positional
+# sketch's estimated cosine); the tests use every layer.
+LAYER_MATCH = 0.5
+_TRIU = np.triu_indices(ANCHOR_DIMS, k=1)
+
+
+@dataclass(frozen=True)
+class Test:
+    """One test's result: a similarity (-1..1), its z against the null, the layers it used and matched."""
+
+    similarity: float
+    z: float
+    layers_compared: int
+    layers_matched: int
+
+    def to_dict(self) -> dict:
+        return {"similarity": round(self.similarity, 4), "z": round(self.z, 2),
+                "layers_compared": self.layers_compared, "layers_matched": self.layers_matched}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    positional: Test
+    anchored: Test
+
+    @property
+    def z(self) -> float:
+        return max(self.positional.z, self.anchored.z)
+
+    @property
+    def p_value(self) -> float:
+        from scipy.stats import norm
+
+        return float(min(1.0, 2.0 * norm.sf(self.z)))
+
+    @property
+    def log10_p(self) -> float:
+        """log10 of the p-value: a copy's p is below what a float holds (z of 40 is 1e-350)."""
+        from scipy.stats import norm
+
+        return float(min(0.0, (np.log(2.0) + norm.logsf(self.z)) / np.log(10.0))) + 0.0  # never -0.0
+
+    @property
+    def derived(self) -> bool:
+        return self.z >= DERIVED_Z
+
+    @property
+    def strongest(self) -> Test:
+        return self.positional if self.positional.z >= self.anchored.z else self.anchored
+
+    def to_dict(self) -> dict:
+        return {"derived": self.derived, "p_value": float(f"{self.p_value:.3g}"), "log10_p": round(self.log10_p, 1),
+                "z": round(self.z, 2),
+                "positional": self.positional.to_dict(), "anchored": self.anchored.to_dict()}
+
+
+def compare(first: Fingerprint, second: Fingerprint) -> Evidence:
+    """The evidence that one of two models derives from the other (symmetric in the two)."""
+    return Evidence(positional=positional_test(first, second), anchored=anchored_test(first, second))
+
+
+def positional_test(first: Fingerprint, second: Fingerprint) -> Test:
+    pairs = shape_pairs(first.shapes, second.shapes)
+    if not pairs:
+        return Test(0.0, 0.0, 0, 0)
+    a = first.sketches[[i for i, _ in pairs]]
+    b = second.sketches[[j for _, j in pairs]]
+    differing = np.bitwise_count(np.bitwise_xor(a, b)).sum(axis=1, dtype=np.int64)
+    agreeing = SKETCH_BITS - differing
+    layer_z = (agreeing - SKETCH_BITS / 2) / np.sqrt(SKETCH_BITS / 4)
+    cosines = np.cos(np.pi * differing / SKETCH_BITS)
+    return Test(similarity=float(cosines.mean()), z=float(layer_z.sum() / np.sqrt(len(pairs))),
+                layers_compared=len(pairs), layers_matched=int((cosines >= LAYER_MATCH).sum()))
+
+
+def shape_pairs(first: tuple, second: tuple) -> list[tuple[int, int]]:
+    """Layer pairs (index in first, index in second) with equal shapes, in order: the longest common subsequence."""
+    matcher = SequenceMatcher(None, list(first), list(second), autojunk=False)
+    return [(block.a + k, block.b + k) for block in matcher.get_matching_blocks() for k in range(block.size)]
+
+
+def anchored_test(first: Fingerprint, second: Fingerprint) -> Test:
+    a, b = _standardized(first.grams), _standardized(second.grams)
+    if not a.shape[0] or not b.shape[0]:
+        return Test(0.0, 0.0, 0, 0)
+    if a.shape[0] > b.shape[0]:
+        a, b = b, a
+    window = _window(a.shape[0], b.shape[0])
+    best = _best_per_layer(a, b, window)
+    score = float(best.mean())
+    # Renumbering the anchor coordinates only reorders a Gram's off-diagonal entries, so B's standardised
+    # rows, reordered, are the standardised rows of B renumbered: one gather, one batched product.
+    permuted = b[:, _permutation_maps()].transpose(1, 0, 2)  # (PERMUTATIONS, layers, FEATURES)
+    null = np.where(window, np.matmul(a, permuted.transpose(0, 2, 1)), -1.0).max(axis=2).mean(axis=1)
+    z = (score - float(null.mean())) / max(float(null.std()), 1e-6)
+    return Test(similarity=score, z=z, layers_compared=int(best.size), layers_matched=int((best >= LAYER_MATCH).sum()))
+
+
+def _standardized(layers: np.ndarray) -> np.ndarray:
+    centred = layers - layers.mean(axis=-1, keepdims=True)
+    norms = np.linalg.norm(centred, axis=-1, keepdims=True)
+    return centred / np.where(norms == 0, 1.0, norms)
+
+
+@lru_cache(maxsize=1)
+def _permutation_maps() -> np.ndarray:
+    """(PERMUTATIONS, FEATURES): for fixed random renumberings of the anchor coordinates, where each
+    upper-triangle entry of the renumbered Gram comes from in the original's (the same for every pair,
+    so a pair's p-value does not depend on when it was computed)."""
+    position = np.zeros((ANCHOR_DIMS, ANCHOR_DIMS), dtype=np.int64)
+    position[_TRIU] = np.arange(len(_TRIU[0]))
+    position = position + position.T
+    rng = np.random.default_rng(PERMUTATION_SEED)
+    orders = [rng.permutation(ANCHOR_DIMS) for _ in range(PERMUTATIONS)]
+    return np.stack([position[order[_TRIU[0]], order[_TRIU[1]]] for order in orders])
+
+
+def _window(rows: int, columns: int) -> np.ndarray:
+    """Which layer pairs are compared: those at about the same relative depth."""
+    depth_a = np.arange(rows) / max(rows - 1, 1)
+    depth_b = np.arange(columns) / max(columns - 1, 1)
+    reach = max(DEPTH_WINDOW, 1.0 / max(columns - 1, 1))
+    return np.abs(depth_a[:, None] - depth_b[None, :]) <= reach + 1e-9
+
+
+def _best_per_layer(a: np.ndarray, b: np.ndarray, window: np.ndarray) -> np.ndarray:
+    return np.where(window, a @ b.T, -1.0).max(axis=1)
