@@ -51,6 +51,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from hnn.errors import summary
 from hnn.ingest.extract import INT_ATTRIBUTES, INT_LIST_ATTRIBUTES, outer_references, sort_nodes
+from hnn.provenance.weights import dequantize
 
 log = logging.getLogger("hnn.ingest")
 
@@ -354,40 +355,6 @@ def _resolve(rename: dict[str, str]) -> dict[str, str]:
 # --- dequantizing values -----------------------------------------------------------------------
 
 
-def _dequantized(q: np.ndarray, scale: np.ndarray, zero: np.ndarray | None, axis: int) -> np.ndarray | None:
-    """``(q - zero) * scale`` as float32, per-tensor or per-channel along ``axis``; None if the shapes do not fit."""
-    numeric_zero = _numeric(zero) if zero is not None else None
-    q, scale = _numeric(q), _numeric(scale)
-    if q is None or scale is None or scale.dtype.kind != "f" or scale.size == 0 or (zero is not None and (
-            numeric_zero is None or zero.size not in (1, scale.size))):
-        return None  # a zero point that is not a number is malformed, not absent
-    zero = numeric_zero
-    if scale.size == 1:
-        shape = ()
-    else:
-        if scale.ndim != 1 or q.ndim == 0 or not -q.ndim <= axis < q.ndim or q.shape[axis] != scale.size:
-            return None
-        shape = [1] * q.ndim
-        shape[axis] = scale.size
-    wide = np.float64 if q.dtype.itemsize >= 4 else np.float32  # int32 biases exceed float32's 24 bits
-    values = q.astype(wide)
-    if zero is not None:
-        values = values - zero.astype(wide).reshape(shape if zero.size > 1 else ())
-    return (values * scale.astype(wide).reshape(shape)).astype(np.float32)
-
-
-def _numeric(array: np.ndarray) -> np.ndarray | None:
-    """``array`` as numbers: int4, uint4 and float8 (ml_dtypes, kind "V") as float32; None if not numbers."""
-    if array.dtype.kind in "iuf":
-        return array
-    if array.dtype.kind != "V":
-        return None  # strings, booleans, complex: not quantized data
-    try:
-        return array.astype(np.float32)
-    except (TypeError, ValueError):
-        return None
-
-
 def _scalar(array: np.ndarray | None) -> bool:
     return array is not None and array.size == 1
 
@@ -616,7 +583,7 @@ def _float_operand(rw: _Rewriter, node: onnx.NodeProto, operand: _Operand,
         if q.dtype.kind not in "iuV":
             return None
         axis = operand.axis % q.ndim if q.ndim else 0
-        values = _dequantized(q, scale, zero, axis)
+        values = dequantize(q, scale, zero, axis)
         if values is None:
             return None
         return rw.constant(name + "_dequantized", values), scale
@@ -638,7 +605,7 @@ def _float_bias(rw: _Rewriter, name: str, input_scale: np.ndarray, weight_scale:
     scale = (input_scale.astype(np.float64).reshape(()) * weight_scale.astype(np.float64)).reshape(-1)
     if scale.size not in (1, bias.shape[-1] if bias.ndim else 1):
         return None
-    values = _dequantized(bias, scale, None, bias.ndim - 1 if bias.ndim else 0)
+    values = dequantize(bias, scale, None, bias.ndim - 1 if bias.ndim else 0)
     return None if values is None else rw.constant(name + "_dequantized", values)
 
 
@@ -759,7 +726,7 @@ def _integer_operand(rw: _Rewriter, node: onnx.NodeProto, k: int,
         return None
     # ConvInteger: per output channel (axis 0); MatMulInteger's B: per column (the last axis)
     axis = 0 if node.op_type == "ConvInteger" or q.ndim == 0 else q.ndim - 1
-    values = _dequantized(q, rw.value(scale_names[0]), zero, axis)
+    values = dequantize(q, rw.value(scale_names[0]), zero, axis)
     return None if values is None else (rw.constant(name.removesuffix("_quantized"), values), True)
 
 
@@ -827,7 +794,7 @@ def fold_constant_dequantize(rw: _Rewriter) -> int:
         axis = _int_attribute(node, "axis", 1)
         if q is None or scale is None or (zero_name and zero is None) or axis is None:
             continue
-        values = _dequantized(q, scale, zero, axis % q.ndim if q.ndim else 0)
+        values = dequantize(q, scale, zero, axis % q.ndim if q.ndim else 0)
         if values is None:
             continue
         rw.new_initializers.append(numpy_helper.from_array(values, node.output[0]))
@@ -877,7 +844,8 @@ def _layout_op_on_float(rw: _Rewriter, node: onnx.NodeProto, source: str, scale:
     inputs = [source, *node.input[1:]]
     if node.op_type == "Pad" and len(inputs) > 2 and inputs[2]:
         pad_value = rw.value(inputs[2])  # the pad value is quantized too: 0.0 is the zero point
-        value = _dequantized(pad_value, rw.value(scale), rw.value(zero), 0) if pad_value is not None else None
+        pad_scale = rw.value(scale)
+        value = dequantize(pad_value, pad_scale, rw.value(zero), 0) if None not in (pad_value, pad_scale) else None
         if value is None:
             return None
         inputs[2] = rw.constant(inputs[2] + "_dequantized", value)

@@ -6,9 +6,11 @@ with a p-value under "B's weights are independent of A's":
 *Positional.* Layers of A and B are paired by their shapes in graph order (a
 longest common subsequence, so a block gained or lost shifts nothing else); each
 pair's sketches agree in ``h`` of SKETCH_BITS signs. Independent weights agree in
-half, binomially; the pair's z is ``(h - bits/2) / sqrt(bits/4)``, and the
-layers' z's add up as Stouffer's. Nothing about the pairing looks at the
-sketches, so the null is exact up to the sketch's own approximation.
+half, about binomially; the pair's z is ``(h - bits/2)`` over its spread, and the
+layers' z's add up as Stouffer's. The binomial's spread is widened by what
+the cosine of two independent layers varies over n sketched values (a
+benchmark of independent pairs measured the plain binomial too narrow for small
+layers). Nothing about the pairing looks at the sketches.
 
 *Anchored.* Each Gram layer of the model with fewer is set against the other's
 Gram layers at about the same relative depth; its best Pearson correlation is
@@ -23,13 +25,14 @@ the two). benchmarks/provenance.py measures both on copies and independents.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import lru_cache
 
 import numpy as np
 
-from hnn.provenance.fingerprint import ANCHOR_DIMS, SKETCH_BITS, Fingerprint
+from hnn.provenance.fingerprint import ANCHOR_DIMS, POSITIONS, SKETCH_BITS, Fingerprint
 
 # The z (the stronger test's) at or above which B is called *derived* from A: a p-value near 1e-15, so that
 # across an index of a million entries a chance "derived" stays unlikely; copies score in the tens.
@@ -69,16 +72,12 @@ class Evidence:
 
     @property
     def p_value(self) -> float:
-        from scipy.stats import norm
-
-        return float(min(1.0, 2.0 * norm.sf(self.z)))
+        return min(1.0, 2.0 * normal_tail(self.z))
 
     @property
     def log10_p(self) -> float:
         """log10 of the p-value: a copy's p is below what a float holds (z of 40 is 1e-350)."""
-        from scipy.stats import norm
-
-        return float(min(0.0, (np.log(2.0) + norm.logsf(self.z)) / np.log(10.0))) + 0.0  # never -0.0
+        return min(0.0, (math.log(2.0) + log_normal_tail(self.z)) / math.log(10.0)) + 0.0  # never -0.0
 
     @property
     def derived(self) -> bool:
@@ -94,6 +93,19 @@ class Evidence:
                 "positional": self.positional.to_dict(), "anchored": self.anchored.to_dict()}
 
 
+def normal_tail(z: float) -> float:
+    """P(N(0, 1) > z). The standard library's erfc, not scipy: importing scipy.stats costs a `hnn check`
+    about half a second."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def log_normal_tail(z: float) -> float:
+    """log P(N(0, 1) > z), also where the tail itself underflows (z above about 37): the asymptotic series."""
+    if z < 30.0:
+        return math.log(max(normal_tail(z), 1e-300))
+    return -z * z / 2.0 - math.log(z * math.sqrt(2.0 * math.pi)) + math.log1p(-1.0 / z**2 + 3.0 / z**4)
+
+
 def compare(first: Fingerprint, second: Fingerprint) -> Evidence:
     """The evidence that one of two models derives from the other (symmetric in the two)."""
     return Evidence(positional=positional_test(first, second), anchored=anchored_test(first, second))
@@ -107,7 +119,11 @@ def positional_test(first: Fingerprint, second: Fingerprint) -> Test:
     b = second.sketches[[j for _, j in pairs]]
     differing = np.bitwise_count(np.bitwise_xor(a, b)).sum(axis=1, dtype=np.int64)
     agreeing = SKETCH_BITS - differing
-    layer_z = (agreeing - SKETCH_BITS / 2) / np.sqrt(SKETCH_BITS / 4)
+    # Two independent layers are orthogonal only on average: their cosine over n sketched values
+    # varies by 1/sqrt(n), and the agreement with it, beyond the binomial's bits/4 by bits^2/(pi^2 n).
+    sketched = np.array([min(POSITIONS, int(np.prod(first.shapes[i]))) for i, _ in pairs], dtype=np.float64)
+    spread = np.sqrt(SKETCH_BITS / 4 + SKETCH_BITS**2 / (np.pi**2 * sketched))
+    layer_z = (agreeing - SKETCH_BITS / 2) / spread
     cosines = np.cos(np.pi * differing / SKETCH_BITS)
     return Test(similarity=float(cosines.mean()), z=float(layer_z.sum() / np.sqrt(len(pairs))),
                 layers_compared=len(pairs), layers_matched=int((cosines >= LAYER_MATCH).sum()))

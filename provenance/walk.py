@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 ANCHOR = "anchor"  # the state of a graph input: its coordinates are the anchor
 ANCHOR_DIMS = 24
+# A state of more channels than this is dropped: no real layer has them, and a crafted graph of
+# concatenations could otherwise double them at every step.
+MAX_STATE_ROWS = 1 << 16
 # Vocabulary-sized anchors (embedding tables) are sampled to this many rows, chosen by a fixed seed.
 MAX_ANCHOR_ROWS = 1 << 16
 # The projection of anchor coordinates, the positions and the sketches' hyperplanes are fixed, so two models agree on them.
@@ -94,7 +97,11 @@ def _walk(model: onnx.ModelProto) -> Iterator[Layer]:
             continue
         state, weight = out
         outputs = [name for name in node.output if name]
-        parts = state if isinstance(state, _Parts) else [state] * len(outputs)
+        # A Split's outputs each get their part; any other op's extra outputs (DynamicQuantizeLinear's
+        # scale and zero point, an optimizer's statistics) are not the channels of its input.
+        parts = state if isinstance(state, _Parts) else [state] + [None] * (len(outputs) - 1)
+        parts = [part if not isinstance(part, np.ndarray) or part.shape[0] <= MAX_STATE_ROWS else None
+                 for part in parts]
         depth = max((depths.get(name, 0) for name in node.input), default=0) + (weight is not None)
         for name, part in zip(outputs, parts):
             states[name] = part
@@ -121,7 +128,11 @@ def _step(node, states: dict, constants: dict):
         inputs = [node.input[i] for i in positions if i < len(node.input)] if positions else list(node.input)
         summed = [states[name] for name in inputs if isinstance(states.get(name), np.ndarray)]
         return (_add(summed) if summed else data[0]), None
-    first = next((s for s in data if isinstance(s, np.ndarray)), data[0])
+    # An elementwise op's channels are its first input's, when that is not a constant: a Mul that
+    # rescales a stateless output by a state's scale (dynamic quantization) stays stateless.
+    leading = node.input[0] if node.input and node.input[0] not in constants else None
+    first = states.get(leading) if leading in states else next(
+        (s for s in data if isinstance(s, np.ndarray)), data[0])
     if not isinstance(first, np.ndarray):
         return first, None
     parameters = [constants.get(n) for n in node.input[1:5]] if op == "BatchNormalization" else []
@@ -152,7 +163,7 @@ def _weight_layer(node, states: dict, constants: dict):
     op = node.op_type
     data_at, weight_at, scale_at, zero_at = (_CONV.get(op) or _DENSE[op])
     if len(node.input) <= weight_at or node.input[weight_at] not in constants:
-        if op in ("MatMul", "FusedMatMul"):  # two activations multiplied: attention
+        if op in _DENSE:  # two activations multiplied (attention), quantized or not
             last = [states[name] for name in node.input if isinstance(states.get(name), np.ndarray)]
             return (last[-1], None) if last else None
         return None
@@ -166,6 +177,8 @@ def _weight_layer(node, states: dict, constants: dict):
     # last (in, out), a Gemm weight's first when it is stored transposed (out, in).
     transposed = op in ("Gemm", "QGemm") and _attribute(node, "transB", 0)
     weight = dequantize(weight, scale, zero, axis=0 if op in _CONV or transposed else -1)
+    if weight is None:
+        return None
     if not _informative(weight):
         state = None  # a constant or non-finite weight tells nothing, and nothing after it either
     if op in _CONV:
@@ -260,6 +273,8 @@ def _fold(node, constants: dict):
         if scale is None:
             return
         result = dequantize(values[0], scale, zero, axis=int(_attribute(node, "axis", 1)))
+        if result is None:
+            return
     elif op in ("Cast", "Identity"):
         result = values[0].astype(np.float32) if values[0].dtype.kind == "f" else values[0]
     elif op == "Transpose":

@@ -19,7 +19,7 @@ class ConstantTensors(dict):
     float32, integers as they are. Large tensors are converted on every read, not kept, so the walk
     holds one weight at a time beside the model, not a float copy of all of them."""
 
-    def __init__(self, graph: "onnx.GraphProto"):
+    def __init__(self, graph: onnx.GraphProto):
         super().__init__()
         self._tensors = {tensor.name: tensor for tensor in graph.initializer}
         for node in graph.node:
@@ -52,7 +52,7 @@ class ConstantTensors(dict):
 KEEP_ELEMENTS = 1 << 16
 
 
-def constant_tensors(graph: "onnx.GraphProto") -> ConstantTensors:
+def constant_tensors(graph: onnx.GraphProto) -> ConstantTensors:
     return ConstantTensors(graph)
 
 
@@ -71,22 +71,43 @@ def _read(tensor) -> np.ndarray | None:
     return value
 
 
-def dequantize(values: np.ndarray, scale: np.ndarray | None, zero: np.ndarray | None, axis: int) -> np.ndarray:
-    """``(values - zero) * scale`` as float32, per channel along ``axis`` when scale is a vector."""
-    values = values.astype(np.float32)
-    for vector in (scale, zero):
-        if vector is not None and vector.size > 1 and (values.ndim == 0 or vector.size != values.shape[axis % values.ndim]):
-            raise ValueError(f"a per-channel scale or zero point of {vector.size} values for {values.shape}")
-    if zero is not None:
-        values = values - _along(zero.astype(np.float32), values.ndim, axis)
-    if scale is not None:
-        values = values * _along(scale.astype(np.float32), values.ndim, axis)
-    return values
+def dequantize(values: np.ndarray, scale: np.ndarray | None, zero: np.ndarray | None, axis: int) -> np.ndarray | None:
+    """``(values - zero) * scale`` as float32, per tensor or per channel along ``axis``; None where the shapes
+    or types do not fit (a malformed upload: no evidence, never an error). ``scale`` None: no scaling
+    (ConvInteger and MatMulInteger apply theirs after the op); ``zero`` None: zero."""
+    numeric_zero = numeric(zero) if zero is not None else None
+    values = numeric(values)
+    numeric_scale = numeric(scale) if scale is not None else np.ones(1, np.float32)
+    if values is None or numeric_scale is None or numeric_scale.size == 0 or (scale is not None and scale.dtype.kind != "f"):
+        return None
+    if zero is not None and (numeric_zero is None or zero.size not in (1, numeric_scale.size, _length(values, axis))):
+        return None  # a zero point that is not a number is malformed, not absent
+    channels = max(numeric_scale.size, 1 if numeric_zero is None else numeric_zero.size)
+    if channels == 1:
+        shape = ()
+    else:
+        if values.ndim == 0 or not -values.ndim <= axis < values.ndim or values.shape[axis] != channels:
+            return None
+        shape = [1] * values.ndim
+        shape[axis] = channels
+    wide = np.float64 if values.dtype.itemsize >= 4 and values.dtype.kind in "iu" else np.float32  # int32 biases
+    result = values.astype(wide)
+    if numeric_zero is not None:
+        result = result - numeric_zero.astype(wide).reshape(shape if numeric_zero.size > 1 else ())
+    return (result * numeric_scale.astype(wide).reshape(shape if numeric_scale.size > 1 else ())).astype(np.float32)
 
 
-def _along(vector: np.ndarray, ndim: int, axis: int) -> np.ndarray:
-    if vector.size <= 1 or ndim == 0:
-        return vector.reshape(-1)[:1].reshape(())
-    shape = [1] * ndim
-    shape[axis % ndim] = vector.size
-    return vector.reshape(shape)
+def numeric(array: np.ndarray) -> np.ndarray | None:
+    """``array`` as numbers: int4, uint4 and float8 (ml_dtypes, kind "V") as float32; None if not numbers."""
+    if array.dtype.kind in "iuf":
+        return array
+    if array.dtype.kind != "V":
+        return None  # strings, booleans, complex: not quantized data
+    try:
+        return array.astype(np.float32)
+    except (TypeError, ValueError):
+        return None
+
+
+def _length(values: np.ndarray, axis: int) -> int:
+    return values.shape[axis] if values.ndim and -values.ndim <= axis < values.ndim else -1

@@ -22,7 +22,7 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 ort = pytest.importorskip("onnxruntime")
 quantization = pytest.importorskip("onnxruntime.quantization")
-from hnn.plugins.frontends.pytorch_frontend import export_module  # noqa: E402
+from hnn.plugins.frontends.pytorch_frontend import export_module
 
 SHAPE = [1, 3, 32, 32]
 # form -> the float model it was made from
