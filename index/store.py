@@ -431,8 +431,12 @@ class Index:
             rows = self.db.execute("SELECT id, code, bits FROM entries ORDER BY id").fetchall()
             bit_count = self.bit_count() or 0
             ids = np.array([row[0] for row in rows], dtype=np.int64)
-            codes = np.array([self._code(row[0], row[1], bit_count) for row in rows],
-                             dtype=bool).reshape(len(rows), bit_count)
+            width = (bit_count + 7) // 8
+            for row in rows:  # one damaged entry is named, as _code names it; the rest decode at once
+                if not isinstance(row[1], bytes) or len(row[1]) != width:
+                    self._code(row[0], row[1], bit_count)
+            packed = np.frombuffer(b"".join(row[1] for row in rows), np.uint8).reshape(len(rows), width)
+            codes = bits.from_bytes(packed, bit_count).reshape(len(rows), bit_count)
             self._codes = packed_codes(codes, ids)
         return self._codes
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from hnn.provenance.fingerprint import _SEED, _SKETCH_BYTES, FEATURES, SKETCH_BITS, Fingerprint
 
-PROBE_LAYERS = 8
+PROBE_LAYERS = 4  # 4 x 64 bytes: the probes of 10,000 entries are read on every query (about 3 MB)
 ANCHORED_BITS = 256
 _DIGEST_BYTES = 8
 PROBE_BYTES = _DIGEST_BYTES + ANCHORED_BITS // 8 + PROBE_LAYERS * _SKETCH_BYTES
