@@ -6,11 +6,14 @@ the digest of the checkpoint that made it, the IR digest, the time it was
 added, its structure (hnn.hasher.structure: structure code, topology
 digest, scale), its weight marks (hnn.ingest.weights; in their own table,
 with an SQL index from mark to entry) and its provenance fingerprint with its
-probe (hnn.provenance; in their own table). A search ranks its candidates as
+probe (hnn.provenance; in their own table), and the content digests of the
+files it was added from (hnn.index.contents: a rerun of a bulk add skips a file
+already indexed without converting it). A search ranks its candidates as
 hnn.index.ranking says: the entries that share the query's weights first, then
 those of the query's topology, then the others by the perceptual code. Older
 indexes are upgraded when opened (version 1 had no structure, version 2 no
-digest and scale, version 3 no weight marks, version 4 no fingerprints); their entries keep their codes,
+digest and scale, version 3 no weight marks, version 4 no fingerprints, version 5 no content
+digests); their entries keep their codes,
 lack what they lack, and so never count as sharing weights or as the query's
 topology, and come after entries with a structure code at the same distance.
 An index holds codes of one checkpoint only: the first entry fixes it, and
@@ -49,8 +52,8 @@ from hnn.provenance.probe import PROBE_BYTES, probe
 
 FORMAT = "hnn-index"
 # 2: the structure column; 3: the topology and scale columns; 4: weight marks, one entry per IR and weights;
-# 5: provenance fingerprints
-VERSION = 5
+# 5: provenance fingerprints; 6: content digests
+VERSION = 6
 BUSY_TIMEOUT_MS = 60_000
 SQL_BATCH = 500  # ids per `IN (...)`: below SQLite's smallest limit on bound parameters (999)
 
@@ -85,7 +88,14 @@ CREATE TABLE IF NOT EXISTS fingerprints (
     probe BLOB NOT NULL,  -- hnn.provenance.probe: read for every entry on a query, so kept apart from the data
     data BLOB NOT NULL  -- hnn.provenance.fingerprint.Fingerprint.to_bytes
 );
+CREATE TABLE IF NOT EXISTS contents (
+    digest TEXT PRIMARY KEY,  -- hnn.index.contents.content_digest of a file or folder added
+    entry INTEGER NOT NULL REFERENCES entries (id) ON DELETE CASCADE  -- its entry, or the entry it duplicated
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS contents_by_entry ON contents (entry);
 """
+# The tables a file of each version has beside meta and entries: a file without one is damaged.
+TABLES_SINCE = {4: "weight_marks", 5: "fingerprints", 6: "contents"}
 # Named, not `SELECT *`: an upgraded file has the same columns, but say which order _entry reads.
 COLUMNS = "id, name, source, framework, label, code, bits, checkpoint, ir_digest, added, structure, topology, scale"
 # Of the marks of the model with fewer, how many another model of the same IR must share to be the
@@ -117,16 +127,17 @@ class Entry:
                 "checkpoint": self.checkpoint[:16], "ir_digest": self.ir_digest, "added": self.added}
 
 
-def _open_read_only(path: Path) -> sqlite3.Connection:
+def _open_read_only(path: Path, shared: bool = False) -> sqlite3.Connection:
     """A connection that never writes the file nor creates one beside it; ``immutable`` where even
     a read-only open cannot work (a WAL file in a read-only folder: no -shm file can be made)."""
     uri = path.resolve().as_uri()
     try:
-        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+                             check_same_thread=not shared)
         db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         return db
     except sqlite3.OperationalError:
-        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=not shared)
 
 
 def _tables_and_meta(db: sqlite3.Connection) -> tuple[set[str], dict]:
@@ -180,8 +191,11 @@ class DuplicateEntry(Exception):
 class Index:
     """An open index file. Use as a context manager, or call :meth:`close`."""
 
-    def __init__(self, path: str | Path, create: bool = False):
+    def __init__(self, path: str | Path, create: bool = False, shared: bool = False):
         """Open ``path``; ``create``: make it when it does not exist (or is an empty file).
+
+        ``shared``: the connection may be used from several threads (a service's), one at a time:
+        the caller serialises its calls (hnn.serve holds one lock around the index).
 
         A file that exists is first read without write access, so a file that is not an hnn
         index is refused unchanged. One that cannot be written (a read-only file or folder)
@@ -189,6 +203,7 @@ class Index:
         """
         self.path = Path(path)
         self.read_only = False
+        self.shared = shared
         if self.path.is_dir():
             raise InputError(f"{self.path}: is a directory, not an index file")
         if not self.path.exists() or self.path.stat().st_size == 0:
@@ -213,9 +228,10 @@ class Index:
 
     def _connect(self, read_only: bool = False) -> sqlite3.Connection:
         if read_only:
-            db = _open_read_only(self.path)
+            db = _open_read_only(self.path, self.shared)
         else:
-            db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                 check_same_thread=not self.shared)
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if not read_only:
             db.execute("PRAGMA journal_mode = WAL")
@@ -251,26 +267,26 @@ class Index:
         if int(version) > VERSION:
             raise InputError(f"{self.path}: index format version {version} is newer than this hnn "
                              f"reads ({VERSION}); upgrade hnn")
-        if int(version) == 4 and "weight_marks" not in tables:  # a version-4 file always had it
-            raise InputError(f"{self.path}: a damaged hnn index (its weight_marks table is missing)")
+        # A file of a version always has the tables of that version: one without them was damaged.
+        missing = sorted(table for since, table in TABLES_SINCE.items() if since <= int(version) and table not in tables)
+        if missing:
+            raise InputError(f"{self.path}: a damaged hnn index (its {' and '.join(missing)} table is missing)")
         if int(version) < VERSION:
             self._upgrade(int(version))
-        elif not {"weight_marks", "fingerprints"} <= tables:  # a version-5 file always has them: this one was damaged
-            missing = sorted({"weight_marks", "fingerprints"} - tables)
-            raise InputError(f"{self.path}: a damaged hnn index (its {' and '.join(missing)} table is missing)")
 
     def _upgrade(self, version: int) -> None:
         """An older file -> VERSION in one transaction. Versions 1 to 3: the entries table is rebuilt
         with the columns it lacks (empty) and without version 3's one-entry-per-IR constraint, which
         SQLite cannot drop in place; entries keep their ids and codes, and later ids never reuse one.
-        Version 4 gains the (empty) fingerprints table: its entries have no fingerprint, so they are
-        never called derived, only what their codes and marks say."""
+        Versions 4 and 5 gain the tables they lack, empty: a version-4 entry has no fingerprint, so
+        it is never called derived, only what its code and marks say; an entry of either has no
+        content digest, so a bulk add converts its file again (and finds it a duplicate)."""
         def refused(exc: sqlite3.OperationalError) -> InputError:  # a read-only file or folder: say why
             return InputError(f"{self.path}: a version-{self.meta('version')} index, which this hnn upgrades to "
                               f"version {VERSION} when it opens it, and the upgrade cannot write ({exc})")
 
         with transaction(self.db, refused):
-            if version == 4:
+            if version >= 4:
                 self._create_schema()
                 self.db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(VERSION),))
                 return
@@ -337,9 +353,12 @@ class Index:
 
     def add(self, name: str, source: str, framework: str, code: np.ndarray, checkpoint_digest: str,
             ir_digest: str, label: str | None = None, structure: Structure | None = None,
-            weight_marks: list[int] | None = None, fingerprint: Fingerprint | None = None) -> Entry:
+            weight_marks: list[int] | None = None, fingerprint: Fingerprint | None = None,
+            content_digest: str | None = None) -> Entry:
         """Add one entry in its own transaction; raises DuplicateEntry for a model already indexed
-        (its IR, and its weights as far as the marks tell)."""
+        (its IR, and its weights as far as the marks tell). ``content_digest``, of the file or
+        folder the model came from, is recorded with the entry, or with the entry it duplicates
+        (a duplicate's digest is still committed), so that :meth:`content_entry` finds it."""
         packed = bits.to_bytes(code).tobytes()
         packed_structure = None if structure is None else _pack_structure(structure.code)
         topology = None if structure is None else structure.topology
@@ -347,21 +366,49 @@ class Index:
         with transaction(self.db, self._cannot_write_error):
             self._claim_checkpoint(checkpoint_digest, len(code))
             existing = self._same_model(ir_digest, weight_marks or [])
-            if existing is not None:
-                raise DuplicateEntry(existing)
-            cursor = self.db.execute(
-                "INSERT INTO entries (name, source, framework, label, code, bits, checkpoint, ir_digest, added, "
-                "structure, topology, scale, marks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, source, framework, label, packed, len(code), checkpoint_digest, ir_digest, time.time(),
-                 packed_structure, topology, scale, len(set(weight_marks or []))),
-            )
-            self.db.executemany("INSERT OR IGNORE INTO weight_marks (mark, entry) VALUES (?, ?)",
-                                [(int(mark), cursor.lastrowid) for mark in weight_marks or []])
-            if fingerprint is not None:
-                self.db.execute("INSERT INTO fingerprints (entry, probe, data) VALUES (?, ?, ?)",
-                                (cursor.lastrowid, probe(fingerprint), fingerprint.to_bytes()))
+            if existing is None:
+                existing = self._insert(name, source, framework, label, packed, len(code), checkpoint_digest,
+                                        ir_digest, packed_structure, topology, scale, weight_marks, fingerprint,
+                                        content_digest)
+                added = True
+            else:
+                added = False
+                if content_digest is not None:
+                    self.db.execute("INSERT OR IGNORE INTO contents (digest, entry) VALUES (?, ?)",
+                                    (content_digest, existing.id))
+        if not added:
+            raise DuplicateEntry(existing)
         self._codes = self._probes = None
+        return existing
+
+    def _insert(self, name, source, framework, label, packed, bit_count, checkpoint_digest, ir_digest,
+                packed_structure, topology, scale, weight_marks, fingerprint, content_digest) -> Entry:
+        """Inside add's transaction: the rows of one new entry."""
+        cursor = self.db.execute(
+            "INSERT INTO entries (name, source, framework, label, code, bits, checkpoint, ir_digest, added, "
+            "structure, topology, scale, marks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (name, source, framework, label, packed, bit_count, checkpoint_digest, ir_digest, time.time(),
+             packed_structure, topology, scale, len(set(weight_marks or []))),
+        )
+        self.db.executemany("INSERT OR IGNORE INTO weight_marks (mark, entry) VALUES (?, ?)",
+                            [(int(mark), cursor.lastrowid) for mark in weight_marks or []])
+        if fingerprint is not None:
+            self.db.execute("INSERT INTO fingerprints (entry, probe, data) VALUES (?, ?, ?)",
+                            (cursor.lastrowid, probe(fingerprint), fingerprint.to_bytes()))
+        if content_digest is not None:  # a digest already recorded (another entry's file) stays with it
+            self.db.execute("INSERT OR IGNORE INTO contents (digest, entry) VALUES (?, ?)",
+                            (content_digest, cursor.lastrowid))
         return self.get(cursor.lastrowid)
+
+    def content_entry(self, content_digest: str) -> Entry | None:
+        """The entry a file or folder of this content digest was added as (or found a duplicate of)."""
+        row = self.db.execute(f"SELECT {COLUMNS} FROM entries WHERE id = (SELECT entry FROM contents WHERE digest = ?)",
+                              (content_digest,)).fetchone()
+        return None if row is None else self._entry(row)
+
+    def content_digests(self) -> set[str]:
+        """Every content digest recorded: what a bulk add skips without converting."""
+        return {row[0] for row in self.db.execute("SELECT digest FROM contents")}
 
     def _same_model(self, ir_digest: str, weight_marks: list[int]) -> Entry | None:
         """The entry that is this model already: its IR, and its weights unless marks say otherwise.

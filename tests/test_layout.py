@@ -23,7 +23,7 @@ PACKAGE_DIRS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["set
 # both ends: the base every stage uses (errors, version, stdio, isolation) and the front door (the public API
 # of hnn/__init__, the old-path table, the CLI), which uses every stage.
 LAYERS = ("hnn.base", "hnn.plugins", "hnn.provenance", "hnn.ingest", "hnn.rules", "hnn.zoo", "hnn.hasher", "hnn.index",
-          "hnn.evaluation", "hnn.front")
+          "hnn.evaluation", "hnn.batch", "hnn.serve", "hnn.front")
 BASE_MODULES = {"hnn.errors", "hnn._version", "hnn.stdio", "hnn.isolation"}
 HEAVY = ("torch", "tensorflow", "keras", "onnxsim")
 

@@ -282,7 +282,8 @@ def one_entry_index_as(path, version, *statements):
     return path
 
 
-@pytest.mark.parametrize("version, table", [(4, "weight_marks"), (VERSION, "weight_marks"), (VERSION, "fingerprints")])
+@pytest.mark.parametrize("version, table", [(4, "weight_marks"), (VERSION, "weight_marks"), (VERSION, "fingerprints"),
+                                            (VERSION, "contents")])
 def test_an_index_without_a_table_its_version_has_is_refused_as_damaged(tmp_path, version, table):
     path = one_entry_index_as(tmp_path / "i.db", version, f"DROP TABLE {table}")
     with pytest.raises(InputError, match=f"damaged hnn index \\(its {table} table is missing"):
@@ -294,6 +295,44 @@ def test_a_version_4_index_gains_an_empty_fingerprints_table_and_keeps_its_entri
     with Index(path) as index:
         assert index.meta("version") == str(VERSION) and [e.name for e in index.entries()] == ["a"]
         assert index.shared_marks([1, 2, 3]) == {1: 3} and len(index.probes()[0]) == 0
+
+
+def test_a_version_5_index_gains_an_empty_contents_table_and_keeps_its_entries(tmp_path):
+    path = one_entry_index_as(tmp_path / "i.db", 5, "DROP TABLE contents")
+    with Index(path) as index:
+        assert index.meta("version") == str(VERSION) and [e.name for e in index.entries()] == ["a"]
+        assert index.content_digests() == set()
+
+
+def test_content_digests_are_recorded_for_the_entry_and_for_a_duplicate_and_go_with_it(tmp_path):
+    with Index(tmp_path / "i.db", create=True) as index:
+        first = index.add("a", "a", "onnx", code(1), "ck", "d1", content_digest="sha256:aa")
+        with pytest.raises(DuplicateEntry):  # the same model from another file: that file is known too
+            index.add("a2", "a2", "onnx", code(1), "ck", "d1", content_digest="sha256:bb")
+        assert index.content_entry("sha256:aa").id == first.id == index.content_entry("sha256:bb").id
+        assert index.content_entry("sha256:cc") is None
+        index.remove(first.id)
+        assert index.content_digests() == set()  # a removed entry's files are new again
+
+
+def test_content_digest_of_files_and_folders(tmp_path):
+    from hnn.index.contents import content_digest
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "w.bin").write_bytes(b"weights")
+    (tmp_path / "m" / "sub").mkdir()
+    (tmp_path / "m" / "sub" / "c.json").write_text("{}")
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(tmp_path / "m"), str(copy)], check=True)
+    assert content_digest(tmp_path / "m") == content_digest(copy)
+    (copy / "sub" / "c.json").write_text("{ }")
+    assert content_digest(tmp_path / "m") != content_digest(copy)
+    assert content_digest(tmp_path / "m" / "w.bin") != content_digest(tmp_path / "m")
+    import os
+
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(InputError, match="not a regular file"):
+        content_digest(tmp_path / "fifo")
 
 
 def test_codes_of_another_checkpoint_or_bit_count_are_refused(tmp_path):
