@@ -10,6 +10,7 @@ FLOPs count.
 from __future__ import annotations
 
 import logging
+import math
 
 import onnx
 
@@ -139,9 +140,42 @@ def prepare(model: onnx.ModelProto, shapes: dict[str, list[int]], simplify: bool
 FOLD_ROUNDS = 4
 
 
+# Float initializers above this many elements go to shape inference without their values: it
+# reads only their type and dims (the values it propagates are small integer tensors: shapes,
+# axes, indices), and onnx serialises the model to C++ and parses the result back, so every
+# weight byte would be copied twice more (a third of resnet18's ingest time, and memory a
+# multi-gigabyte model does not have).
+LIGHT_ABOVE_ELEMENTS = 1024
+_FLOAT_DATA_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
+                     onnx.TensorProto.DOUBLE}
+
+
+def _without_weight_values(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, onnx.TensorProto]]:
+    """A copy of ``model`` whose large float initializers hold no values, and those initializers by name."""
+    held = {}
+    for tensor in model.graph.initializer:
+        if (tensor.data_type in _FLOAT_DATA_TYPES and tensor.data_location != onnx.TensorProto.EXTERNAL
+                and math.prod(tensor.dims) > LIGHT_ABOVE_ELEMENTS and tensor.name not in held):
+            held[tensor.name] = tensor
+    if not held:
+        return model, held
+    light = onnx.ModelProto()
+    light.CopyFrom(model)  # cheap next to inference: the values are cleared below, not serialised
+    for tensor in light.graph.initializer:
+        if tensor.name in held:
+            for field in ("raw_data", "float_data", "double_data", "int32_data"):
+                tensor.ClearField(field)
+    return light, held
+
+
 def _infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto | None:
     try:
-        return onnx.shape_inference.infer_shapes(model, data_prop=True)
+        light, held = _without_weight_values(model)
+        inferred = onnx.shape_inference.infer_shapes(light, data_prop=True)
+        for tensor in inferred.graph.initializer:
+            if tensor.name in held:
+                tensor.CopyFrom(held[tensor.name])
+        return inferred
     except MemoryError:
         raise  # a memory limit must reject the model, not degrade its IR
     except Exception as exc:  # onnx raises several unrelated types here

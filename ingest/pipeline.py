@@ -106,12 +106,13 @@ def ingest(
         raise type(exc)(f"{Path(source).name}: {exc}") from None  # name the file, as the worker does
 
 
-def ingest_safely(source: Any, trust: bool = False, limits=None, **options) -> Graph:
+def ingest_safely(source: Any, trust: bool = False, limits=None, worker=None, **options) -> Graph:
     """:func:`ingest`, in a resource-limited worker process unless the input is trusted.
 
     Files and folders a user has not marked trusted (``trust=False``) convert in
     :mod:`hnn.ingest.worker`. Installed code (``module:factory`` specs) and objects
-    already in memory convert here.
+    already in memory convert here. ``worker``: how the worker starts (hnn.ingest.worker's
+    ``launcher``; a service passes its :class:`hnn.ingest.forkserver.WarmWorkers`).
     """
     from hnn.plugins.frontend import is_spec
 
@@ -122,4 +123,4 @@ def ingest_safely(source: Any, trust: bool = False, limits=None, **options) -> G
 
     # Usage errors here, before a process starts; the worker then uses this front-end by name.
     frontend = select_frontend(source, options.get("framework"))
-    return ingest_in_worker(str(source), {**options, "framework": frontend.name}, limits or Limits())
+    return ingest_in_worker(str(source), {**options, "framework": frontend.name}, limits or Limits(), launcher=worker)

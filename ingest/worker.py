@@ -88,21 +88,28 @@ def _environment(limits: Limits = Limits()) -> dict[str, str]:
 
 
 def _apply_limits(limits: Limits):
-    def apply() -> None:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_AS, (limits.max_memory, limits.max_memory))
-        cpu = max(1, math.ceil(limits.timeout))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-        os.setsid()  # its own process group: a timeout kills converter children too
-        die_with_parent()
-        signal.alarm(cpu + ALARM_GRACE_S)  # survives exec; kills a worker blocked in a read
-
-    return apply
+    return lambda: apply_limits(limits.max_memory, limits.timeout)
 
 
-def ingest_in_worker(source: str, options: dict, limits: Limits = Limits()):
-    """Run :func:`hnn.ingest.pipeline.ingest` on ``source`` in a limited child; returns the Graph."""
+def apply_limits(max_memory: int, timeout: float) -> None:
+    """In the worker before it reads the request (between fork and exec, or after a fork server's fork)."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (max_memory, max_memory))
+    cpu = max(1, math.ceil(timeout))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+    os.setsid()  # its own process group: a timeout kills converter children too
+    die_with_parent()
+    signal.alarm(cpu + ALARM_GRACE_S)  # survives exec; kills a worker blocked in a read
+
+
+def ingest_in_worker(source: str, options: dict, limits: Limits = Limits(), launcher=None):
+    """Run :func:`hnn.ingest.pipeline.ingest` on ``source`` in a limited child; returns the Graph.
+
+    ``launcher`` runs the child: :func:`spawn_worker` (the default: a fresh interpreter), or a
+    :class:`hnn.ingest.forkserver.WarmWorkers` (a fresh process forked from a warm one, for a
+    service); both take ``(request, scratch, limits)`` and return the child's exit code.
+    """
     from hnn.ingest.ir import Graph
 
     given = str(source)
@@ -112,25 +119,32 @@ def ingest_in_worker(source: str, options: dict, limits: Limits = Limits()):
     hide_environment_from_children()
     scratch = Path(tempfile.mkdtemp(prefix="hnn-worker-"))
     try:
-        request = json.dumps({"source": opened, "label": given, "options": options, "output": IR_FILE,
-                              "max_nodes": MAX_IR_NODES})
-        env = _environment(limits)
-        with open(scratch / "stderr", "wb") as stderr_file:
-            process = subprocess.Popen(python_command("-m", "hnn.ingest.worker_main"), stdin=subprocess.PIPE,
-                                       stdout=subprocess.DEVNULL, stderr=stderr_file, cwd=scratch, env=env,
-                                       preexec_fn=_apply_limits(limits))
-            try:
-                process.communicate(request.encode(), timeout=limits.timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                raise InputError(f"{label}: rejected: exceeded the {limits.timeout:g} s time limit") from None
+        request = {"source": opened, "label": given, "options": options, "output": IR_FILE, "max_nodes": MAX_IR_NODES}
+        returncode = (launcher or spawn_worker)(request, scratch, limits)
+        if returncode is None:
+            raise InputError(f"{label}: rejected: exceeded the {limits.timeout:g} s time limit")
         stderr = _tail(scratch / "stderr")
-        if process.returncode == 0:
+        if returncode == 0:
             return Graph.from_dict(_read_ir(scratch / IR_FILE, label), origin=f"{label} (worker output)")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    raise _failure(process.returncode, stderr, label, given, opened, limits)
+    raise _failure(returncode, stderr, label, given, opened, limits)
+
+
+def spawn_worker(request: dict, scratch: Path, limits: Limits) -> int | None:
+    """Run one request in a new ``python -P -m hnn.ingest.worker_main`` in ``scratch`` (its stderr
+    in ``scratch/stderr``): its exit code, or None when it ran past the time limit (then it is killed)."""
+    with open(scratch / "stderr", "wb") as stderr_file:
+        process = subprocess.Popen(python_command("-m", "hnn.ingest.worker_main"), stdin=subprocess.PIPE,
+                                   stdout=subprocess.DEVNULL, stderr=stderr_file, cwd=scratch,
+                                   env=_environment(limits), preexec_fn=_apply_limits(limits))
+        try:
+            process.communicate(json.dumps(request).encode(), timeout=limits.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return None
+    return process.returncode
 
 
 def _tail(path: Path) -> str:

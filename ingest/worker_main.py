@@ -1,7 +1,8 @@
 """The worker's side of :mod:`hnn.ingest.worker`: read one request on stdin, ingest, write the IR.
 
 Started by :func:`hnn.ingest.worker.ingest_in_worker` as ``python -P -m hnn.ingest.worker_main``
-inside its limits, in its scratch folder, where it writes the IR (``output``). An error goes
+inside its limits, in its scratch folder, where it writes the IR (``output``); or forked by
+the warm fork server (hnn.ingest.forkserver_main), which calls :func:`convert`. An error goes
 to stderr as one ``ERROR_PREFIX`` line of JSON (message, and whether it is a usage error),
 which the parent turns into the same exception.
 """
@@ -23,7 +24,11 @@ def _report(message: str, usage: bool = False) -> int:
 
 
 def _main() -> int:
-    request = json.loads(sys.stdin.read())
+    return convert(json.loads(sys.stdin.read()))
+
+
+def convert(request: dict) -> int:
+    """Ingest one request (source, label, options, output, max_nodes) in the current folder: the exit code."""
     try:
         from hnn.ingest.pipeline import ingest
 

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from hnn.cli import hashing, index, ingest, training
+from hnn.cli import hashing, index, ingest, serve, training
 from hnn.cli.index import index_app
 from hnn.cli.rules import rules_app
 from hnn.cli.zoo import zoo_app
@@ -50,6 +50,7 @@ app.command("compare")(hashing.compare)
 app.add_typer(index_app, name="index")
 app.command("check")(index.check)
 app.command("eval")(training.evaluate)
+app.command("serve")(serve.serve)
 
 
 def _usage_error(exc) -> None:

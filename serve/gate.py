@@ -1,0 +1,144 @@
+"""What every request passes before the routes: the access log, the body-size limit, the admission limit.
+
+A pure ASGI middleware (outermost, so it sees every request, even those it
+turns away, and its answers never pass through the framework's error pages):
+
+* **access log**: one JSON line per request on the ``hnn.serve.access`` logger
+  (method, path without the query string, status, duration, the verdict or add
+  status the route left in the request's state, the client address). Headers are
+  never logged, so neither is the bearer token.
+* **body size**: a declared ``Content-Length`` over the limit is refused (413)
+  before a byte is read; a body that turns out longer (chunked uploads) is cut off
+  at the limit: reading it raises the framework's HTTPException(413), which the
+  routes' error handler words like every other error.
+* **admission**: the routes that convert an upload (POST /v1/check, POST /v1/models)
+  are admitted only while fewer than ``max_conversions + max_waiting`` are in the
+  service; beyond that a 429 with Retry-After answers at once, before the body is
+  read. So the queue is bounded: the admitted ones wait for one of
+  ``max_conversions`` conversion slots (:class:`Conversions`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from fastapi import HTTPException
+
+ACCESS_LOG = logging.getLogger("hnn.serve.access")
+CONVERTING_ROUTES = {("POST", "/v1/check"), ("POST", "/v1/models")}
+RETRY_AFTER_S = 1
+
+
+class Conversions:
+    """The conversion slots: ``limit`` running at once, ``waiting`` more admitted to wait for one."""
+
+    def __init__(self, limit: int, waiting: int):
+        self.limit, self.waiting = limit, waiting
+        self.admitted = 0  # in the service: running or waiting (one event loop: no lock needed)
+        self.running = 0
+        self._slots = asyncio.Semaphore(limit)
+
+    def admit(self) -> bool:
+        if self.admitted >= self.limit + self.waiting:
+            return False
+        self.admitted += 1
+        return True
+
+    def leave(self) -> None:
+        self.admitted -= 1
+
+    async def __aenter__(self):
+        await self._slots.acquire()
+        self.running += 1
+
+    async def __aexit__(self, *exc):
+        self.running -= 1
+        self._slots.release()
+
+    def to_dict(self) -> dict:
+        return {"running": self.running, "waiting": self.admitted - self.running, "limit": self.limit,
+                "max_waiting": self.waiting}
+
+
+class Gate:
+    def __init__(self, app, conversions: Conversions, max_body: int):
+        self.app, self.conversions, self.max_body = app, conversions, max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": None}
+
+        async def send_logged(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        converting = (scope["method"], scope["path"]) in CONVERTING_ROUTES
+        admitted = False
+        try:
+            declared = _content_length(scope)
+            if declared is not None and declared > self.max_body:
+                await _refuse(send_logged, 413, f"request body of {declared} bytes is over the "
+                                                f"{self.max_body}-byte limit (--max-upload)")
+            elif converting and not self.conversions.admit():
+                await _refuse(send_logged, 429, f"busy: {self.conversions.limit} conversions running and "
+                                                f"{self.conversions.waiting} waiting; retry later",
+                              [(b"retry-after", str(RETRY_AFTER_S).encode())])
+            else:
+                admitted = converting
+                await self.app(scope, self._limited(receive), send_logged)
+        finally:
+            if admitted:
+                self.conversions.leave()
+            _log(scope, status["code"], time.perf_counter() - started)
+
+    def _limited(self, receive):
+        """``receive``, cut off with a 413 once the body passes the limit."""
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise HTTPException(413, f"request body is over the {self.max_body}-byte limit (--max-upload)")
+            return message
+
+        return limited
+
+
+def _content_length(scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _refuse(send, code: int, reason: str, headers: list | None = None) -> None:
+    body = json.dumps({"error": reason}).encode()
+    await send({"type": "http.response.start", "status": code,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close"), *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _log(scope, status: int | None, seconds: float) -> None:
+    state = scope.get("state") or {}
+    record = {"method": scope["method"], "path": scope["path"], "status": status, "ms": round(seconds * 1000, 1)}
+    for key in ("verdict", "outcome", "model"):
+        if state.get(key) is not None:
+            record[key] = state[key]
+    client = scope.get("client")
+    if client:
+        record["client"] = client[0]
+    ACCESS_LOG.info(json.dumps(record))
