@@ -6,9 +6,10 @@ whole run again. The digest is SHA-256 over the bytes, read in blocks (a
 multi-gigabyte file never sits in memory). A folder (a SavedModel, a Hugging
 Face folder) digests the sorted relative paths of its regular files with each
 file's digest, so a copy of the folder elsewhere has the same digest and a
-changed byte anywhere gives another. Symbolic links are not followed (a link
-out of the folder must not pull in other files): a link contributes its target
-text. Anything that is neither a regular file nor a folder (a FIFO would block
+changed byte anywhere gives another. Symbolic links inside a folder are not
+followed (a link out of the folder must not pull in other files): a link
+contributes its target text. A link named as the model itself is followed: its
+target is what converts. Anything that is neither a regular file nor a folder (a FIFO would block
 the reader) is refused.
 """
 
@@ -29,7 +30,7 @@ def content_digest(path: str | Path) -> str:
     """``sha256:<hex>`` of a regular file's bytes, or of a folder's files (names and digests)."""
     path = Path(path)
     try:
-        mode = path.lstat().st_mode
+        mode = path.stat().st_mode  # a link given as the model is followed; links inside a folder are not
     except OSError as exc:
         raise InputError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if stat.S_ISREG(mode):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 from hnn.errors import HnnError, printable
@@ -13,6 +14,7 @@ from hnn.index.contents import content_digest
 from hnn.index.derivation import derivation_evidence, describe
 from hnn.index.store import DuplicateEntry, Index, IndexBusy
 from hnn.index.verdicts import check_verdict, thresholds, weight_sharing
+from hnn.ingest.forkserver import WarmWorkers
 
 
 def add_models(index_path: str | Path, models: list[str], label: str | None = None, checkpoint=None,
@@ -30,7 +32,12 @@ def add_models(index_path: str | Path, models: list[str], label: str | None = No
         if report:
             report(result)
 
-    with Index(index_path, create=True) as index:
+    # Many models: one warm fork server for the run (hnn.ingest.forkserver), each conversion still a
+    # fresh limited process, without a new interpreter's imports each time.
+    workers = WarmWorkers() if len(models) > 1 and not ingest_options.get("trust") else None
+    if workers is not None:
+        ingest_options = {**ingest_options, "worker": workers}
+    with Index(index_path, create=True) as index, workers or nullcontext():
         index.check_compatible(loaded.digest, loaded.bits)
         for position, model in enumerate(models):
             if progress:

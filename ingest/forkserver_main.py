@@ -23,9 +23,13 @@ import os
 import select
 import signal
 import sys
+import tempfile
 
 from hnn.ingest import worker_main
 from hnn.ingest.worker import apply_limits
+from hnn.isolation import hide_environment_from_children
+
+JOB_FIELDS = {"id", "request", "scratch", "max_memory", "timeout"}
 
 
 def _warm() -> None:
@@ -53,6 +57,8 @@ def _child(job: dict, wake_fds: tuple[int, int]) -> None:
         os.dup2(err, 2)
         os.chdir(job["scratch"])
         os.environ["HNN_WORKER_MAX_MEMORY"] = str(job["max_memory"])
+        os.environ["TMPDIR"] = job["scratch"]  # temporary files die with the request's folder
+        tempfile.tempdir = None  # the server may have cached its own
         apply_limits(job["max_memory"], job["timeout"])
         code = worker_main.convert(job["request"])
         sys.stderr.flush()
@@ -63,6 +69,9 @@ def _child(job: dict, wake_fds: tuple[int, int]) -> None:
 
 
 def _serve() -> int:
+    # Not dumpable (inherited by every child, which never execs): another process of the user, a
+    # converter child included, cannot open this server's /proc entries, its protocol pipes among them.
+    hide_environment_from_children()
     _warm()
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
@@ -107,7 +116,12 @@ def _serve() -> int:
             pending += chunk
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
-                job = json.loads(line)
+                try:
+                    job = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(job, dict) or not JOB_FIELDS <= job.keys():  # only the parent writes here
+                    continue
                 pid = os.fork()
                 if pid == 0:
                     _child(job, (wake_read, wake_write))

@@ -66,8 +66,8 @@ class Limits:
         return f"{gib:g} GiB" if gib >= 1 else f"{self.max_memory // 1024**2} MiB"
 
 
-def parse_memory(text: str) -> int:
-    """``4G``, ``512M``, ``2GiB`` or a byte count; positive and finite."""
+def parse_memory(text: str, option: str = "--max-memory") -> int:
+    """``4G``, ``512M``, ``2GiB`` or a byte count; positive and finite (``option`` names it in the error)."""
     units = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
     cleaned = text.strip().lower().removesuffix("ib").removesuffix("b")
     try:
@@ -79,12 +79,15 @@ def parse_memory(text: str) -> int:
             raise ValueError(text)
         return int(value)
     except ValueError:
-        raise UsageError(f"--max-memory {text!r}: expected a positive size such as 4G or 512M") from None
+        raise UsageError(f"{option} {text!r}: expected a positive size such as 4G or 512M") from None
 
 
-def _environment(limits: Limits = Limits()) -> dict[str, str]:
+def _environment(limits: Limits = Limits(), scratch: Path | None = None) -> dict[str, str]:
     # The worker's front-ends size their scratch space by the memory limit (hnn.plugins.frontends.archives).
-    return clean_environment(TF_CPP_MIN_LOG_LEVEL="3", HNN_WORKER_MAX_MEMORY=str(limits.max_memory))
+    # Its temporary files (a Keras file's ONNX export, ...) go into its scratch folder, which the parent
+    # removes however the worker ends: a worker killed by a limit cannot leave them behind.
+    extra = {"TMPDIR": str(scratch)} if scratch is not None else {}
+    return clean_environment(TF_CPP_MIN_LOG_LEVEL="3", HNN_WORKER_MAX_MEMORY=str(limits.max_memory), **extra)
 
 
 def _apply_limits(limits: Limits):
@@ -137,7 +140,7 @@ def spawn_worker(request: dict, scratch: Path, limits: Limits) -> int | None:
     with open(scratch / "stderr", "wb") as stderr_file:
         process = subprocess.Popen(python_command("-m", "hnn.ingest.worker_main"), stdin=subprocess.PIPE,
                                    stdout=subprocess.DEVNULL, stderr=stderr_file, cwd=scratch,
-                                   env=_environment(limits), preexec_fn=_apply_limits(limits))
+                                   env=_environment(limits, scratch), preexec_fn=_apply_limits(limits))
         try:
             process.communicate(json.dumps(request).encode(), timeout=limits.timeout)
         except subprocess.TimeoutExpired:

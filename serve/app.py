@@ -18,26 +18,38 @@ Writes need ``Authorization: Bearer <token>``; reads too with ``--private-reads`
 
 from __future__ import annotations
 
-import hmac
 import logging
 from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Path as FastAPIPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hnn._version import __version__
-from hnn.errors import HnnError, UsageError, first_line, printable, summary
+from hnn.errors import HnnError, UsageError, printable
+from hnn.index.store import IndexBusy
+from hnn.ingest.forkserver import WorkerUnavailable
+from hnn.serve.auth import refusal
 from hnn.serve.gate import Conversions, Gate
 from hnn.serve.service import CheckService
 from hnn.serve.settings import DEFAULT_K, MAX_K, ServeSettings
-from hnn.serve.uploads import model_path, request_folder, safe_name, save_upload
+from hnn.serve.uploads import UNPACKED, model_path, request_folder, safe_name, save_upload
 
 LOG = logging.getLogger("hnn.serve")
 MAX_LISTED = 1000
+MAX_ID = 2**63 - 1  # SQLite's largest integer
+
+
+def _status(exc: HnnError) -> int:
+    """400 a usage error; 503 what is the service's trouble, not the upload's (the index busy or not
+    writable, the conversion server gone); 422 a model that cannot be used."""
+    if isinstance(exc, (IndexBusy, WorkerUnavailable)) or "cannot write to the index" in str(exc):
+        return 503
+    return 400 if isinstance(exc, UsageError) else 422
 
 
 def create_app(settings: ServeSettings, service: CheckService | None = None):
@@ -56,23 +68,10 @@ def create_app(settings: ServeSettings, service: CheckService | None = None):
     api = FastAPI(title="hnn check service", version=__version__, lifespan=lifespan,
                   description="Is an uploaded model derived from a model the index holds? hnn's `check` over HTTP.")
 
-    def authorised(request: Request, write: bool) -> None:
-        if not write and not settings.private_reads:
-            return
-        if settings.token is None:
-            raise HTTPException(403, "writes are disabled: the service was started without a token "
-                                     "(--token-file or $HNN_SERVE_TOKEN)")
-        given = request.headers.get("authorization", "")
-        scheme, _, token = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.token.encode()):
-            raise HTTPException(401, "a valid bearer token is needed (Authorization: Bearer <token>)",
-                                headers={"WWW-Authenticate": "Bearer"})
-
-    def reader(request: Request) -> None:
-        authorised(request, write=False)
-
-    def writer(request: Request) -> None:
-        authorised(request, write=True)
+    def authorised(request: Request) -> None:  # the gate checked already; this holds for every route
+        refused = refusal(settings, request.method, request.url.path, request.headers.get("authorization"))
+        if refused is not None:
+            raise HTTPException(*refused, headers={"WWW-Authenticate": "Bearer"} if refused[0] == 401 else None)
 
     async def converted(upload: UploadFile, request: Request, work):
         """Save the upload in a private folder, wait for a conversion slot, run ``work(path, name)``
@@ -81,46 +80,52 @@ def create_app(settings: ServeSettings, service: CheckService | None = None):
         request.state.model = printable(upload.filename or name)[:200]
         with request_folder(service.scratch) as folder:
             saved = await run_in_threadpool(save_upload, upload, folder, name)
+            await upload.close()  # the framework's spooled copy: one copy on disk per upload, not two
             async with conversions:
+                if await request.is_disconnected():  # gone while it waited: nobody to answer
+                    raise HTTPException(499, "the client closed the connection before the conversion")
                 try:
                     return await run_in_threadpool(lambda: work(model_path(saved, settings.limits.max_memory), name))
                 except HnnError as exc:  # the one line the CLI prints, without the service's own paths
-                    reason = str(exc).replace(f"{folder}/", "")
-                    raise HTTPException(400 if isinstance(exc, UsageError) else 422, reason) from None
+                    reason = str(exc).replace(f"{folder}/{UNPACKED}/", "").replace(f"{folder}/", "")
+                    raise HTTPException(_status(exc), reason) from None
 
-    @api.post("/v1/check", dependencies=[Depends(reader)], summary="Check an uploaded model against the index")
+    @api.post("/v1/check", dependencies=[Depends(authorised)], summary="Check an uploaded model against the index")
     async def check(request: Request, file: Annotated[UploadFile, File(description="The model file, or a .zip of a "
                                                                                     "model folder")],
-                    k: Annotated[int, Query(ge=1, le=MAX_K, description="Neighbours to list")] = DEFAULT_K):
-        result = await converted(file, request, lambda path, name: service.check(path, name, k))
+                    k: Annotated[int, Query(ge=1, le=MAX_K, description="Neighbours to list")] = DEFAULT_K,
+                    framework: Annotated[str | None, Query(description="Front-end to read it with (default: "
+                                                                       "detected)")] = None):
+        result = await converted(file, request, lambda path, name: service.check(path, name, k, framework))
         request.state.verdict = result["verdict"]
         return result
 
-    @api.post("/v1/models", dependencies=[Depends(writer)], summary="Add an uploaded model to the index")
+    @api.post("/v1/models", dependencies=[Depends(authorised)], summary="Add an uploaded model to the index")
     async def add(request: Request, file: Annotated[UploadFile, File(description="The model file, or a .zip of a "
                                                                                   "model folder")],
-                  label: Annotated[str | None, Form(description="Family or owner label")] = None):
-        result = await converted(file, request, lambda path, name: service.add(path, name, label))
+                  label: Annotated[str | None, Form(description="Family or owner label")] = None,
+                  framework: Annotated[str | None, Query(description="Front-end to read it with")] = None):
+        result = await converted(file, request, lambda path, name: service.add(path, name, label, framework))
         request.state.outcome = result["status"]
         if result["status"] == "failed":
-            raise HTTPException(422, result["reason"])
+            raise HTTPException(503 if "cannot write to the index" in result["reason"] else 422, result["reason"])
         return JSONResponse(result, status_code=201 if result["status"] == "added" else 200)
 
-    @api.get("/v1/models", dependencies=[Depends(reader)], summary="List the entries")
-    async def entries(offset: Annotated[int, Query(ge=0)] = 0,
+    @api.get("/v1/models", dependencies=[Depends(authorised)], summary="List the entries")
+    async def entries(offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
                       limit: Annotated[int, Query(ge=1, le=MAX_LISTED)] = 100):
         total, listed = await run_in_threadpool(service.entries, offset, limit)
         return {"total": total, "offset": offset, "limit": limit, "entries": listed}
 
-    @api.get("/v1/models/{entry_id}", dependencies=[Depends(reader)], summary="One entry")
-    async def entry(entry_id: int):
+    @api.get("/v1/models/{entry_id}", dependencies=[Depends(authorised)], summary="One entry")
+    async def entry(entry_id: Annotated[int, FastAPIPath(ge=1, le=MAX_ID)]):
         found = await run_in_threadpool(service.entry, entry_id)
         if found is None:
             raise HTTPException(404, f"no entry #{entry_id}")
         return found
 
-    @api.delete("/v1/models/{entry_id}", dependencies=[Depends(writer)], summary="Remove one entry")
-    async def remove(entry_id: int):
+    @api.delete("/v1/models/{entry_id}", dependencies=[Depends(authorised)], summary="Remove one entry")
+    async def remove(entry_id: Annotated[int, FastAPIPath(ge=1, le=MAX_ID)]):
         removed = await run_in_threadpool(service.remove, entry_id)
         if removed is None:
             raise HTTPException(404, f"no entry #{entry_id}")
@@ -141,9 +146,4 @@ def create_app(settings: ServeSettings, service: CheckService | None = None):
         where = ".".join(str(part) for part in first.get("loc", ()))
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"}, status_code=400)
 
-    @api.exception_handler(Exception)
-    async def bug(_request, exc: Exception):
-        LOG.error("internal error: %s", summary(exc), exc_info=exc)
-        return JSONResponse({"error": f"internal error: {first_line(summary(exc))}"}, status_code=500)
-
-    return Gate(api, conversions, settings.max_upload)
+    return Gate(api, conversions, settings)

@@ -7,15 +7,21 @@ turns away, and its answers never pass through the framework's error pages):
   (method, path without the query string, status, duration, the verdict or add
   status the route left in the request's state, the client address). Headers are
   never logged, so neither is the bearer token.
+* **the token** (hnn.serve.auth), from the headers alone: a write without it is
+  refused (401, 403) before it is admitted or its body read;
 * **body size**: a declared ``Content-Length`` over the limit is refused (413)
   before a byte is read; a body that turns out longer (chunked uploads) is cut off
   at the limit: reading it raises the framework's HTTPException(413), which the
-  routes' error handler words like every other error.
+  routes' error handler words like every other error. A body that stops arriving
+  for ``--body-timeout`` seconds is cut off the same way (408): a stalled client cannot hold
+  its place for ever, nor hold up a shutdown;
 * **admission**: the routes that convert an upload (POST /v1/check, POST /v1/models)
   are admitted only while fewer than ``max_conversions + max_waiting`` are in the
   service; beyond that a 429 with Retry-After answers at once, before the body is
   read. So the queue is bounded: the admitted ones wait for one of
-  ``max_conversions`` conversion slots (:class:`Conversions`).
+  ``max_conversions`` conversion slots (:class:`Conversions`);
+* **bugs**: an exception that escapes the application is answered 500 (when no
+  answer was started) and logged as one line, not a traceback per layer.
 """
 
 from __future__ import annotations
@@ -27,7 +33,12 @@ import time
 
 from fastapi import HTTPException
 
+from hnn.errors import summary
+from hnn.serve.auth import refusal
+from hnn.serve.settings import ServeSettings
+
 ACCESS_LOG = logging.getLogger("hnn.serve.access")
+LOG = logging.getLogger("hnn.serve")
 CONVERTING_ROUTES = {("POST", "/v1/check"), ("POST", "/v1/models")}
 RETRY_AFTER_S = 1
 
@@ -64,8 +75,9 @@ class Conversions:
 
 
 class Gate:
-    def __init__(self, app, conversions: Conversions, max_body: int):
-        self.app, self.conversions, self.max_body = app, conversions, max_body
+    def __init__(self, app, conversions: Conversions, settings: ServeSettings):
+        self.app, self.conversions, self.settings = app, conversions, settings
+        self.max_body, self.body_idle_s = settings.max_upload, settings.body_timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -83,29 +95,43 @@ class Gate:
         admitted = False
         try:
             declared = _content_length(scope)
-            if declared is not None and declared > self.max_body:
+            refused = refusal(self.settings, scope["method"], scope["path"], _header(scope, b"authorization"))
+            if refused is not None:
+                await _refuse(send_logged, *refused, [(b"www-authenticate", b"Bearer")] if refused[0] == 401 else None)
+            elif declared is not None and declared > self.max_body:
                 await _refuse(send_logged, 413, f"request body of {declared} bytes is over the "
                                                 f"{self.max_body}-byte limit (--max-upload)")
             elif converting and not self.conversions.admit():
-                await _refuse(send_logged, 429, f"busy: {self.conversions.limit} conversions running and "
-                                                f"{self.conversions.waiting} waiting; retry later",
+                busy = self.conversions.to_dict()
+                await _refuse(send_logged, 429, f"busy: {busy['running']} conversions running (the limit) and "
+                                                f"{busy['waiting']} waiting (the limit); retry later",
                               [(b"retry-after", str(RETRY_AFTER_S).encode())])
             else:
                 admitted = converting
                 await self.app(scope, self._limited(receive), send_logged)
+        except Exception as exc:  # noqa: BLE001  (a bug: the service answers and stays up)
+            LOG.error("internal error on %s %s: %s", scope["method"], scope["path"], summary(exc))
+            if status["code"] is None:
+                await _refuse(send_logged, 500, f"internal error: {summary(exc)}")
         finally:
             if admitted:
                 self.conversions.leave()
             _log(scope, status["code"], time.perf_counter() - started)
 
     def _limited(self, receive):
-        """``receive``, cut off with a 413 once the body passes the limit."""
-        seen = 0
+        """``receive``, cut off with a 413 once the body passes the limit, and a 408 when it stalls."""
+        seen, complete = 0, False
 
         async def limited():
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete
+            if complete:  # after the body, a wait for the client to disconnect may be as long as it likes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_idle_s)
+            except TimeoutError:
+                raise HTTPException(408, f"the request body stalled for {self.body_idle_s:g} s") from None
             if message["type"] == "http.request":
+                complete = not message.get("more_body", False)
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
                     raise HTTPException(413, f"request body is over the {self.max_body}-byte limit (--max-upload)")
@@ -114,14 +140,19 @@ class Gate:
         return limited
 
 
-def _content_length(scope) -> int | None:
-    for name, value in scope.get("headers", []):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
     return None
+
+
+def _content_length(scope) -> int | None:
+    value = _header(scope, b"content-length")
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
 
 
 async def _refuse(send, code: int, reason: str, headers: list | None = None) -> None:

@@ -31,6 +31,7 @@ from hnn.index.registry import add_hashed, check_hashed, duplicate_result
 from hnn.index.store import Index
 from hnn.ingest.forkserver import WarmWorkers
 from hnn.ingest.pipeline import EXAMPLE_MODEL
+from hnn.ingest.worker import Limits
 from hnn.serve.settings import ServeSettings
 
 
@@ -52,24 +53,24 @@ class CheckService:
             # Private (0700): uploads of all requests live below it, each in a folder of its own.
             self.scratch = Path(tempfile.mkdtemp(prefix="hnn-serve-"))
             self.workers = WarmWorkers()  # each conversion a fresh process, forked from a warm one
-            # One conversion of the built-in example now: the first upload does not pay for what is loaded once.
-            hash_with(self.loaded, str(EXAMPLE_MODEL), **self.ingest_options)
+            # One conversion of the built-in example now (with the default limits: it only warms up), so
+            # the first upload does not pay for what is loaded once.
+            hash_with(self.loaded, str(EXAMPLE_MODEL), **{**self.ingest_options(), "limits": Limits()})
         except BaseException:
             self.close()
             raise
 
-    @property
-    def ingest_options(self) -> dict:
-        """What the CLI passes to the conversion: never trusted, the worker's limits."""
-        return {"trust": False, "limits": self.settings.limits, "worker": self.workers}
+    def ingest_options(self, framework: str | None = None) -> dict:
+        """What the CLI passes to the conversion: never trusted, the worker's limits, ``--framework``."""
+        return {"trust": False, "limits": self.settings.limits, "worker": self.workers, "framework": framework}
 
-    def check(self, path: Path, name: str, k: int) -> dict:
+    def check(self, path: Path, name: str, k: int, framework: str | None = None) -> dict:
         """`hnn check --json` of the model at ``path``, reported as ``name``."""
-        hashed = hash_with(self.loaded, str(path), **self.ingest_options)
+        hashed = hash_with(self.loaded, str(path), **self.ingest_options(framework))
         with self.lock:
             return check_hashed(self.index, self.loaded, hashed, name, k)
 
-    def add(self, path: Path, name: str, label: str | None) -> dict:
+    def add(self, path: Path, name: str, label: str | None, framework: str | None = None) -> dict:
         """`hnn index add --json` of the model at ``path``: added, duplicate or failed; a file whose
         content the index holds already is a duplicate without converting it."""
         content = content_digest(path)
@@ -77,7 +78,7 @@ class CheckService:
             known = self.index.content_entry(content)
         if known is not None:
             return duplicate_result(name, known, "same content")
-        hashed = hash_with(self.loaded, str(path), **self.ingest_options)
+        hashed = hash_with(self.loaded, str(path), **self.ingest_options(framework))
         with self.lock:
             return add_hashed(self.index, self.loaded, hashed, name, name, label, content)
 

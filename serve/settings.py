@@ -30,6 +30,7 @@ class ServeSettings:
     max_upload: int = DEFAULT_MAX_UPLOAD  # bytes of a request body
     max_conversions: int = field(default_factory=default_conversions)  # running at once
     max_waiting: int | None = None  # admitted and waiting for a conversion slot; None: 4 x max_conversions
+    body_timeout: float = 30.0  # seconds a request body may stall before it is cut off (408)
     limits: Limits = field(default_factory=Limits)  # of each conversion's worker process, as the CLI's --max-memory and --timeout
 
     def __post_init__(self):
@@ -37,6 +38,8 @@ class ServeSettings:
             raise UsageError(f"--max-conversions {self.max_conversions}: must be at least 1")
         if self.max_waiting is not None and self.max_waiting < 0:
             raise UsageError(f"--max-waiting {self.max_waiting}: must be 0 or more")
+        if not self.body_timeout > 0:
+            raise UsageError(f"--body-timeout {self.body_timeout}: must be a positive number of seconds")
         if self.max_upload < 1:
             raise UsageError(f"--max-upload {self.max_upload}: must be a positive size")
         if self.private_reads and not self.token:

@@ -22,7 +22,7 @@ import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from hnn.errors import InputError
+from hnn.errors import InputError, summary
 from hnn.plugins.frontends.archives import check_zip_archive
 
 CHUNK_BYTES = 1 << 20
@@ -70,8 +70,8 @@ def model_path(saved: Path, max_unpacked: int) -> Path:
     try:
         with zipfile.ZipFile(saved) as archive:
             archive.extractall(target)
-    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
-        raise InputError(f"{saved.name}: cannot unpack the archive ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # noqa: BLE001  (corrupt deflate or LZMA data, a bad CRC, ...: zipfile raises many types)
+        raise InputError(f"{saved.name}: cannot unpack the archive ({summary(exc)})") from None
     saved.unlink()  # the unpacked copy is what counts from here on
     tops = {Path(name).parts[0] for name in names if Path(name).parts}
     if not tops:

@@ -10,6 +10,18 @@ os.environ["HNN_NO_THIRD_PARTY_PLUGINS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 HNN = str(Path(sys.executable).with_name("hnn"))
+CORPUS_FOLDER = Path(__file__).parent / "corpus"
+
+
+def make_bad_input_corpus(folder, framework_cases: bool = True) -> dict:
+    """The generated bad-input corpus (tests/corpus/make_corpus.py) written into ``folder``:
+    case name -> (path, a fragment of the error it must be refused with)."""
+    sys.path.insert(0, str(CORPUS_FOLDER))
+    try:
+        from make_corpus import make_corpus
+    finally:
+        sys.path.pop(0)
+    return make_corpus(folder, framework_cases=framework_cases)
 
 
 def run_hnn(*args, env=None, cwd=None) -> subprocess.CompletedProcess:

@@ -52,3 +52,19 @@ def test_a_fork_server_that_dies_is_started_again(workers):
         time.sleep(0.05)
     assert len(ingest_safely(EXAMPLE_MODEL, worker=workers, simplify=False).nodes) > 0
     assert os.getsid(workers._process.pid) == workers._process.pid  # in a session of its own, as every worker is
+
+
+def test_lines_that_are_not_the_servers_answers_are_dropped_and_the_relay_goes_on(workers):
+    for line in (b"garbage\n", b'{"id": "x", "pid": 1}\n', b'{"id": 999999, "pid": 5}\n', b"[1, 2]\n",
+                 b'{"id": 1, "pid": "not a number"}\n'):
+        workers._relay(line)  # must not raise: an exception here would stop every later conversion
+    assert len(ingest_safely(EXAMPLE_MODEL, worker=workers, simplify=False).nodes) > 0
+
+
+def test_a_closed_launcher_says_the_conversion_is_unavailable_not_that_the_file_is_bad():
+    from hnn.ingest.forkserver import WorkerUnavailable
+
+    launcher = WarmWorkers()
+    launcher.close()
+    with pytest.raises(WorkerUnavailable, match="not running"):
+        ingest_safely(EXAMPLE_MODEL, worker=launcher, simplify=False)

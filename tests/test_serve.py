@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import HNN, run_hnn
+from conftest import HNN, make_bad_input_corpus, run_hnn
 from onnx import TensorProto, helper, numpy_helper
 
 httpx = pytest.importorskip("httpx")
@@ -24,7 +23,6 @@ pytest.importorskip("fastapi")
 pytestmark = pytest.mark.slow  # end to end: a server process, worker processes
 
 TOKEN = "s3cret-token-for-tests"
-CORPUS_SCRIPT = Path(__file__).parent / "corpus" / "make_corpus.py"
 
 
 def small_cnn(path: Path, seed: int, width: int = 8) -> Path:
@@ -135,12 +133,7 @@ def test_a_check_gives_the_verdict_and_neighbours_the_cli_gives(service, models)
 
 def test_a_hostile_upload_gets_a_one_line_4xx_and_the_service_answers_the_next(service, models, tmp_path):
     running, _ = service
-    sys.path.insert(0, str(CORPUS_SCRIPT.parent))
-    try:
-        from make_corpus import make_corpus
-    finally:
-        sys.path.pop(0)
-    cases = make_corpus(tmp_path / "corpus", framework_cases=False)
+    cases = make_bad_input_corpus(tmp_path / "corpus", framework_cases=False)
     for case in ("random_bytes", "truncated", "cycle", "zip_bomb", "pickle_canary"):
         path, expected = cases[case]
         response = running.post("/v1/check", path)
@@ -227,10 +220,11 @@ def test_the_uploads_are_removed_after_each_request(service, models):
     assert scratch[0].stat().st_mode & 0o077 == 0  # private to the service's user
 
 
-def test_a_body_over_the_limit_gets_413_and_a_full_service_429(tmp_path, models):
+def test_a_body_over_the_limit_gets_413_a_full_service_429_and_a_stalled_body_408(tmp_path, models):
     index = tmp_path / "models.db"
     assert run_hnn("index", "add", index, models["known"]).returncode == 0
-    running = Service(tmp_path, index, "--max-upload", "64K", "--max-conversions", "1", "--max-waiting", "0")
+    running = Service(tmp_path, index, "--max-upload", "64K", "--max-conversions", "1", "--max-waiting", "0",
+                      "--body-timeout", "2")
     try:
         response = running.post("/v1/check", name="big.onnx", content=b"\0" * (128 * 1024))
         assert response.status_code == 413 and "limit" in response.json()["error"]
@@ -238,8 +232,52 @@ def test_a_body_over_the_limit_gets_413_and_a_full_service_429(tmp_path, models)
             busy = running.post("/v1/check", models["known"])
             assert busy.status_code == 429 and busy.headers["retry-after"] and "busy" in busy.json()["error"]
         assert running.post("/v1/check", models["known"]).status_code == 200  # the slot is free again
+        with stalled_upload(running.port, models["known"]) as stalled:  # a client that stops sending
+            status, body = stalled.response()
+            assert status == 408 and "stalled" in json.loads(body)["error"]
+        assert running.post("/v1/check", models["known"]).status_code == 200
+        with stalled_upload(running.port, models["other"], "/v1/models") as stalled:  # no token: refused at once
+            status, body = stalled.response()
+            assert status == 401 and "bearer token" in json.loads(body)["error"]
+        assert running.post("/v1/check", models["known"]).status_code == 200
     finally:
         assert running.stop() == 0
+
+
+def test_hostile_requests_get_one_line_errors_and_leave_nothing_behind(tmp_path, models):
+    index = tmp_path / "models.db"
+    assert run_hnn("index", "add", index, models["known"]).returncode == 0
+    running = Service(tmp_path, index, "--max-memory", "100M")
+    try:
+        corrupt = io.BytesIO()
+        with zipfile.ZipFile(corrupt, "w", zipfile.ZIP_DEFLATED) as zipped:
+            zipped.writestr("m.onnx", b"weights " * 1000)
+        data = bytearray(corrupt.getvalue())
+        data[60:80] = b"\xff" * 20  # inside the deflate stream
+        response = running.post("/v1/check", name="corrupt.zip", content=bytes(data))
+        assert response.status_code == 422 and "\n" not in response.json()["error"], response.text
+        over = running.post("/v1/check", models["other"])  # the worker's 100 MiB limit
+        assert over.status_code == 422 and ("memory limit" in over.json()["error"] or
+                                            "crashed" in over.json()["error"]), over.text
+        for path in ("/v1/models/99999999999999999999", "/v1/models?offset=99999999999999999999"):
+            assert httpx.get(running.base + path).status_code == 400
+        assert httpx.get(running.base + "/healthz").status_code == 200
+        leftovers = [p.name for p in running.tmp.rglob("*") if p.name.startswith(("hnn-", "upload-"))]
+        assert leftovers and all(name.startswith(("hnn-serve-", "hnn-forkserver-")) for name in leftovers), leftovers
+    finally:
+        assert running.stop() == 0
+    assert not [p for p in running.tmp.rglob("*") if p.name.startswith("hnn-")]  # the worker's temporary files too
+
+
+def test_a_busy_port_or_a_bad_index_is_one_line_and_a_non_zero_exit(tmp_path, models):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        result = run_hnn("serve", tmp_path / "new.db", "--port", taken.getsockname()[1])
+    assert result.returncode == 2 and "cannot listen on" in result.stderr and len(result.stderr.splitlines()) == 1
+    (tmp_path / "junk.db").write_text("not an index")
+    result = run_hnn("serve", tmp_path / "junk.db", "--port", free_port())
+    assert result.returncode == 1 and "not an hnn index" in result.stderr and len(result.stderr.splitlines()) == 1
 
 
 def test_sigterm_finishes_the_request_in_flight_and_exits_cleanly_and_docs_are_served(tmp_path, models):
@@ -269,18 +307,22 @@ class stalled_upload:
 
     BOUNDARY = "hnn-test-boundary"
 
-    def __init__(self, port: int, model: Path):
+    def __init__(self, port: int, model: Path, path: str = "/v1/check"):
         part = (f"--{self.BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{model.name}\"\r\n"
                 "Content-Type: application/octet-stream\r\n\r\n").encode()
         self.body = part + model.read_bytes() + f"\r\n--{self.BOUNDARY}--\r\n".encode()
         self.socket = socket.create_connection(("127.0.0.1", port))
-        self.socket.sendall(f"POST /v1/check HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        self.socket.sendall(f"POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
                             f"Content-Type: multipart/form-data; boundary={self.BOUNDARY}\r\n"
                             f"Content-Length: {len(self.body)}\r\n\r\n".encode() + self.body[:64])
         time.sleep(0.5)  # admitted: the service is reading its body
 
     def finish(self) -> tuple[int, bytes]:
         self.socket.sendall(self.body[64:])
+        return self.response()
+
+    def response(self) -> tuple[int, bytes]:
+        """(status, body) of the answer, read until the service closes the connection."""
         response = b""
         while chunk := self.socket.recv(1 << 16):
             response += chunk

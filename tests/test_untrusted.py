@@ -1,27 +1,19 @@
 """Untrusted input: the generated bad-input corpus, worker limits, and what reaches the worker."""
 
-import sys
-from pathlib import Path
 
 import pytest
-from conftest import run_hnn
+from conftest import make_bad_input_corpus, run_hnn
 
 from hnn.ingest.pipeline import EXAMPLE_MODEL
 
 pytestmark = pytest.mark.slow  # end to end: subprocesses, frameworks (the quick loop skips it)
 
-CORPUS_SCRIPT = Path(__file__).parent / "corpus" / "make_corpus.py"
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     folder = tmp_path_factory.mktemp("corpus")
-    sys.path.insert(0, str(CORPUS_SCRIPT.parent))
-    try:
-        from make_corpus import make_corpus
-    finally:
-        sys.path.pop(0)
-    return folder, make_corpus(folder)
+    return folder, make_bad_input_corpus(folder)
 
 
 CASES = ["pickle_canary", "random_bytes", "truncated", "external_dotdot", "external_absolute", "external_symlink",

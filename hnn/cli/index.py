@@ -22,6 +22,24 @@ index_app = typer.Typer(help="The model registry: an SQLite index of hash codes 
                         no_args_is_help=True)
 
 
+def add_reporter(as_json: bool):
+    """What `index add` and `index add-store` print of each model as soon as it is committed (so what
+    was committed is said even when a later model stops the run): a JSON line, or one line of text."""
+    def report(result: dict) -> None:
+        if as_json:
+            echo_json(result)
+        elif result["status"] == "added":
+            typer.echo(f"added #{result['id']}  {result['hash']}  {result['model']}")
+        elif result["status"] == "duplicate":
+            typer.echo(f"exists #{result['id']}  {result['model']}: {result['reason']}")
+        elif result["status"] == "skipped":
+            typer.echo(f"skipped  {result['model']}: {result['reason']}")
+        else:
+            typer.echo(f"hnn: {about(result['model'], result['reason'])}", err=True)
+
+    return report
+
+
 @index_app.command("add")
 @model_options("framework", "checkpoint", "bits")
 def index_add(
@@ -34,20 +52,47 @@ def index_add(
     """Hash models and add them; each entry commits on its own, duplicates are reported."""
     from hnn.index.registry import add_models
 
-    def report(result: dict) -> None:  # as each model is done: what is committed is said at once
-        if as_json:
-            echo_json(result)
-        elif result["status"] == "added":
-            typer.echo(f"added #{result['id']}  {result['hash']}  {result['model']}")
-        elif result["status"] == "duplicate":
-            typer.echo(f"exists #{result['id']}  {result['model']}: {result['reason']}")
-        else:
-            typer.echo(f"hnn: {about(result['model'], result['reason'])}", err=True)
-
     with Progress("adding") as progress:
         results = add_models(index, models, label=label, checkpoint=options.checkpoint, bits=options.bits,
-                             progress=progress, report=report, **options.ingest)
+                             progress=progress, report=add_reporter(as_json), **options.ingest)
     if any(result["status"] == "failed" for result in results):
+        raise typer.Exit(1)
+
+
+@index_app.command("add-store")
+@model_options("framework", "checkpoint", "bits")
+def index_add_store(
+    index: IndexArgument,
+    store: Annotated[str, typer.Argument(help="A folder of models (walked), or a manifest: one path per line.")],
+    options: ModelOptions,
+    engine: Annotated[str, typer.Option("--engine", help="local (a process pool), ray, or sequential.")] = "local",
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1,
+                                                   help="Worker processes; default: the CPU count.")] = None,
+    address: Annotated[Optional[str], typer.Option("--address", help="With --engine ray: join this cluster "
+                                                   "(auto, ray://head:10001); default: a local Ray instance.")] = None,
+    label: Annotated[Optional[str], typer.Option("--label", help="Family or owner label for these entries.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Hash every model of a store on a pool or Ray; this process alone writes the index. A rerun skips
+    what is indexed (by content digest). Exit 1 when a model failed."""
+    from hnn.batch.run import add_store
+
+    with Progress("hashing") as progress:
+        done = add_store(index, store, engine=engine, workers=workers, address=address, label=label,
+                         checkpoint=options.checkpoint, bits=options.bits, progress=progress,
+                         report=add_reporter(as_json), **options.ingest)
+    summary, failures = done["summary"], done["failures"]
+    if as_json:
+        echo_json(done)
+    else:
+        if failures:
+            typer.echo(f"hnn: {len(failures)} of {summary['models']} models failed:", err=True)
+            for failure in failures:
+                typer.echo(f"  {about(failure['model'], failure['reason'])}", err=True)
+        counts = ", ".join(f"{summary[status]} {status}" for status in ("added", "duplicate", "skipped", "failed"))
+        typer.echo(f"{summary['models']} models: {counts}; {summary['ignored']} other files ignored "
+                   f"({summary['engine']}, {summary['workers']} workers, {summary['seconds']:.1f} s)")
+    if failures:
         raise typer.Exit(1)
 
 

@@ -25,6 +25,8 @@ def serve(
     max_waiting: Annotated[Optional[int], typer.Option(
         "--max-waiting", min=0, help="Uploads admitted to wait for a conversion; beyond: 429. "
                                      "Default: 4 per conversion.")] = None,
+    body_timeout: Annotated[float, typer.Option(
+        "--body-timeout", help="Seconds an upload may stall before it is cut off (408).")] = 30.0,
     checkpoint: CheckpointOption = None,
     bits: BitsOption = None,
     max_memory: MaxMemoryOption = "4G",
@@ -42,7 +44,8 @@ def serve(
         raise UsageError(f"hnn serve needs FastAPI and uvicorn ({exc.name} is missing): "
                          "pip install 'hnn[serve]'") from None
     settings = ServeSettings(index=index, checkpoint=checkpoint, bits=bits, token=read_token(token_file),
-                             private_reads=private_reads, max_upload=parse_memory(max_upload),
+                             private_reads=private_reads, max_upload=parse_memory(max_upload, "--max-upload"),
                              max_conversions=max_conversions or default_conversions(), max_waiting=max_waiting,
+                             body_timeout=body_timeout,
                              limits=limits(max_memory, timeout))
     run_server(settings, host, port)

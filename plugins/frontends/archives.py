@@ -56,6 +56,8 @@ def check_zip_archive(path: Path, max_uncompressed: int | None = None) -> list[s
         name = PurePosixPath(entry.filename)
         if name.is_absolute() or ".." in name.parts:
             raise InputError(f"{path}: rejected: archive entry {entry.filename!r} points outside the archive")
+        if entry.flag_bits & 0x1:  # no model format encrypts its entries; zipfile would stop at them with a bug's error
+            raise InputError(f"{path}: rejected: archive entry {entry.filename!r} is encrypted")
         total += entry.file_size
         compressed += entry.compress_size
         if entry.file_size > RATIO_CHECKED_ABOVE and entry.file_size > MAX_RATIO * max(entry.compress_size, 1):
