@@ -34,7 +34,8 @@ def add_models(index_path: str | Path, models: list[str], label: str | None = No
 
     # Many models: one warm fork server for the run (hnn.ingest.forkserver), each conversion still a
     # fresh limited process, without a new interpreter's imports each time.
-    workers = WarmWorkers() if len(models) > 1 and not ingest_options.get("trust") else None
+    files = sum(1 for model in models if Path(model).exists())  # specs build in this process: no worker
+    workers = WarmWorkers() if files > 1 and not ingest_options.get("trust") else None
     if workers is not None:
         ingest_options = {**ingest_options, "worker": workers}
     with Index(index_path, create=True) as index, workers or nullcontext():
