@@ -68,6 +68,7 @@ def percentile(values: list[float], share: float) -> float:
 def load(base: str, model: Path, clients: int, requests: int, verdict: str) -> dict:
     data = model.read_bytes()
     latencies, counts, lock = [], {"ok": 0, "busy_429": 0, "errors": 0}, threading.Lock()
+    errors: list[str] = []
     shares = [requests // clients + (1 if i < requests % clients else 0) for i in range(clients)]
 
     def client(share: int) -> None:
@@ -77,9 +78,10 @@ def load(base: str, model: Path, clients: int, requests: int, verdict: str) -> d
                     started = time.perf_counter()
                     try:
                         response = http.post(base + "/v1/check", files={"file": (model.name, data)})
-                    except httpx.TransportError:
+                    except httpx.TransportError as exc:
                         with lock:
                             counts["errors"] += 1
+                            errors.append(f"{type(exc).__name__}: {exc}")
                         break
                     elapsed = time.perf_counter() - started
                     if response.status_code == 429:
@@ -93,6 +95,7 @@ def load(base: str, model: Path, clients: int, requests: int, verdict: str) -> d
                             latencies.append(elapsed)
                         else:
                             counts["errors"] += 1
+                            errors.append(f"{response.status_code}: {response.text[:200]}")
                     break
 
     started = time.perf_counter()
@@ -102,7 +105,7 @@ def load(base: str, model: Path, clients: int, requests: int, verdict: str) -> d
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
-    return {"clients": clients, "requests": requests, **counts, "wall_s": wall,
+    return {"clients": clients, "requests": requests, **counts, "wall_s": wall, "error_kinds": sorted(set(errors)),
             "p50_s": statistics.median(latencies) if latencies else None,
             "p99_s": percentile(latencies, 0.99) if latencies else None,
             "throughput_per_s": counts["ok"] / wall}
@@ -163,6 +166,8 @@ def main() -> None:
         print(f"{row['clients']:>7} {row['requests']:>8} {row['ok']:>4} {row['busy_429']:>5} {row['errors']:>6} "
               f"{row['p50_s'] or float('nan'):>7.3f} {row['p99_s'] or float('nan'):>7.3f} "
               f"{row['throughput_per_s']:>6.2f}")
+        for kind in row["error_kinds"]:
+            print(f"        error: {kind}")
     one = next((row for row in rows if row["clients"] == 1), None)
     if one and one["p50_s"]:
         print(f"warm p50 at 1 client / CLI median: {one['p50_s'] / cli_median:.2f} (goal <= 0.33)")

@@ -17,8 +17,9 @@ turns away, and its answers never pass through the framework's error pages):
   its place for ever, nor hold up a shutdown;
 * **admission**: the routes that convert an upload (POST /v1/check, POST /v1/models)
   are admitted only while fewer than ``max_conversions + max_waiting`` are in the
-  service; beyond that a 429 with Retry-After answers at once, before the body is
-  read. So the queue is bounded: the admitted ones wait for one of
+  service; beyond that a 429 with Retry-After answers without saving the body
+  (it is read and dropped, as for a 401, so that a client still sending its
+  upload reads the answer rather than a reset connection). So the queue is bounded: the admitted ones wait for one of
   ``max_conversions`` conversion slots (:class:`Conversions`);
 * **bugs**: an exception that escapes the application is answered 500 (when no
   answer was started) and logged as one line, not a traceback per layer.
@@ -97,11 +98,13 @@ class Gate:
             declared = _content_length(scope)
             refused = refusal(self.settings, scope["method"], scope["path"], _header(scope, b"authorization"))
             if refused is not None:
+                await self._drain(receive)
                 await _refuse(send_logged, *refused, [(b"www-authenticate", b"Bearer")] if refused[0] == 401 else None)
             elif declared is not None and declared > self.max_body:
                 await _refuse(send_logged, 413, f"request body of {declared} bytes is over the "
                                                 f"{self.max_body}-byte limit (--max-upload)")
             elif converting and not self.conversions.admit():
+                await self._drain(receive)
                 busy = self.conversions.to_dict()
                 await _refuse(send_logged, 429, f"busy: {busy['running']} conversions running (the limit) and "
                                                 f"{busy['waiting']} waiting (the limit); retry later",
@@ -117,6 +120,21 @@ class Gate:
             if admitted:
                 self.conversions.leave()
             _log(scope, status["code"], time.perf_counter() - started)
+
+    async def _drain(self, receive) -> None:
+        """Read and drop a refused request's body (at most the size limit, with the stall timeout), so
+        that the client, still sending its upload, reads the answer instead of a reset connection."""
+        seen = 0
+        while seen <= self.max_body:
+            try:
+                message = await asyncio.wait_for(receive(), self.body_idle_s)
+            except TimeoutError:
+                return
+            if message["type"] != "http.request":
+                return
+            seen += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
     def _limited(self, receive):
         """``receive``, cut off with a 413 once the body passes the limit, and a 408 when it stalls."""
