@@ -2,18 +2,16 @@
 
 The structural search finds an upload's architecture; among the entries of that
 architecture (a hub may hold thousands of fine-tunes of one base) the probes
-(hnn.provenance.probe, one row per entry, read once) pick the few whose weights
-look related, and only those, with the structural neighbours, get the pairwise
-test of hnn.provenance.evidence.
+(hnn.provenance.probe, one per entry, kept in memory by the index) pick the few whose
+weights look related (the PROBE_CANDIDATES best by each kind of score), and only those,
+with the structural neighbours, get the pairwise test of hnn.provenance.evidence.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from hnn.provenance.evidence import Evidence, compare
 from hnn.provenance.fingerprint import Fingerprint
-from hnn.provenance.probe import probe, probe_scores
+from hnn.provenance.probe import best_probes, probe
 
 # Entries tested per probe kind (positional, anchored), beside the structural neighbours.
 PROBE_CANDIDATES = 4
@@ -26,9 +24,8 @@ def derivation_evidence(index, fingerprint: Fingerprint | None, neighbour_ids) -
     candidates = {int(entry_id) for entry_id in neighbour_ids}
     ids, probes = index.probes()
     if len(ids):
-        for scores in probe_scores(probe(fingerprint), probes):
-            best = np.argsort(-scores, kind="stable")[:PROBE_CANDIDATES]
-            candidates.update(int(ids[i]) for i in best if np.isfinite(scores[i]))
+        for best in best_probes(probe(fingerprint), probes, PROBE_CANDIDATES):
+            candidates.update(int(entry_id) for entry_id in ids[best])
     return {entry_id: compare(fingerprint, stored) for entry_id, stored in index.fingerprints(candidates).items()}
 
 

@@ -28,27 +28,44 @@ Durability: the database runs in WAL mode and each entry is its own
 transaction, so an interrupted bulk add keeps every entry committed before the
 interruption and never a half entry; concurrent writers wait for each other
 (busy timeout) instead of failing.
+
+In memory: what a query reads of every entry (the codes, and the columns the
+ranking reads: _EntryTable) and every probe (_ProbeTable) are read from the file
+once, in one scan each, and then kept up to date in place: this connection's add
+and remove append and delete their rows (arrays with room to grow), and another
+connection's commits (PRAGMA data_version) are read as the rows added since, or
+after a removal as the whole table again. A query is then one pass of Hamming
+distances over the codes, the ranking of its candidates' columns, and the probe
+scan: benchmarks/index_scale.py measures it at a million entries. A process's
+first query (all that `hnn check` makes) reads the codes alone, its candidates'
+rows from the file, and groups only the probes of its layer sequence; a
+long-lived index (that asks again, or read everything up front with codes(), as
+`hnn serve` does) reads every column and groups every probe once.
 """
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
 
 from hnn.errors import InputError, UsageError
 from hnn.hasher import bits
+from hnn.hasher.bits import to_words
 from hnn.hasher.structure import STRUCTURE_BITS, Structure
 from hnn.index.ranking import StructureColumns, rank
-from hnn.index.search import packed_codes
+from hnn.index.search import PackedCodes
 from hnn.index.verdicts import SHARED_SUSPECT
 from hnn.provenance.fingerprint import Fingerprint
-from hnn.provenance.probe import PROBE_BYTES, probe
+from hnn.provenance.probe import ANCHORED_WORDS, PROBE_BYTES, ProbeColumns, by_sequence, probe
+from hnn.provenance.selection import smallest
 
 FORMAT = "hnn-index"
 # 2: the structure column; 3: the topology and scale columns; 4: weight marks, one entry per IR and weights;
@@ -57,7 +74,11 @@ VERSION = 6
 BUSY_TIMEOUT_MS = 60_000
 SQL_BATCH = 500  # ids per `IN (...)`: below SQLite's smallest limit on bound parameters (999)
 
-SCHEMA = """
+# The probes alone, in the order of their entries: a query reads every probe, and this SQL index holds
+# them in a few hundred bytes an entry, where the fingerprints table spreads them over the pages of their
+# data (a scan of a million probes: 0.12 s of SQLite's time from it, 1.0 s from the table).
+PROBE_INDEX = "CREATE INDEX IF NOT EXISTS fingerprints_probes ON fingerprints (entry, probe)"
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -88,6 +109,7 @@ CREATE TABLE IF NOT EXISTS fingerprints (
     probe BLOB NOT NULL,  -- hnn.provenance.probe: read for every entry on a query, so kept apart from the data
     data BLOB NOT NULL  -- hnn.provenance.fingerprint.Fingerprint.to_bytes
 );
+{PROBE_INDEX};
 CREATE TABLE IF NOT EXISTS contents (
     digest TEXT PRIMARY KEY,  -- hnn.index.contents.content_digest of a file or folder added
     entry INTEGER NOT NULL REFERENCES entries (id) ON DELETE CASCADE  -- its entry, or the entry it duplicated
@@ -223,8 +245,13 @@ class Index:
             self._check_or_initialise()
         except sqlite3.DatabaseError as exc:
             raise InputError(f"{self.path}: not an hnn index ({exc})") from None
-        self._codes = None
-        self._probes = None
+        self._table: _EntryTable | None = None  # what a query reads of every entry, in memory (codes())
+        self._probe_table: _ProbeTable | None = None  # every probe, in memory (probes())
+        self._version = None  # PRAGMA data_version when the tables were last brought up to date
+        # A process's first query (all `hnn check` makes) reads what it needs; a long-lived one (that called
+        # codes() to read everything up front, as `hnn serve` does, or asks again) reads every column.
+        self._warm = False
+        self._ranked_queries = self._probe_reads = 0
 
     def _connect(self, read_only: bool = False) -> sqlite3.Connection:
         if read_only:
@@ -273,6 +300,22 @@ class Index:
             raise InputError(f"{self.path}: a damaged hnn index (its {' and '.join(missing)} table is missing)")
         if int(version) < VERSION:
             self._upgrade(int(version))
+        self._index_probes()
+
+    def _index_probes(self) -> None:
+        """A version-6 file written before the probes had their SQL index (hnn 0.2) gains it when it
+        is first opened with write access, unless another writer holds the file now (then later):
+        a query then reads the probes from the index, not from the whole fingerprints table."""
+        if self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'fingerprints_probes'").fetchone():
+            return
+        self.db.execute("PRAGMA busy_timeout = 0")  # never wait for it
+        try:
+            with transaction(self.db):
+                self.db.execute(PROBE_INDEX)
+        except (IndexBusy, sqlite3.OperationalError):  # busy, or a file opened read-only: the table is read instead
+            pass
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     def _upgrade(self, version: int) -> None:
         """An older file -> VERSION in one transaction. Versions 1 to 3: the entries table is rebuilt
@@ -363,13 +406,14 @@ class Index:
         packed_structure = None if structure is None else _pack_structure(structure.code)
         topology = None if structure is None else structure.topology
         scale = None if structure is None or structure.scale is None else np.asarray(structure.scale, "<f8").tobytes()
+        probed = None if fingerprint is None else probe(fingerprint)
         with transaction(self.db, self._cannot_write_error):
             self._claim_checkpoint(checkpoint_digest, len(code))
             existing = self._same_model(ir_digest, weight_marks or [])
             if existing is None:
                 existing = self._insert(name, source, framework, label, packed, len(code), checkpoint_digest,
                                         ir_digest, packed_structure, topology, scale, weight_marks, fingerprint,
-                                        content_digest)
+                                        probed, content_digest)
                 added = True
             else:
                 added = False
@@ -378,12 +422,19 @@ class Index:
                                     (content_digest, existing.id))
         if not added:
             raise DuplicateEntry(existing)
-        self._codes = self._probes = None
+        # The tables in memory gain the entry as a fresh read would give it (after any other writer's).
+        self._sync()
+        if self._table is not None and not len(self._table):  # read before the first entry fixed the bit count
+            self._table = None
+        if self._table is not None:
+            self._table.append(self, (existing.id, packed, packed_structure, topology, scale))
+        if self._probe_table is not None:
+            self._probe_table.append(existing.id, probed)
         return existing
 
     def _insert(self, name, source, framework, label, packed, bit_count, checkpoint_digest, ir_digest,
-                packed_structure, topology, scale, weight_marks, fingerprint, content_digest) -> Entry:
-        """Inside add's transaction: the rows of one new entry."""
+                packed_structure, topology, scale, weight_marks, fingerprint, probed, content_digest) -> Entry:
+        """Inside add's transaction: the rows of one new entry (``probed``: the fingerprint's probe)."""
         cursor = self.db.execute(
             "INSERT INTO entries (name, source, framework, label, code, bits, checkpoint, ir_digest, added, "
             "structure, topology, scale, marks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -394,7 +445,7 @@ class Index:
                             [(int(mark), cursor.lastrowid) for mark in weight_marks or []])
         if fingerprint is not None:
             self.db.execute("INSERT INTO fingerprints (entry, probe, data) VALUES (?, ?, ?)",
-                            (cursor.lastrowid, probe(fingerprint), fingerprint.to_bytes()))
+                            (cursor.lastrowid, probed, fingerprint.to_bytes()))
         if content_digest is not None:  # a digest already recorded (another entry's file) stays with it
             self.db.execute("INSERT OR IGNORE INTO contents (digest, entry) VALUES (?, ?)",
                             (content_digest, cursor.lastrowid))
@@ -435,8 +486,13 @@ class Index:
     def remove(self, entry_id: int) -> Entry:
         entry = self.get(entry_id)
         with transaction(self.db, self._cannot_write_error):
+            fingerprinted = self.db.execute("SELECT 1 FROM fingerprints WHERE entry = ?", (entry_id,)).fetchone()
             self.db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
-        self._codes = self._probes = None
+        self._sync()
+        if self._table is not None:
+            self._table.remove(entry_id)
+        if self._probe_table is not None:
+            self._probe_table.remove(entry_id, fingerprinted is not None)
         return entry
 
     def _cannot_write_error(self, exc: sqlite3.OperationalError) -> InputError:
@@ -472,20 +528,49 @@ class Index:
 
     # --- search -------------------------------------------------------------------------
 
-    def codes(self):
-        """All codes, packed in memory (built on first use after a change)."""
-        if self._codes is None:
-            rows = self.db.execute("SELECT id, code, bits FROM entries ORDER BY id").fetchall()
-            bit_count = self.bit_count() or 0
-            ids = np.array([row[0] for row in rows], dtype=np.int64)
-            width = (bit_count + 7) // 8
-            for row in rows:  # one damaged entry is named, as _code names it; the rest decode at once
-                if not isinstance(row[1], bytes) or len(row[1]) != width:
-                    self._code(row[0], row[1], bit_count)
-            packed = np.frombuffer(b"".join(row[1] for row in rows), np.uint8).reshape(len(rows), width)
-            codes = bits.from_bytes(packed, bit_count).reshape(len(rows), bit_count)
-            self._codes = packed_codes(codes, ids)
-        return self._codes
+    def codes(self) -> PackedCodes:
+        """All codes, packed in memory, with every column a query ranks by: read once (what a
+        long-lived process, such as ``hnn serve``, does before its first request), then kept up to
+        date (:meth:`_sync`). The arrays are the index's own, valid until its next change."""
+        self._warm = True
+        table = self._entries_table(full=True)
+        return PackedCodes(table.rows["words"], table.rows["ids"])
+
+    def _entries_table(self, full: bool) -> _EntryTable:
+        """The table in memory, with the ranking columns if ``full`` (read again if it lacks them)."""
+        self._sync()
+        if self._table is None or (full and not self._table.full):
+            self._table = _EntryTable.read(self, full)
+        return self._table
+
+    def _sync(self) -> None:
+        """Bring the tables in memory up to what the file holds now. This connection's adds and removes
+        change them in place; another connection's commits (PRAGMA data_version tells) are read: the
+        entries added since (ids only grow), or, after a removal, the whole table when next needed."""
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._version:
+            return
+        self._version = version
+        if self._table is None and self._probe_table is None:
+            return
+        with _snapshot(self.db):
+            if self._table is not None:
+                count = self.db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+                rows = self.db.execute(f"SELECT {TABLE_COLUMNS} FROM entries WHERE id > ? ORDER BY id",
+                                       (self._table.last_id,)).fetchall()
+                if count != len(self._table) + len(rows) or not len(self._table):  # removed, or before the first
+                    self._table = None
+                else:
+                    self._table.extend(self, rows)
+            if self._probe_table is not None:
+                count = self.db.execute("SELECT COUNT(*) FROM fingerprints").fetchone()[0]
+                rows = self.db.execute("SELECT entry, probe FROM fingerprints WHERE entry > ? ORDER BY entry",
+                                       (self._probe_table.last_id,)).fetchall()
+                if count != self._probe_table.rows_read + len(rows):
+                    self._probe_table = None
+                else:
+                    last = self.db.execute("SELECT MAX(id) FROM entries").fetchone()[0]
+                    self._probe_table.extend(rows, last or 0)
 
     def query(self, code: np.ndarray, k: int = 10, radius: int | None = None,
               structure: Structure | None = None, shared: dict[int, int] | None = None) -> list[tuple[Entry, int]]:
@@ -496,66 +581,55 @@ class Index:
         the query's weights first, then those of its topology (both in a k-nearest search even
         when their code is farther than the k-th), ties of the code by structure distance;
         without it, by distance, then id.
+
+        In memory (the table of codes and ranking columns, :meth:`codes`): one pass of Hamming
+        distances over every code gives both the k nearest and every entry tied with the k-th.
         """
-        if len(self) == 0:
+        # The first ranked query reads the codes alone and its candidates' rows from the file (what a
+        # `hnn check` needs); from the second on, the index lives long: every column is read once.
+        table = self._entries_table(full=structure is not None and (self._warm or self._ranked_queries > 0))
+        self._ranked_queries += structure is not None
+        if not len(table):
             return []
-        packed = self.codes()
+        ids, distances = table.rows["ids"], table.distances(code)
         if radius is not None:
-            candidates = packed.within(code, radius)
+            chosen = np.flatnonzero(distances <= radius)
+            if structure is None:
+                order = chosen[np.argsort(distances[chosen], kind="stable")]  # positions are in id order
+                return self._hits(ids[order], distances[order])
         else:
-            nearest = packed.top_k(code, k)
-            if structure is None or not nearest:  # not nearest: k < 1
-                return [(self.get(int(entry_id)), int(distance)) for entry_id, distance in nearest]
+            nearest = smallest(distances, k)
+            if structure is None or not len(nearest):  # not nearest: k < 1
+                return self._hits(ids[nearest], distances[nearest])
             # Every entry tied with the k-th, so that the tie-break chooses among all of them, and every
             # entry that shares the query's weights or topology, however far its code.
-            candidates = packed.within(code, nearest[-1][1]) + self._related(structure, shared or {})
-        if structure is not None:
-            candidates = self._ranked(code, structure, shared or {}, candidates)
-        if radius is None:
-            candidates = candidates[:k]
-        return [(self.get(int(entry_id)), int(distance)) for entry_id, distance in candidates]
+            candidates = distances <= distances[nearest[-1]]
+            candidates[table.related(self, structure, shared or {})] = True
+            chosen = np.flatnonzero(candidates)
+        order, code_distances = table.ranked(self, chosen, code, structure, shared or {}, distances[chosen],
+                                             None if radius is not None else k)
+        return self._hits(ids[order], code_distances)
 
-    def _related(self, structure: Structure, shared: dict[int, int]) -> list[tuple[int, None]]:
-        """(id, None) of the entries that share weights with the query, or its topology: found by
-        SQL indexes (the mark -> entry table, the digest column), not by reading the whole file."""
-        ids = [entry_id for entry_id, count in shared.items() if count >= SHARED_SUSPECT]
-        if structure.topology is not None:
-            ids += [row[0] for row in self.db.execute("SELECT id FROM entries WHERE topology = ?",
-                                                      (structure.topology,))]
-        return [(entry_id, None) for entry_id in ids]
+    def _hits(self, entry_ids: np.ndarray, distances: np.ndarray) -> list[tuple[Entry, int]]:
+        return [(self.get(int(entry_id)), int(distance)) for entry_id, distance in zip(entry_ids, distances)]
 
-    def _ranked(self, code: np.ndarray, structure: Structure, shared: dict[int, int],
-                candidates: list[tuple[int, int | None]]) -> list[tuple[int, int]]:
-        """``candidates`` (id, code distance or None) once each, with their code distance, best first
-        as :func:`hnn.index.ranking.rank` orders them, then by id.
-
-        One batched read of what the ranking needs (code, structure, topology, scale), not whole
-        entries: a popular architecture can have thousands of entries tied with the query.
-        """
-        ids = sorted({entry_id for entry_id, _ in candidates})
-        rows = []
-        for start in range(0, len(ids), SQL_BATCH):
-            batch = ids[start:start + SQL_BATCH]
-            rows += self.db.execute(f"SELECT id, code, structure, topology, scale FROM entries WHERE id IN "
-                                    f"({', '.join('?' * len(batch))}) ORDER BY id", batch).fetchall()
-        if not rows:
-            return []
-        row_ids = np.array([row[0] for row in rows], dtype=np.int64)
-        code_distances, ranks = _rank_rows(rows, code, structure,
-                                           np.array([shared.get(int(entry_id), 0) for entry_id in row_ids]))
-        order = np.lexsort((row_ids, ranks))
-        return [(int(row_ids[i]), int(code_distances[i])) for i in order]
-
-    def probes(self) -> tuple[np.ndarray, np.ndarray]:
-        """(entry ids, probes as uint8 rows) of every entry with a fingerprint, read once after a change.
-        A probe of the wrong length (a damaged row) is left out: that entry is only never derived."""
-        if self._probes is None:
-            rows = [row for row in self.db.execute("SELECT entry, probe FROM fingerprints ORDER BY entry")
-                    if isinstance(row[1], bytes) and len(row[1]) == PROBE_BYTES]
-            ids = np.array([row[0] for row in rows], dtype=np.int64)
-            matrix = np.frombuffer(b"".join(row[1] for row in rows), np.uint8).reshape(len(rows), PROBE_BYTES)
-            self._probes = ids, matrix
-        return self._probes
+    def probes(self) -> tuple[np.ndarray, ProbeColumns]:
+        """(entry ids, their probes) of every entry with a fingerprint, in memory: read once, then kept
+        up to date (:meth:`_sync`). A probe of the wrong length (a damaged row) is left out: that entry
+        is only never derived."""
+        self._sync()
+        if self._probe_table is None:
+            indexed = self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' "
+                                      "AND name = 'fingerprints_probes'").fetchone()
+            with _snapshot(self.db):
+                last = self.db.execute("SELECT MAX(id) FROM entries").fetchone()[0]
+                rows = self.db.execute("SELECT entry, probe FROM fingerprints "
+                                       f"{'INDEXED BY fingerprints_probes ' if indexed else ''}ORDER BY entry").fetchall()
+            self._probe_table = _ProbeTable(rows, last or 0)
+        if (self._warm or self._probe_reads) and not self._probe_table.grouped:
+            self._probe_table.group()  # every layer sequence's group at once, not one at each first query of it
+        self._probe_reads += 1
+        return self._probe_table.columns()
 
     def fingerprints(self, entry_ids) -> dict[int, Fingerprint]:
         """{id: fingerprint} of those entries that have a readable one (a damaged one is skipped: no evidence)."""
@@ -586,34 +660,446 @@ class Index:
 
 
 _STRUCTURE_BLOB_BYTES = 2 + STRUCTURE_BITS // 8  # what _pack_structure writes for a structure code
+_SCALE_BYTES = 16  # two float64s, as _unpack_scale reads them
+# What the table in memory holds of each entry: what a query reads of every entry, and what ranks its candidates.
+TABLE_COLUMNS = "id, code, structure, topology, scale"
+RANKING = ("structure", "has_structure", "structured", "topology", "scale", "has_scale")  # of a full table
+_ANCHORED_END = 1 + ANCHORED_WORDS  # a probe's words: the digest, the anchored signs, then the positional sketches
 
 
-def _rank_rows(rows: list[tuple], code: np.ndarray, structure: Structure,
-               shared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(code distances, ranks) of rows (id, code, structure, topology, scale), read as _entry reads
-    them: the blobs of all rows are joined and decoded at once."""
-    def column(index: int, length: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Which rows hold a blob of ``length`` bytes in that column, and those blobs as uint8 rows."""
-        ok = np.array([row[index] is not None and len(row[index]) == length for row in rows], dtype=bool)
-        blobs = b"".join(row[index] for row, keep in zip(rows, ok) if keep)
-        return ok, (np.frombuffer(blobs, np.uint8).reshape(-1, length) if ok.any() else None)
+@contextmanager
+def _snapshot(db: sqlite3.Connection):
+    """One read transaction (outside any other): the reads inside it see one state of the file."""
+    if db.in_transaction:
+        yield
+        return
+    db.execute("BEGIN")
+    try:
+        yield
+    finally:
+        db.execute("COMMIT")
 
-    has_code, codes = column(1, (len(code) + 7) // 8)
-    code_distances = np.full(len(rows), len(code), dtype=np.int64)  # a damaged code: as far as can be
-    if codes is not None:
-        code_distances[has_code] = (bits.from_bytes(codes, len(code)) != code).sum(axis=1)
-    has_structure, stored = column(2, _STRUCTURE_BLOB_BYTES)
-    structure_codes = np.zeros((len(rows), STRUCTURE_BITS), dtype=bool)
-    if stored is not None:
-        structure_codes[has_structure] = bits.from_bytes(stored[:, 2:], STRUCTURE_BITS)
-    has_scale, scales = column(4, 16)  # two float64s, as _unpack_scale reads them
-    scale_values = np.zeros((len(rows), 2))
-    if scales is not None:
-        scale_values[has_scale] = scales.view("<f8").reshape(-1, 2)
-    # A digest counts only beside a structure blob, as _entry reads it.
-    topologies = np.array([row[3] if row[2] is not None else None for row in rows], dtype=object)
-    columns = StructureColumns(structure_codes, has_structure, topologies, scale_values, has_scale)
-    return code_distances, rank(structure, code_distances, columns, shared)
+
+class _Rows:
+    """Columns of one row per entry, in id order, with room to grow: an append is amortised constant
+    time (a full array grows by half), a removal moves the rows after it. The views handed out
+    (``rows[name]``) are valid until the next change. A column named in ``across`` holds its rows
+    along its second axis (each of its words contiguous over the entries: what one query scans)."""
+
+    def __init__(self, columns: dict[str, np.ndarray], across: tuple[str, ...] = (), copy: bool = True):
+        """``columns``: name -> its rows; ``copy``: False to keep those arrays (the caller's own, or
+        read-only views, copied on the first change), with no room until the first append."""
+        self._across = set(across)
+        self.count = next(iter(columns.values())).shape[1 if next(iter(columns)) in self._across else 0]
+        self._data = {name: self._moved(name, array, self.count, _room(self.count)) if copy else array
+                      for name, array in columns.items()}
+
+    def _rows(self, name: str, data: np.ndarray) -> np.ndarray:
+        """``data`` of column ``name`` as a view with one row per entry along its first axis."""
+        return data.T if name in self._across else data
+
+    def _moved(self, name: str, array: np.ndarray, count: int, capacity: int) -> np.ndarray:
+        rows = self._rows(name, array)
+        data = np.zeros((rows.shape[1], capacity) if name in self._across else (capacity, *rows.shape[1:]), rows.dtype)
+        self._rows(name, data)[:count] = rows[:count]
+        return data
+
+    def __len__(self) -> int:
+        return self.count
+
+    def drop(self, name: str) -> None:
+        """Forget a column (its memory is freed with the last view of it)."""
+        del self._data[name]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        data = self._data[name]
+        return data[:, :self.count] if name in self._across else data[:self.count]
+
+    def append(self, **row) -> None:
+        if self.count == len(self._rows(next(iter(self._data)), next(iter(self._data.values())))):
+            self._data = {name: self._moved(name, data, self.count, _room(self.count))
+                          for name, data in self._data.items()}
+        for name, value in row.items():
+            self._rows(name, self._data[name])[self.count] = value
+        self.count += 1
+
+    def delete(self, position: int) -> None:
+        for name, data in self._data.items():
+            if not data.flags.writeable:  # a view of what was read: the rows are copied first
+                data = self._data[name] = self._moved(name, data, self.count, len(self._rows(name, data)))
+            rows = self._rows(name, data)
+            rows[position:self.count - 1] = rows[position + 1:self.count]  # numpy copies overlapping rows right
+        self.count -= 1
+
+
+def _room(rows: int) -> int:
+    return rows + rows // 2 + 64
+
+
+def _joined(blobs: list, length: int) -> np.ndarray | None:
+    """The blobs as uint8 rows (n, length) when every one is bytes of that length, else None."""
+    try:
+        joined = b"".join(blobs)
+    except TypeError:  # a NULL, or a value of another type
+        return None
+    if len(joined) != len(blobs) * length or (blobs and min(map(len, blobs)) != length):
+        return None
+    return np.frombuffer(joined, np.uint8).reshape(len(blobs), length)
+
+
+def _blobs(blobs: list, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which of ``blobs`` are bytes of ``length``, and those as uint8 rows (zeros in the others)."""
+    joined = _joined(blobs, length)
+    if joined is not None:
+        return np.ones(len(blobs), dtype=bool), joined
+    ok = np.fromiter((isinstance(blob, bytes) and len(blob) == length for blob in blobs), dtype=bool, count=len(blobs))
+    rows = np.zeros((len(blobs), length), np.uint8)
+    if ok.any():
+        rows[ok] = np.frombuffer(b"".join(blob for blob, keep in zip(blobs, ok) if keep), np.uint8).reshape(-1, length)
+    return ok, rows
+
+
+def _code_words(packed: np.ndarray, bit_count: int) -> np.ndarray:
+    """Codes as stored (uint8 rows of ceil(bits/8)) -> uint64 words as hnn.hasher.bits.to_words makes them."""
+    width = max(1, (bit_count + 63) // 64)
+    padded = np.zeros((len(packed), width * 8), np.uint8)
+    padded[:, :packed.shape[1]] = packed
+    if bit_count % 8 and packed.shape[1]:  # only the code's bits, as bits.from_bytes reads them
+        padded[:, packed.shape[1] - 1] &= (0xFF << (8 - bit_count % 8)) & 0xFF
+    return padded.view(">u8").astype(np.uint64)
+
+
+class _EntryTable:
+    """What a query reads of every entry, in memory, in id order: the codes as 64-bit words and, once
+    ``full``, what the ranking reads of its candidates (RANKING: structure code, whether there is a
+    structure blob, topology digest as a number, scale), decoded as :meth:`Index._entry` decodes them.
+    A table that is not full (a process's first query, which is all `hnn check` makes) reads its
+    candidates' columns from the file, and decodes them the same way."""
+
+    def __init__(self, bit_count: int, rows: _Rows, numbers: dict[str, int], groups: dict[bytes, int], full: bool):
+        self.bits = bit_count
+        self.rows = rows
+        self.numbers = numbers  # topology digest -> its number in the "topology" column
+        self.groups = groups  # what ranks an entry (_group_keys) -> its number in the "group" column
+        self.full = full
+        self._names = None  # the digest of each number as an object array, None last (number -1)
+        self._last = None  # (query code, its distances): `hnn check` asks twice, ranked then nearest
+
+    @classmethod
+    def read(cls, index: Index, full: bool) -> _EntryTable:
+        """Every entry's row; a damaged code is a one-line error naming its entry (Index._code)."""
+        bit_count = index.bit_count() or 0
+        rows = index.db.execute(f"SELECT {TABLE_COLUMNS if full else 'id, code'} FROM entries ORDER BY id").fetchall()
+        numbers: dict[str, int] = {}
+        groups: dict[bytes, int] = {}
+        columns = cls._columns(index, rows, bit_count, numbers if full else None, groups if full else None)
+        return cls(bit_count, _Rows(columns), numbers, groups, full)
+
+    @staticmethod
+    def _columns(index: Index, rows: list[tuple], bit_count: int, numbers: dict[str, int] | None,
+                 groups: dict[bytes, int] | None = None) -> dict:
+        """The columns of rows of TABLE_COLUMNS (of their first two, id and code, with ``numbers`` None),
+        their topology digests numbered in ``numbers`` and, with ``groups``, their ranking groups in
+        it (new ones added to both). Column by column, in C where it can be: a million rows are read
+        at once."""
+        count = len(rows)
+        ids, codes = (list(map(operator.itemgetter(column), rows)) for column in range(2))
+        packed = _joined(codes, (bit_count + 7) // 8)
+        if packed is None:
+            for row in rows:  # the first damaged entry is named, as _code names it
+                index._code(row[0], row[1], bit_count)
+            raise InputError(f"{index.path}: a damaged hnn index: a code is not readable")  # not reached
+        columns = {"ids": np.array(ids, dtype=np.int64), "words": _code_words(packed, bit_count)}
+        if numbers is None:
+            return columns
+        structures, topologies, scales = (list(map(operator.itemgetter(column), rows)) for column in range(2, 5))
+        has_structure, structure = _blobs(structures, _STRUCTURE_BLOB_BYTES)
+        has_scale, scale = _blobs(scales, _SCALE_BYTES)
+        for name in dict.fromkeys(topologies):  # each digest once, in order
+            if name is not None and name not in numbers:
+                numbers[name] = len(numbers)
+        numbered = {**numbers, None: -1}
+        columns.update({"structure": structure[:, 2:], "has_structure": has_structure,
+                        # A digest counts only beside a structure blob, as _entry reads it.
+                        "structured": np.fromiter(map(operator.is_not, structures, repeat(None)), dtype=bool,
+                                                  count=count),
+                        "topology": np.fromiter(map(numbered.__getitem__, topologies), dtype=np.int32, count=count),
+                        "scale": scale.view("<f8").reshape(count, 2).astype(np.float64), "has_scale": has_scale})
+        if groups is not None:
+            columns["group"] = _grouped(_group_keys(columns), groups)
+        return columns
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def last_id(self) -> int:
+        return int(self.rows["ids"][-1]) if len(self.rows) else 0
+
+    def extend(self, index: Index, rows: list[tuple]) -> None:
+        """Rows of TABLE_COLUMNS of entries added after the last one held (by id)."""
+        for row in rows:
+            self.append(index, row)
+
+    def append(self, index: Index, row: tuple) -> None:
+        """One entry added (a row of TABLE_COLUMNS), unless the table holds it already."""
+        if row[0] <= self.last_id:
+            return
+        before, self._last = len(self.numbers), None
+        columns = self._columns(index, [row], self.bits, *((self.numbers, self.groups) if self.full else (None, None)))
+        if len(self.numbers) != before:
+            self._names = None
+        self.rows.append(**{name: column[0] for name, column in columns.items()})
+
+    def remove(self, entry_id: int) -> None:
+        ids = self.rows["ids"]
+        at = int(np.searchsorted(ids, entry_id))
+        if at < len(ids) and ids[at] == entry_id:
+            self.rows.delete(at)
+            self._last = None
+
+    def distances(self, code: np.ndarray) -> np.ndarray:
+        """The Hamming distance of ``code`` to every entry's (a code of another length: padded or cut);
+        read-only, and kept until the next query of another code or the next change."""
+        code = np.asarray(code, dtype=bool)
+        fitted = np.zeros(self.bits, dtype=bool)
+        fitted[:min(len(code), self.bits)] = code[:self.bits]
+        query, words = to_words(fitted)[0], self.rows["words"]
+        if self._last is not None and np.array_equal(self._last[0], query):
+            return self._last[1]
+        if words.shape[1] == 1:  # the common case (Q <= 64): one word, no reduction
+            distances = np.bitwise_count(words[:, 0] ^ query[0])
+        else:
+            distances = np.bitwise_count(words ^ query).sum(axis=1, dtype=np.uint32)
+        distances.setflags(write=False)
+        self._last = query, distances
+        return distances
+
+    def positions(self, entry_ids) -> np.ndarray:
+        """Where those of ``entry_ids`` that the table holds are."""
+        ids = self.rows["ids"]
+        wanted = np.fromiter(entry_ids, dtype=np.int64)
+        if not len(ids) or not len(wanted):
+            return np.zeros(0, dtype=np.int64)
+        at = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
+        return at[ids[at] == wanted]
+
+    def related(self, index: Index, structure: Structure, shared: dict[int, int]) -> np.ndarray:
+        """Positions of the entries that share weights with the query, or its topology (the digest
+        column; of a table that is not full, read through the SQL index on it)."""
+        found = self.positions(entry_id for entry_id, count in shared.items() if count >= SHARED_SUSPECT)
+        if structure.topology is None:
+            return found
+        if not self.full:
+            return np.concatenate([found, self.positions(row[0] for row in index.db.execute(
+                "SELECT id FROM entries WHERE topology = ?", (structure.topology,)))])
+        number = self.numbers.get(structure.topology)
+        return found if number is None else np.concatenate([found, np.flatnonzero(self.rows["topology"] == number)])
+
+    def ranked(self, index: Index, positions: np.ndarray, code: np.ndarray, structure: Structure,
+               shared: dict[int, int], distances: np.ndarray, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, code distances) of the first ``limit`` (or all) of ``positions`` (in id order) as
+        :func:`hnn.index.ranking.rank` orders them, then by id.
+
+        Of a full table, entries of one ranking group (the same code and ranking columns: a hub's
+        fine-tunes of one IR) rank alike unless they share the query's weights: the ranking is made
+        of one entry of each group and of those that share weights, then spread to the others."""
+        if self.full:
+            columns = {name: self.rows[name][positions] for name in ("ids", "group")}
+        else:  # one batched read of the candidates' rows, decoded as a full table's
+            ids, rows = self.rows["ids"][positions], []
+            for start in range(0, len(ids), SQL_BATCH):
+                batch = ids[start:start + SQL_BATCH].tolist()
+                rows += index.db.execute(f"SELECT {TABLE_COLUMNS} FROM entries WHERE id IN "
+                                         f"({', '.join('?' * len(batch))}) ORDER BY id", batch).fetchall()
+            numbers: dict[str, int] = {}
+            columns = self._columns(index, rows, self.bits, numbers)
+            columns["names"] = _names(numbers)
+            kept = np.isin(ids, columns["ids"])  # all of them, unless another writer removed one since
+            positions, distances = positions[kept], distances[kept]
+        # A code of another length than the index's is as far as can be from every entry.
+        code_distances = distances.astype(np.int64) if len(code) == self.bits else np.full(len(positions), len(code))
+        counts = np.zeros(len(positions), dtype=np.int64)
+        if shared and len(positions):
+            wanted = np.fromiter(shared, dtype=np.int64, count=len(shared))
+            at = np.minimum(np.searchsorted(columns["ids"], wanted), len(positions) - 1)
+            hit = columns["ids"][at] == wanted
+            counts[at[hit]] = np.fromiter(shared.values(), dtype=np.int64, count=len(shared))[hit]
+        if not self.full:
+            ranks = self._rank(columns, np.arange(len(positions)), structure, code_distances, counts)
+        else:
+            _, first, spread = np.unique(columns["group"], return_index=True, return_inverse=True)
+            ranks = self._rank(self._at(positions[first]), np.arange(len(first)), structure, code_distances[first],
+                               np.zeros(len(first), dtype=np.int64))[spread]
+            alone = np.flatnonzero(counts >= SHARED_SUSPECT)
+            if len(alone):
+                ranks[alone] = self._rank(self._at(positions[alone]), np.arange(len(alone)), structure,
+                                          code_distances[alone], counts[alone])
+        order = smallest(ranks, limit) if limit is not None else np.argsort(ranks, kind="stable")
+        return positions[order], code_distances[order]
+
+    def _at(self, positions: np.ndarray) -> dict[str, np.ndarray]:
+        """The ranking columns of a full table at ``positions``."""
+        if self._names is None:
+            self._names = _names(self.numbers)
+        return {**{name: self.rows[name][positions] for name in RANKING}, "names": self._names}
+
+    @staticmethod
+    def _rank(columns: dict[str, np.ndarray], rows: np.ndarray, structure: Structure, code_distances: np.ndarray,
+              counts: np.ndarray) -> np.ndarray:
+        """:func:`hnn.index.ranking.rank` of ``rows`` of decoded ranking columns."""
+        topology = np.where(columns["structured"][rows], columns["topology"][rows], -1)
+        stored = StructureColumns(bits.from_bytes(columns["structure"][rows], STRUCTURE_BITS),
+                                  columns["has_structure"][rows], columns["names"][topology], columns["scale"][rows],
+                                  columns["has_scale"][rows])
+        return rank(structure, code_distances, stored, counts)
+
+
+def _group_keys(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """uint8 rows: what ranks an entry (its code and ranking columns), byte for byte, padded to whole words."""
+    count = len(columns["ids"])
+    parts = [columns["words"].view(np.uint8).reshape(count, 8 * columns["words"].shape[1]), columns["structure"],
+             columns["topology"].astype("<i4").view(np.uint8).reshape(count, 4),
+             columns["scale"].astype("<f8").view(np.uint8).reshape(count, 16),
+             np.stack([columns["has_structure"], columns["structured"], columns["has_scale"]], axis=1).view(np.uint8)]
+    width = sum(part.shape[1] for part in parts)
+    parts.append(np.zeros((count, -width % 8), np.uint8))
+    return np.concatenate(parts, axis=1)
+
+
+def _grouped(keys: np.ndarray, groups: dict[bytes, int]) -> np.ndarray:
+    """The ranking group of each key row, numbered in ``groups`` (new ones added). Many rows into an
+    empty numbering: by a 64-bit hash of each row, checked against the rows themselves (a collision
+    falls back to comparing the rows)."""
+    if groups or len(keys) <= 64:
+        return np.array([groups.setdefault(key.tobytes(), len(groups)) for key in keys], dtype=np.int32)
+    words = keys.view(np.uint64)
+    hashed = np.zeros(len(keys), np.uint64)
+    with np.errstate(over="ignore"):
+        for column in words.T:  # FNV-style: multiply and fold each word in
+            hashed = (hashed ^ column) * np.uint64(0x100000001B3)
+    _, first, numbers = np.unique(hashed, return_index=True, return_inverse=True)
+    if not np.array_equal(keys, keys[first[numbers]]):
+        _, first, numbers = np.unique(keys.view(f"V{keys.shape[1]}").ravel(), return_index=True, return_inverse=True)
+    groups.update((keys[row].tobytes(), number) for number, row in enumerate(first))
+    return numbers.astype(np.int32)
+
+
+def _names(numbers: dict[str, int]) -> np.ndarray:
+    """The topology digest of each number (an object array), and None last: number -1 reads as no digest."""
+    names = [None] * (len(numbers) + 1)
+    for name, number in numbers.items():
+        names[number] = name
+    return np.array(names, dtype=object)
+
+
+class _ProbeTable:
+    """Every entry's probe in memory as hnn.provenance.probe.ProbeColumns lays them out, in id order,
+    kept up to date. The positional sketches are kept in rows, and grouped by layer sequence (each
+    word contiguous: what a query of that sequence scans) when a query of the sequence first asks,
+    or all at once (``group``: a long-lived index). ``rows_read``: the fingerprint rows read, damaged ones included; ``last_id``:
+    the last entry seen."""
+
+    def __init__(self, rows: list[tuple], last_id: int):
+        probes = _joined([row[1] for row in rows], PROBE_BYTES)
+        valid = rows
+        if probes is None:
+            valid = [row for row in rows if isinstance(row[1], bytes) and len(row[1]) == PROBE_BYTES]
+            probes = _joined([row[1] for row in valid], PROBE_BYTES)
+        words = probes.view(np.uint64)
+        self.rows = _Rows({"ids": np.array([row[0] for row in valid], dtype=np.int64), "digests": words[:, 0].copy(),
+                           "anchored": np.ascontiguousarray(words[:, 1:_ANCHORED_END].T),
+                           # the rows as read (a view of them: copied on the first change)
+                           "positional": words[:, _ANCHORED_END:]}, across=("anchored",), copy=False)
+        self.sequences: dict[int, _Rows] = {}  # digest -> (positions, sketches across): the groups made so far
+        self.grouped = False  # whether every group is made
+        self.rows_read, self.last_id = len(rows), last_id
+
+    def group(self) -> None:
+        """Every layer sequence's group (ProbeColumns.sequences), made now; the sketches' rows are then
+        let go (the groups hold them all, and an entry added later goes into its group at once)."""
+        self.sequences = {digest: _Rows({"positions": positions, "positional": sketches}, across=("positional",),
+                                        copy=False)
+                          for digest, (positions, sketches) in by_sequence(self.rows["digests"],
+                                                                           self.rows["positional"]).items()}
+        self.rows.drop("positional")
+        self.grouped = True
+
+    def columns(self) -> tuple[np.ndarray, ProbeColumns]:
+        rows = self.rows
+        return rows["ids"], ProbeColumns(rows["digests"], rows["anchored"], _Sequences(self))
+
+    def sequence(self, digest: int) -> _Rows | None:
+        """The group of the probes of that layer sequence (made now if it was not), None if there are none."""
+        if digest not in self.sequences and not self.grouped:
+            positions = np.flatnonzero(self.rows["digests"] == np.uint64(digest))
+            if not len(positions):
+                return None
+            self.sequences[digest] = _Rows({"positions": positions, "positional": np.ascontiguousarray(
+                self.rows["positional"][positions].T)}, across=("positional",), copy=False)
+        return self.sequences.get(digest)
+
+    def extend(self, rows: list[tuple], last_id: int) -> None:
+        """Fingerprint rows (entry, probe) of entries added since; ``last_id``: the last entry now."""
+        for entry_id, probed in rows:
+            self.append(entry_id, probed)
+        self.last_id = max(self.last_id, last_id)
+
+    def append(self, entry_id: int, probed: bytes | None) -> None:
+        """An entry added, with its probe (None: no fingerprint), unless the table has seen it already."""
+        if entry_id <= self.last_id:
+            return
+        self.last_id = entry_id
+        if probed is None:
+            return
+        self.rows_read += 1
+        if not isinstance(probed, bytes) or len(probed) != PROBE_BYTES:
+            return
+        words = np.frombuffer(probed, np.uint64)
+        position, digest, sketches = len(self.rows), int(words[0]), words[_ANCHORED_END:]
+        self.rows.append(ids=entry_id, digests=words[0], anchored=words[1:_ANCHORED_END],
+                         **({} if self.grouped else {"positional": sketches}))
+        if digest in self.sequences:
+            self.sequences[digest].append(positions=position, positional=sketches)
+        elif self.grouped:  # the first of its layer sequence
+            self.sequences[digest] = _Rows({"positions": np.array([position], dtype=np.int64),
+                                            "positional": sketches[:, None]}, across=("positional",))
+
+    def remove(self, entry_id: int, had_fingerprint: bool) -> None:
+        self.rows_read -= int(had_fingerprint)
+        ids = self.rows["ids"]
+        at = int(np.searchsorted(ids, entry_id))
+        if at >= len(ids) or ids[at] != entry_id:
+            return
+        digest = int(self.rows["digests"][at])
+        self.rows.delete(at)
+        if digest in self.sequences:
+            sequence = self.sequences[digest]
+            sequence.delete(int(np.searchsorted(sequence["positions"], at)))
+            if not len(sequence):
+                del self.sequences[digest]
+        for sequence in self.sequences.values():  # the positions after it move up by one
+            positions = sequence["positions"]
+            positions[positions > at] -= 1
+
+
+class _Sequences(Mapping):
+    """ProbeColumns.sequences of a _ProbeTable: a group's (positions, sketches) as views, made when asked."""
+
+    def __init__(self, table: _ProbeTable):
+        self._table = table
+
+    def __getitem__(self, digest: int) -> tuple[np.ndarray, np.ndarray]:
+        group = self._table.sequence(int(digest))
+        if group is None:
+            raise KeyError(digest)
+        return group["positions"], group["positional"]
+
+    def __iter__(self):
+        return (int(digest) for digest in np.unique(self._table.rows["digests"]))
+
+    def __len__(self) -> int:
+        return len(np.unique(self._table.rows["digests"]))
 
 
 def _pack_structure(structure: np.ndarray) -> bytes:

@@ -255,3 +255,24 @@ def test_a_dequantize_with_a_mismatched_per_channel_scale_gives_no_fingerprint_n
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], [weight, scale])
     assert fingerprint(helper.make_model(graph)) is None
+
+
+def test_the_probe_candidates_are_the_best_scores_of_every_probe_ties_by_position():
+    from hnn.provenance.probe import PROBE_BYTES, ProbeColumns, best_probes, probe_scores
+
+    rng = np.random.default_rng(0)
+    for size in (1, 3, 40, 500):
+        probes = rng.integers(0, 256, (size, PROBE_BYTES), dtype=np.uint8)
+        probes[:, :8] = rng.integers(0, 3, size)[:, None]  # three layer sequences
+        probes[rng.random(size) < 0.3] = probes[0]  # ties
+        noise = (rng.random(PROBE_BYTES) < 0.05).astype(np.uint8)  # the lowest bit of some bytes flipped
+        query = bytes(probes[0, :8]) + bytes(probes[int(rng.integers(0, size))] ^ noise)[8:]
+        positional, anchored = probe_scores(query, probes)
+        differing = np.unpackbits(probes[:, 40:] ^ np.frombuffer(query, np.uint8)[40:], axis=1).sum(axis=1, dtype=np.int64)
+        same = (probes[:, :8] == probes[0, :8]).all(axis=1)
+        assert np.allclose(positional, np.where(same, (1024 - differing) / np.sqrt(512), -np.inf))  # 2048 bits
+        for count in (1, 4, 600):
+            by_position, by_anchor = best_probes(query, ProbeColumns.of(probes), count)
+            expected = [i for i in np.argsort(-positional, kind="stable")[:count] if np.isfinite(positional[i])]
+            assert by_position.tolist() == expected
+            assert by_anchor.tolist() == np.argsort(-anchored, kind="stable")[:count].tolist()

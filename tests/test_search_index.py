@@ -4,6 +4,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -419,3 +420,180 @@ def test_a_damaged_scale_reads_as_none_and_the_entry_still_ranks(tmp_path):
         assert entry.structure.topology == "t" and entry.structure.scale is None
         ranked = index.query(code(1), k=1, structure=of_topology("t", [1.0, 2.0]))
         assert [(e.name, d) for e, d in ranked] == [("damaged", 0)]  # found by its code, not as the same topology
+
+
+def test_smallest_is_the_head_of_a_stable_argsort():
+    from hnn.provenance.selection import smallest
+
+    rng = np.random.default_rng(3)
+    for size in (0, 1, 5, 200):
+        for values in (rng.integers(0, 4, size), rng.integers(0, 1 << 40, size), np.zeros(size, np.uint8),
+                       rng.integers(0, 3, size).astype(np.uint8), rng.integers(0, 65, size).astype(np.uint8),
+                       rng.integers(0, 257, size).astype(np.uint16)):
+            for count in (0, 1, 4, 300):
+                assert smallest(values, count).tolist() == np.argsort(values, kind="stable")[:max(count, 0)].tolist()
+
+
+def random_fingerprint(rng, shapes):
+    from hnn.provenance.fingerprint import FEATURES, SKETCH_BITS, Fingerprint
+
+    return Fingerprint(rng.standard_normal((3, FEATURES)).astype(np.float32), shapes,
+                       rng.integers(0, 256, (len(shapes), SKETCH_BITS // 8), dtype=np.uint8))
+
+
+def random_entry(rng, number):
+    """add()'s arguments for an entry of one of a few architectures (some without structure, topology,
+    scale, marks or fingerprint), so that queries tie, share topologies and share weights."""
+    architecture = int(rng.integers(0, 4))
+    kind = rng.random()
+    structure = None if kind < 0.1 else Structure(code(50 + architecture, STRUCTURE_BITS),
+                                                   None if kind < 0.2 else f"t{architecture}",
+                                                   None if kind < 0.3 else rng.random(2).round(1))
+    shapes = ((8, 4, 3, 3), (16, 8 + architecture % 2))
+    return {"name": f"m{number}", "source": "x", "framework": "onnx", "code": code(architecture),
+            "checkpoint_digest": "ck", "ir_digest": f"d{architecture}", "structure": structure,
+            "weight_marks": [int(m) for m in rng.choice(200, int(rng.integers(0, 12)), replace=False)],
+            "fingerprint": None if rng.random() < 0.2 else random_fingerprint(rng, shapes)}
+
+
+def add(index, entry: dict) -> int | None:
+    """The new entry's id, or None for a model already indexed."""
+    try:
+        return index.add(**entry).id
+    except DuplicateEntry:
+        return None
+
+
+def answers(index, rng_seed=0):
+    """What queries of every kind answer, and the probes as the provenance lookup reads them."""
+    rng = np.random.default_rng(rng_seed)
+    said = []
+    for architecture in range(5):
+        query = code(architecture)
+        query[int(rng.integers(0, 16))] ^= True
+        structure = Structure(code(50 + architecture, STRUCTURE_BITS), f"t{architecture}", np.array([0.5, 0.5]))
+        shared = index.shared_marks([int(m) for m in rng.choice(200, 30, replace=False)])
+        for k, radius in ((3, None), (1000, None), (10, 2)):
+            said.append([(e.id, d) for e, d in index.query(query, k, radius, structure=structure, shared=shared)])
+        said.append([(e.id, d) for e, d in index.query(query, k=4)])
+        said.append([(e.id, d) for e, d in index.query(query, radius=3)])
+    ids, probes = index.probes()
+    said.append([ids.tolist(), probes.digests.tolist(), probes.anchored.tolist(),
+                 sorted((digest, positions.tolist(), sketches.tolist())
+                        for digest, (positions, sketches) in probes.sequences.items())])
+    return said
+
+
+def test_adds_and_removes_between_queries_answer_as_a_freshly_opened_index(tmp_path):
+    # The codes, ranking columns and probes are kept in memory and changed in place by add and remove
+    # (growing past their room several times); every answer must be a fresh open's.
+    path = tmp_path / "i.db"
+    rng = np.random.default_rng(0)
+    with Index(path, create=True) as index:
+        for number in range(90):
+            add(index, random_entry(rng, number))
+    with Index(path) as index:
+        answers(index)  # the tables are read now
+        number = 90
+        for step in range(60):
+            if rng.random() < 0.7 or len(index) < 5:
+                entry = random_entry(rng, number)
+                number += 1
+                add(index, entry)
+                if step % 7 == 0:  # the same model again: a duplicate, nothing changes
+                    with pytest.raises(DuplicateEntry):
+                        index.add(**{**entry, "name": "again"})
+            else:
+                ids = [e.id for e in index.entries()]
+                index.remove(ids[int(rng.integers(0, len(ids)))] if step % 3 else ids[-1])
+            if step % 5 == 0 or step > 50:
+                with Index(path) as fresh:
+                    assert answers(index, step) == answers(fresh, step), step
+        for entry in index.entries():  # down to none, and back
+            index.remove(entry.id)
+        assert index.query(code(1), k=3) == [] and len(index.probes()[0]) == 0
+        add(index, random_entry(rng, number))
+        with Index(path) as fresh:
+            assert answers(index) == answers(fresh)
+
+
+def test_an_index_queried_before_its_first_entry_answers_as_a_fresh_one_after(tmp_path):
+    path = tmp_path / "i.db"
+    rng = np.random.default_rng(5)
+    with Index(path, create=True) as index, Index(path) as other:
+        assert answers(index)[0] == answers(index)[0] == answers(other)[0] == []  # both read their (empty) tables
+        add(index, random_entry(rng, 0))  # the first entry fixes the bit count, and starts a layer sequence
+        add(index, random_entry(rng, 1))
+        with Index(path) as fresh:
+            assert answers(index) == answers(fresh) == answers(other)
+
+
+def test_what_another_connection_commits_is_seen_by_an_open_index(tmp_path):
+    # A service keeps its index open while `hnn index add` or `remove` writes from another process.
+    path = tmp_path / "i.db"
+    rng = np.random.default_rng(1)
+    with Index(path, create=True) as writer:
+        for number in range(10):
+            add(writer, random_entry(rng, number))
+        with Index(path) as reader:
+            answers(reader)
+            added = [add(writer, random_entry(rng, number)) for number in range(10, 30)]
+            with Index(path) as fresh:
+                assert answers(reader) == answers(fresh)  # appended
+            writer.remove(next(entry_id for entry_id in added if entry_id is not None))
+            add(writer, random_entry(rng, 30))
+            add(reader, random_entry(rng, 31))  # its own add, after another connection's
+            with Index(path) as fresh:
+                assert answers(reader) == answers(fresh)  # read again
+
+
+def test_a_version_6_file_without_the_probes_sql_index_gains_it_and_reads_the_same(tmp_path):
+    path = tmp_path / "i.db"
+    rng = np.random.default_rng(2)
+    with Index(path, create=True) as index:
+        for number in range(12):
+            add(index, random_entry(rng, number))
+        expected = answers(index)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("DROP INDEX fingerprints_probes")  # as hnn 0.2 wrote version 6
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the file: opening does not wait for it
+    try:
+        started = time.perf_counter()
+        with Index(path) as index:
+            assert answers(index) == expected  # the probes read from the table
+        assert time.perf_counter() - started < 10
+    finally:
+        holder.execute("ROLLBACK")
+    def probes_indexed():
+        return holder.execute("SELECT 1 FROM sqlite_master WHERE name = 'fingerprints_probes'").fetchone() is not None
+    assert not probes_indexed()
+    with Index(path) as index:
+        assert answers(index) == expected
+    assert probes_indexed()
+    holder.close()
+
+
+def test_fine_tunes_of_one_architecture_rank_as_the_formula_says_on_the_first_query_and_after(tmp_path):
+    # A hub: many entries of one IR (one code, structure, topology, scale: ranked alike), some of which
+    # share the query's weights, beside other architectures. The first query of an open index ranks
+    # its candidates' rows read from the file, the later ones the columns kept in memory (by group).
+    rng = np.random.default_rng(4)
+    architectures = [(code(number % 3, bits=16), of_topology(f"t{number % 2}", [number, 2.0], seed=number))
+                     for number in range(4)]
+    marks = list(range(1, 129))
+    path = tmp_path / "i.db"
+    with Index(path, create=True) as index:
+        for number in range(150):
+            architecture = int(rng.integers(0, 4))
+            copied = marks[:int(rng.integers(0, 30))] if rng.random() < 0.2 else []
+            index.add(f"e{number}", "x", "onnx", architectures[architecture][0], "ck", f"d{number}",
+                      structure=architectures[architecture][1], weight_marks=copied + [1000 + number])
+    query_code, query = code(0, bits=16), of_topology("t0", [1.5, 2.0], seed=0)
+    with Index(path) as index:
+        shared = index.shared_marks(marks)
+        expected = [entry_id for _, entry_id in sorted(
+            (rank_of(query, int((entry.code != query_code).sum()), entry.structure, shared.get(entry.id, 0)), entry.id)
+            for entry in index.entries())]
+        for k in (5, 150, 5):
+            assert [entry.id for entry, _ in index.query(query_code, k=k, structure=query, shared=shared)] == expected[:k]
+        assert [entry.id for entry, _ in index.query(query_code, radius=16, structure=query, shared=shared)] == expected
