@@ -106,8 +106,9 @@ class Gate:
             elif converting and not self.conversions.admit():
                 await self._drain(receive)
                 busy = self.conversions.to_dict()
-                await _refuse(send_logged, 429, f"busy: {busy['running']} conversions running (the limit) and "
-                                                f"{busy['waiting']} waiting (the limit); retry later",
+                await _refuse(send_logged, 429, f"busy: all {busy['limit']} conversion slots and {busy['max_waiting']} "
+                                                f"waiting places are taken ({busy['running']} running, "
+                                                f"{busy['waiting']} waiting); retry later",
                               [(b"retry-after", str(RETRY_AFTER_S).encode())])
             else:
                 admitted = converting
