@@ -9,7 +9,7 @@ with the structural neighbours, get the pairwise test of hnn.provenance.evidence
 
 from __future__ import annotations
 
-from hnn.provenance.evidence import Evidence, compare
+from hnn.provenance.evidence import Evidence, Query
 from hnn.provenance.fingerprint import Fingerprint
 from hnn.provenance.probe import best_probes, probe
 
@@ -26,7 +26,8 @@ def derivation_evidence(index, fingerprint: Fingerprint | None, neighbour_ids) -
     if len(ids):
         for best in best_probes(probe(fingerprint), probes, PROBE_CANDIDATES):
             candidates.update(int(entry_id) for entry_id in ids[best])
-    return {entry_id: compare(fingerprint, stored) for entry_id, stored in index.fingerprints(candidates).items()}
+    query = Query(fingerprint)  # prepared once for all the candidates
+    return {entry_id: query.against(stored) for entry_id, stored in index.fingerprints(candidates).items()}
 
 
 def describe(evidence: Evidence) -> dict:

@@ -32,7 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from hnn.provenance.fingerprint import ANCHOR_DIMS, POSITIONS, SKETCH_BITS, Fingerprint
+from hnn.provenance.fingerprint import ANCHOR_DIMS, FEATURES, POSITIONS, SKETCH_BITS, Fingerprint
 
 # The z (the stronger test's) at or above which B is called *derived* from A: a p-value near 1e-15, so that
 # across an index of a million entries a chance "derived" stays unlikely; copies score in the tens.
@@ -108,7 +108,44 @@ def log_normal_tail(z: float) -> float:
 
 def compare(first: Fingerprint, second: Fingerprint) -> Evidence:
     """The evidence that one of two models derives from the other (symmetric in the two)."""
-    return Evidence(positional=positional_test(first, second), anchored=anchored_test(first, second))
+    return Query(first).against(second)
+
+
+class Query:
+    """One model's fingerprint prepared for testing against many (an index's candidates): its Grams
+    standardised and renumbered once, not once per pair. ``Query(a).against(b)`` is ``compare(a, b)``."""
+
+    def __init__(self, fingerprint: Fingerprint):
+        self.fingerprint = fingerprint
+        self.grams = _standardized(fingerprint.grams)
+        self._renumbered: dict[bool, np.ndarray] = {}
+
+    def against(self, other: Fingerprint) -> Evidence:
+        return Evidence(positional=positional_test(self.fingerprint, other), anchored=self._anchored(other))
+
+    def renumbered(self, inverse: bool) -> np.ndarray:
+        """(PERMUTATIONS, layers, FEATURES): these Grams under each anchor renumbering (or its inverse)."""
+        if inverse not in self._renumbered:
+            maps = _inverse_permutation_maps() if inverse else _permutation_maps()
+            self._renumbered[inverse] = np.ascontiguousarray(self.grams[:, maps].transpose(1, 0, 2))
+        return self._renumbered[inverse]
+
+    def _anchored(self, other: Fingerprint) -> Test:
+        mine, theirs = self.grams, _standardized(other.grams)
+        if not mine.shape[0] or not theirs.shape[0]:
+            return Test(0.0, 0.0, 0, 0)
+        # The test runs over the model with fewer layers (a) against the other's (b), and its null renumbers
+        # b's anchor. Renumbering b's features is renumbering a's by the inverse (a product of two rows is
+        # a sum over features, in any order), so whichever of the two the query is, only its own Grams,
+        # renumbered once per query, enter the null.
+        if mine.shape[0] <= theirs.shape[0]:
+            a, b = mine, theirs
+            renumbered = self.renumbered(inverse=True)
+            products = (renumbered.reshape(-1, FEATURES) @ b.T).reshape(PERMUTATIONS, a.shape[0], b.shape[0])
+        else:
+            a, b = theirs, mine
+            products = np.matmul(a, self.renumbered(inverse=False).transpose(0, 2, 1))
+        return _anchored_from(a, b, products)
 
 
 def positional_test(first: Fingerprint, second: Fingerprint) -> Test:
@@ -121,7 +158,7 @@ def positional_test(first: Fingerprint, second: Fingerprint) -> Test:
     agreeing = SKETCH_BITS - differing
     # Two independent layers are orthogonal only on average: their cosine over n sketched values
     # varies by 1/sqrt(n), and the agreement with it, beyond the binomial's bits/4 by bits^2/(pi^2 n).
-    sketched = np.array([min(POSITIONS, int(np.prod(first.shapes[i]))) for i, _ in pairs], dtype=np.float64)
+    sketched = np.array([min(POSITIONS, math.prod(first.shapes[i])) for i, _ in pairs], dtype=np.float64)
     spread = np.sqrt(SKETCH_BITS / 4 + SKETCH_BITS**2 / (np.pi**2 * sketched))
     layer_z = (agreeing - SKETCH_BITS / 2) / spread
     cosines = np.cos(np.pi * differing / SKETCH_BITS)
@@ -136,18 +173,18 @@ def shape_pairs(first: tuple, second: tuple) -> list[tuple[int, int]]:
 
 
 def anchored_test(first: Fingerprint, second: Fingerprint) -> Test:
-    a, b = _standardized(first.grams), _standardized(second.grams)
-    if not a.shape[0] or not b.shape[0]:
-        return Test(0.0, 0.0, 0, 0)
-    if a.shape[0] > b.shape[0]:
-        a, b = b, a
+    return Query(first)._anchored(second)
+
+
+def _anchored_from(a: np.ndarray, b: np.ndarray, products: np.ndarray) -> Test:
+    """The anchored test of a's standardised Gram rows against b's (a has no more layers than b), given
+    ``products`` (PERMUTATIONS, layers of a, layers of b): every pair's correlation under each renumbering.
+    Renumbering the anchor coordinates only reorders a Gram's off-diagonal entries, so standardised rows,
+    reordered, are the standardised rows of the renumbered Grams."""
     window = _window(a.shape[0], b.shape[0])
     best = _best_per_layer(a, b, window)
     score = float(best.mean())
-    # Renumbering the anchor coordinates only reorders a Gram's off-diagonal entries, so B's standardised
-    # rows, reordered, are the standardised rows of B renumbered: one gather, one batched product.
-    permuted = b[:, _permutation_maps()].transpose(1, 0, 2)  # (PERMUTATIONS, layers, FEATURES)
-    null = np.where(window, np.matmul(a, permuted.transpose(0, 2, 1)), -1.0).max(axis=2).mean(axis=1)
+    null = np.where(window, products, -1.0).max(axis=2).mean(axis=1)
     z = (score - float(null.mean())) / max(float(null.std()), 1e-6)
     return Test(similarity=score, z=z, layers_compared=int(best.size), layers_matched=int((best >= LAYER_MATCH).sum()))
 
@@ -169,6 +206,15 @@ def _permutation_maps() -> np.ndarray:
     rng = np.random.default_rng(PERMUTATION_SEED)
     orders = [rng.permutation(ANCHOR_DIMS) for _ in range(PERMUTATIONS)]
     return np.stack([position[order[_TRIU[0]], order[_TRIU[1]]] for order in orders])
+
+
+@lru_cache(maxsize=1)
+def _inverse_permutation_maps() -> np.ndarray:
+    """(PERMUTATIONS, FEATURES): each row of :func:`_permutation_maps` inverted."""
+    maps = _permutation_maps()
+    inverse = np.empty_like(maps)
+    np.put_along_axis(inverse, maps, np.arange(maps.shape[1])[None, :].repeat(len(maps), axis=0), axis=1)
+    return inverse
 
 
 def _window(rows: int, columns: int) -> np.ndarray:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -113,7 +114,7 @@ class Fingerprint:
             rank = view[at] if at < len(view) else 0
             if not 1 <= rank <= MAX_DIMENSIONS or at + 1 + 8 * rank > len(view):
                 raise ValueError("a damaged shape")
-            shape = tuple(int(d) for d in np.frombuffer(view[at + 1:at + 1 + 8 * rank], "<i8"))
+            shape = struct.unpack_from(f"<{rank}q", view, at + 1)
             if not all(0 < d < 1 << 40 for d in shape):
                 raise ValueError("a shape with a dimension out of range")
             shapes.append(shape)
