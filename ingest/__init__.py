@@ -9,6 +9,23 @@ parameters, :mod:`~hnn.ingest.canonicalize` makes it exporter-independent,
 result; :mod:`~hnn.ingest.weights` samples the weights (weight marks).
 """
 
+import sys
+import types
+
 from hnn.ingest.ir import Graph, GraphMeta, Node
 
 __all__ = ["Graph", "GraphMeta", "Node"]
+
+
+class _CallablePackage(types.ModuleType):
+    """``hnn.ingest(model)`` is the library's entry point, and ``hnn.ingest`` is also this package: once
+    the package is imported, Python rebinds the attribute ``hnn.ingest`` to it, so the package itself
+    answers the call the function :func:`hnn.ingest` answered before."""
+
+    def __call__(self, source, **options):
+        from hnn.ingest.pipeline import ingest
+
+        return ingest(source, **options)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

@@ -13,6 +13,7 @@ see layer ops adjacent to each other.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Callable
 
 import numpy as np
@@ -411,6 +412,43 @@ def drop_output_softmax(graph: WorkGraph) -> int:
     return len(doomed)
 
 
+def dense_outputs_as_matrices(graph: WorkGraph) -> int:
+    """A dense layer's output as a matrix: rows (every leading dimension), then its features.
+
+    A Linear on a [batch, tokens, features] tensor is a Gemm on the [batch * tokens, features]
+    matrix between two Reshapes when TorchScript writes it, a MatMul on the 3-d tensor when dynamo
+    does; the Reshapes are gone by now, so only the shapes differ: the IR keeps the matrix."""
+    changed = 0
+    for node in graph.nodes.values():
+        shape = node.output_shape
+        if node.op == "Gemm" and shape is not None and len(shape) > 2:
+            node.output_shape = [math.prod(shape[:-1]), shape[-1]]
+            changed += 1
+    return changed
+
+
+def one_over_to_reciprocal(graph: WorkGraph) -> int:
+    """``1 / x`` is Reciprocal: TorchScript writes RMSNorm's ``rsqrt`` as Div(1, Sqrt), dynamo as
+    Reciprocal(Sqrt). The FLOPs are the same (one per element)."""
+    changed = 0
+    for node in graph.nodes.values():
+        if node.op == "Div" and node.data_inputs == 1 and node.constants.get(0) == [1.0]:
+            node.op, node.constants = "Reciprocal", {}
+            changed += 1
+    return changed
+
+
+def remove_fixed_selections(graph: WorkGraph) -> int:
+    """Drop a GatherND that picks fixed positions of its data (its indices are constants, and it holds no
+    weights): a rearrangement, as a Reshape is. dynamo writes the attention mask's broadcast indexing
+    ``mask[batch, None, None, key]`` so; TorchScript writes layout ops, which remove_layout_ops drops."""
+    doomed = [key for key, node in graph.nodes.items()
+              if node.op == "GatherND" and node.data_inputs == 1 and node.params == 0 and not node.is_output]
+    for key in doomed:
+        graph.remove_bypassing(key)
+    return len(doomed)
+
+
 def canonical_attributes(graph: WorkGraph) -> int:
     """Keep only kernel shape, strides, dilations and group, with ONNX defaults filled in."""
     for node in graph.nodes.values():
@@ -437,6 +475,7 @@ def _layer_attributes(node: WorkNode) -> dict:
 
 PASSES: tuple[Callable[[WorkGraph], int], ...] = (
     remove_layout_ops,
+    remove_fixed_selections,
     remove_identity_arithmetic,
     drop_input_scaling,
     fold_channel_affine_into_conv,
@@ -449,7 +488,9 @@ PASSES: tuple[Callable[[WorkGraph], int], ...] = (
     reductions_to_global_pool,
     matmul_with_weight_to_gemm,
     pointwise_conv_on_a_point_to_gemm,
+    dense_outputs_as_matrices,
     drop_output_softmax,
+    one_over_to_reciprocal,
     canonical_attributes,
 )
 

@@ -187,6 +187,9 @@ def extract(model: onnx.ModelProto) -> WorkGraph:
         data_tensors.update(name for name in node.output if name)
         for name in node.output:
             producer[name] = index
+        if op == "Split" and len([name for name in node.output if name]) > 1:
+            _split_as_slices(node, index, work, producer, shapes, data_inputs, graph_outputs, len(graph.node))
+            continue
         if op == "Gather" and _gathers_everything_in_order(node, initializers, shapes):
             op = "Reshape"  # dynamo's as_strided (torch's adaptive pooling on channels-last data)
         attrs = _attributes(node)
@@ -211,6 +214,22 @@ def extract(model: onnx.ModelProto) -> WorkGraph:
     if not work:
         raise InputError("the ONNX graph computes nothing from its inputs (no data-dependent nodes)")
     return WorkGraph(work)
+
+
+def _split_as_slices(node: onnx.NodeProto, index: int, work: dict[int, WorkNode], producer: dict[str, int],
+                     shapes: dict, data_inputs: list[str], graph_outputs: set[str], node_count: int) -> None:
+    """A Split into several outputs as one Slice node per output, each read by its own consumers.
+
+    TorchScript writes GPT-2's ``qkv.split(d, dim=2)`` as one Split, dynamo as three Slices (and
+    ``x.chunk(2)`` as two Slices, sequence_split_to_slices): one node per part is the IR's form.
+    The first part keeps the Split's key; the others get keys past every node's index."""
+    preds = {producer[name] for name in data_inputs if name in producer}
+    for part, name in enumerate(name for name in node.output if name):
+        key = index if part == 0 else node_count * (part + 1) + index  # unique: beyond every node index
+        producer[name] = key
+        work[key] = WorkNode(key=key, op="Slice", attrs={}, output_shape=shapes.get(name),
+                             input_shapes=[shapes.get(node.input[0])], flops=0, params=0,
+                             data_inputs=len(set(data_inputs)), preds=set(preds), is_output=name in graph_outputs)
 
 
 def _gathers_everything_in_order(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
@@ -389,7 +408,9 @@ def _parameter_count(node: onnx.NodeProto, initializers: dict[str, onnx.TensorPr
         if position >= len(node.input):
             continue
         init = initializers.get(node.input[position])
-        if init is not None and init.data_type in FLOAT_TYPES:
+        # A single number is a setting (attention's 1/sqrt(d), an epsilon, the 1 of 1/x), not a weight:
+        # TorchScript stores it as an initializer, dynamo computes it from Constant nodes.
+        if init is not None and init.data_type in FLOAT_TYPES and prod(init.dims) > 1:
             total += prod(init.dims)
     return total
 

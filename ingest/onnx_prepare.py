@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 
+import numpy as np
 import onnx
 
 from hnn.errors import InputError, UsageError, summary
@@ -126,7 +127,7 @@ def prepare(model: onnx.ModelProto, shapes: dict[str, list[int]], simplify: bool
     sort_nodes(model_copy)
     _fix_input_shapes(model_copy, shapes)
     if simplify:
-        model_copy = _simplify(model_copy)
+        model_copy = _simplify(_without_neutral_weights(model_copy))
     inferred = _infer_shapes(model_copy)
     for _ in range(FOLD_ROUNDS):  # fold shape arithmetic, infer again: what onnxsim would see
         if inferred is None or not fold_constant_nodes(inferred):
@@ -166,6 +167,31 @@ def _without_weight_values(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dic
             for field in ("raw_data", "float_data", "double_data", "int32_data"):
                 tensor.ClearField(field)
     return light, held
+
+
+# Float initializers above this many elements are weights, whose values never decide the structure.
+WEIGHT_ABOVE_ELEMENTS = 16
+
+
+def _without_neutral_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` (a copy of its own, changed in place) with each weight's values set to a constant of its own.
+
+    onnxsim removes an Add of zeros and a Mul by ones. A freshly initialised model is full of them (zero
+    biases, unit norm scales) and a trained one is not; and TorchScript writes a zero bias into its Gemm,
+    where onnxsim keeps it, while dynamo writes it as an Add, which onnxsim drops. The structure must not
+    depend on the values, so onnxsim sees none of them: each weight becomes one value in [0.25, 0.5),
+    never 0 or 1, and different for different weights (two branches with equal weights on one input
+    would be merged as one: GoogLeNet lost two). A constant costs no random draws and no more memory
+    than the copy. The weight marks and the fingerprint are read from the model as given."""
+    weights = [tensor for tensor in model.graph.initializer
+               if tensor.data_type in _FLOAT_DATA_TYPES and tensor.data_location != onnx.TensorProto.EXTERNAL
+               and math.prod(tensor.dims) > WEIGHT_ABOVE_ELEMENTS]
+    for number, tensor in enumerate(weights):
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+        for field in ("float_data", "double_data", "int32_data"):
+            tensor.ClearField(field)
+        tensor.raw_data = np.full(math.prod(tensor.dims), 0.25 + 0.25 * number / len(weights), dtype).tobytes()
+    return model
 
 
 def _infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto | None:

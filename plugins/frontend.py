@@ -17,16 +17,60 @@ from typing import Any
 
 import onnx
 
-SPEC_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+# package.module:factory, optionally followed by :key=value,key=value (keyword arguments of the factory,
+# or config overrides for a front-end that builds from a config).
+SPEC_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(:[A-Za-z_]\w*=[^,=]*(,[A-Za-z_]\w*=[^,=]*)*)?$")
+
+
+# Factory keywords that load or download weights (torchvision's weights=, timm's pretrained=, ...).
+FETCHING_KEYWORDS = ("weight", "pretrained", "checkpoint", "url", "path", "file", "hub", "download")
 
 
 def is_spec(source: Any) -> bool:
-    """True for ``package.module:factory`` strings that are not existing paths."""
+    """True for ``package.module:factory[:key=value,...]`` strings that are not existing paths."""
     return isinstance(source, str) and bool(SPEC_PATTERN.match(source)) and not Path(source).exists()
 
 
 def spec_module(source: str) -> str:
     return source.partition(":")[0]
+
+
+def parse_spec(source: str) -> tuple[str, str, dict[str, Any]]:
+    """(module, attribute, keyword arguments) of a spec: ``timm:resnet18:num_classes=10`` gives
+    ``("timm", "resnet18", {"num_classes": 10})``. Values are JSON literals (numbers, true, false,
+    null, quoted strings); anything else is taken as a plain string."""
+    import json
+
+    module, _, rest = source.partition(":")
+    attribute, _, arguments = rest.partition(":")
+    keywords: dict[str, Any] = {}
+    for pair in filter(None, arguments.split(",")):
+        key, _, text = pair.partition("=")
+        try:
+            keywords[key] = json.loads(text)
+        except ValueError:
+            keywords[key] = text
+    return module, attribute, keywords
+
+
+def resolve_spec(spec: str) -> tuple[Any, dict[str, Any]]:
+    """The factory a spec names (imported from installed code) and the keyword arguments it gives."""
+    import importlib
+
+    from hnn.errors import InputError
+
+    module_name, attribute, keywords = parse_spec(spec)
+    fetching = [key for key in keywords if any(word in key.lower() for word in FETCHING_KEYWORDS)]
+    if fetching:
+        raise InputError(f"{spec}: {', '.join(fetching)}: a spec builds an architecture without weights, "
+                         "and hnn downloads nothing; hash a weights file or folder instead")
+    try:
+        factory = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            factory = getattr(factory, part)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(f"{spec}: cannot find the factory ({exc})") from None
+    return factory, keywords
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from hnn.plugins.frontend import Frontend
 ENTRY_POINT_GROUP = "hnn"
 DEFAULT_PLUGINS = (
     "hnn.plugins.frontends.onnx_frontend",
+    "hnn.plugins.frontends.transformers_frontend",  # before pytorch: its models are torch modules too
     "hnn.plugins.frontends.pytorch_frontend",
     "hnn.plugins.frontends.tensorflow_frontend",
     "hnn.plugins.frontends.keras_frontend",

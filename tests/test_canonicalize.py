@@ -164,7 +164,7 @@ def test_written_out_layer_norm_and_gelu_become_one_node_each_and_the_residual_s
              int_tensor("last", [-1]), *constants]
     ir = onnx_to_ir(model(nodes, [("x", [1, 4, 8])], ["y"], inits, opset=18), simplify=False)
     assert ops(ir) == ["Gemm", "LayerNormalization", "Gemm", "Gelu", "Gemm", "Add"]
-    assert ir.nodes[1].params == 16 + 1  # gamma, beta and the epsilon constant
+    assert ir.nodes[1].params == 16  # gamma and beta; the epsilon is a setting (one number), not a parameter
     assert sorted(ir.edges) == [("n0", "n1"), ("n0", "n5"), ("n1", "n2"), ("n2", "n3"), ("n3", "n4"), ("n4", "n5")]
 
 
@@ -265,3 +265,43 @@ def test_a_gather_of_every_index_in_order_is_a_reshape_and_a_real_gather_stays()
                                         int_tensor("some", [3, 1])]
     ir = onnx_to_ir(model(nodes, [("x", [1, 4, 8, 8])], ["y"], initializers), simplify=False)
     assert ops(ir) == ["Conv", "Gather"]
+
+
+def test_simplification_sees_no_weight_values():
+    """Zero biases (a fresh model's) are kept as a trained model's are, and two branches with equal weights
+    on one input stay two: onnxsim would drop an Add of zeros and merge identical branches."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["h"]),
+        helper.make_node("Add", ["h", "bias"], ["b"]),
+        helper.make_node("Relu", ["b"], ["r"]),
+        conv("left", "image", "l"), conv("right", "image", "r2"),
+        helper.make_node("Add", ["l", "r2"], ["y"]),
+    ]
+    initializers = [weight("w", 32, 32), numpy_helper.from_array(np.zeros(32, np.float32), "bias"),
+                    *conv_weights("left", "right")]  # equal weights: ones
+    built = model(nodes, [("x", [1, 32]), ("image", [1, 4, 8, 8])], ["r", "y"], initializers)
+    for output, shape in zip(built.graph.output, ([1, 32], [1, 4, 8, 8])):  # onnxsim wants output shapes
+        output.CopyFrom(helper.make_tensor_value_info(output.name, onnx.TensorProto.FLOAT, shape))
+    for simplify in (True, False):
+        ir = onnx_to_ir(built, simplify=simplify)
+        assert sorted(ops(ir)) == ["Add", "Conv", "Conv", "Gemm", "Relu"], simplify
+        assert next(node for node in ir.nodes if node.op == "Gemm").params == 32 * 32 + 32
+
+
+def test_a_split_becomes_one_slice_per_part_each_read_by_its_own_consumers():
+    """TorchScript writes GPT-2's qkv split as one Split, dynamo as three Slices."""
+    split = helper.make_node("Split", ["h", "sizes"], ["q", "k", "v"], axis=1)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), split,
+             helper.make_node("Relu", ["q"], ["a"]), helper.make_node("Sigmoid", ["k"], ["b"]),
+             helper.make_node("Tanh", ["v"], ["c"])]
+    built = model(nodes, [("x", [1, 8])], ["a", "b", "c"], [weight("w", 8, 24), int_tensor("sizes", [8, 8, 8])])
+    ir = onnx_to_ir(built, simplify=False)
+    slices = [node.id for node in ir.nodes if node.op == "Slice"]
+    assert len(slices) == 3 and all(node.output_shape == [1, 8] for node in ir.nodes if node.op == "Slice")
+    readers = {ir.nodes[int(dst[1:])].op for src, dst in ir.edges if src in slices}
+    assert readers == {"Relu", "Sigmoid", "Tanh"}
+    assert all(sum(src == s for src, _ in ir.edges) == 1 for s in slices)

@@ -25,7 +25,8 @@ PACKAGE_DIRS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["set
 LAYERS = ("hnn.base", "hnn.plugins", "hnn.provenance", "hnn.ingest", "hnn.rules", "hnn.zoo", "hnn.hasher", "hnn.index",
           "hnn.evaluation", "hnn.batch", "hnn.serve", "hnn.front")
 BASE_MODULES = {"hnn.errors", "hnn._version", "hnn.stdio", "hnn.isolation"}
-HEAVY = ("torch", "tensorflow", "keras", "onnxsim", "fastapi", "uvicorn", "starlette", "ray")
+HEAVY = ("torch", "tensorflow", "keras", "onnxsim", "fastapi", "uvicorn", "starlette", "ray", "transformers",
+         "safetensors")
 
 
 def package_modules() -> dict[str, Path]:

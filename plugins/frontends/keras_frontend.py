@@ -14,7 +14,6 @@ Known limit: with the TensorFlow backend, exporting very large models (VGG16,
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import tempfile
 import warnings
@@ -25,7 +24,7 @@ from typing import Any
 import onnx
 
 from hnn.errors import InputError, first_line
-from hnn.plugins.frontend import ConvertOptions, Frontend, is_spec
+from hnn.plugins.frontend import ConvertOptions, Frontend, is_spec, resolve_spec
 from hnn.plugins.frontends.archives import check_zip_archive
 from hnn.plugins.frontends.tf_import import import_keras, import_tensorflow
 from hnn.plugins.hookspecs import hookimpl
@@ -55,12 +54,7 @@ class KerasFrontend(Frontend):
 
 def _build_from_spec(spec: str, input_shape):
     keras = import_keras()
-    module_name, _, attribute = spec.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise InputError(f"{spec}: cannot find the factory ({exc})") from None
-    kwargs = {}
+    factory, kwargs = resolve_spec(spec)
     parameters = inspect.signature(factory).parameters
     if "weights" in parameters:
         kwargs["weights"] = None  # architecture only: nothing is downloaded

@@ -12,7 +12,6 @@ which only tells a bare state_dict (weights without an architecture) apart.
 
 from __future__ import annotations
 
-import importlib
 import io
 import warnings
 import zipfile
@@ -23,7 +22,7 @@ from typing import Any
 import onnx
 
 from hnn.errors import InputError, UntrustedInputError, UsageError, first_line, summary
-from hnn.plugins.frontend import ConvertOptions, Frontend, is_spec
+from hnn.plugins.frontend import ConvertOptions, Frontend, is_spec, resolve_spec
 from hnn.plugins.frontends.archives import check_zip_archive
 from hnn.plugins.hookspecs import hookimpl
 from hnn.stdio import stdout_to_stderr
@@ -67,17 +66,11 @@ class PyTorchFrontend(Frontend):
 def _build_from_spec(spec: str):
     import torch
 
-    module_name, _, attribute = spec.partition(":")
-    try:
-        factory = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            factory = getattr(factory, part)
-    except (ImportError, AttributeError) as exc:
-        raise InputError(f"{spec}: cannot find the factory ({exc})") from None
+    factory, keywords = resolve_spec(spec)
     try:
         with warnings.catch_warnings():  # torchvision warns about init defaults; nothing for our user
             warnings.simplefilter("ignore")
-            model = factory()  # torchvision factories build without weights by default
+            model = factory(**keywords)  # torchvision factories build without weights by default
     except Exception as exc:
         raise InputError(f"{spec}: calling the factory failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(model, torch.nn.Module):
@@ -145,12 +138,16 @@ def _example_inputs(shape):
 
 
 def export_module(module, shape, exporter: str = "torchscript") -> onnx.ModelProto:
-    """Export an nn.Module in eval mode with BatchNormalization kept; restores its training flag."""
+    """Export an nn.Module in eval mode with BatchNormalization kept, traced with zeros of ``shape``."""
+    return export_with_inputs(module, _example_inputs(shape), exporter)
+
+
+def export_with_inputs(module, args: tuple, exporter: str = "torchscript") -> onnx.ModelProto:
+    """Export an nn.Module traced with the tensors ``args``, in eval mode; restores its training flag."""
     import torch
 
     was_training = module.training
     module.eval()
-    args = _example_inputs(shape)
     try:
         # Gradients stay enabled: under no_grad, nn.MultiheadAttention (ViT) takes a fused fast
         # path that no ONNX exporter supports. stdout goes to stderr: the TorchScript exporter

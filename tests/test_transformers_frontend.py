@@ -1,0 +1,209 @@
+"""The transformers front-end: Hugging Face folders (plain, sharded), model objects, class specs, and the
+folders a hostile upload may hold. Models are built from small configs; nothing is downloaded."""
+
+import json
+import struct
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from hnn.hasher.runtime import hash_model  # noqa: E402
+
+pytestmark = pytest.mark.slow  # end to end: torch exports, subprocesses
+
+SMALL_BERT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64, "vocab_size": 500}
+SMALL_LLAMA = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 64, "vocab_size": 500}
+
+
+SMALL_GPT2 = {"n_embd": 32, "n_layer": 2, "n_head": 4, "vocab_size": 500, "bos_token_id": 0, "eos_token_id": 0}
+EXPORTER_CASES = {
+    "bert": lambda: transformers.BertForMaskedLM(transformers.BertConfig(**SMALL_BERT)),
+    "gpt2": lambda: transformers.GPT2LMHeadModel(transformers.GPT2Config(**SMALL_GPT2)),
+    "llama": lambda: transformers.LlamaForCausalLM(transformers.LlamaConfig(**SMALL_LLAMA)),
+}
+
+
+def _bert():
+    torch.manual_seed(0)
+    return transformers.BertForMaskedLM(transformers.BertConfig(**SMALL_BERT)).eval()
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A small BERT saved whole and in shards, and the object itself."""
+    folder = tmp_path_factory.mktemp("hf")
+    model = _bert()
+    model.save_pretrained(folder / "bert")
+    model.save_pretrained(folder / "bert_sharded", max_shard_size="40KB")
+    return folder, model
+
+
+def _single_line_error(result, *fragments):
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hnn: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_folder_sharded_folder_and_object_hash_alike(saved):
+    folder, model = saved
+    assert len(list((folder / "bert_sharded").glob("*.safetensors"))) > 1  # really sharded
+    whole, sharded, obj = (hash_model(source) for source in (str(folder / "bert"), str(folder / "bert_sharded"), model))
+    assert whole.framework == sharded.framework == obj.framework == "transformers"
+    assert whole.hash == sharded.hash == obj.hash
+    assert whole.structure.topology == sharded.structure.topology == obj.structure.topology
+    # the weights were read: the fingerprint and marks are the model's, equal from both folders
+    assert whole.fingerprint is not None and whole.fingerprint == sharded.fingerprint
+    assert whole.weight_marks == sharded.weight_marks == obj.weight_marks
+
+
+@pytest.mark.parametrize("name", sorted(EXPORTER_CASES))
+def test_both_torch_exporters_give_identical_ir_and_code(name):
+    """TorchScript and dynamo write attention, norms, the qkv split and the mask differently; the IR is one."""
+    torch.manual_seed(0)
+    model = EXPORTER_CASES[name]().eval()
+    torchscript, dynamo = (hash_model(model, exporter=exporter) for exporter in ("torchscript", "dynamo"))
+    assert torchscript.ir_digest == dynamo.ir_digest
+    assert torchscript.hash == dynamo.hash and torchscript.structure.topology == dynamo.structure.topology
+
+
+def test_the_structure_does_not_depend_on_weight_values(saved):
+    """A fresh model's zero biases and unit norm scales are not a different architecture from trained ones."""
+    _, model = saved
+    trained = _bert()
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    assert hash_model(trained).ir_digest == hash_model(model).ir_digest
+
+
+def test_weights_decide_provenance_not_structure(saved, tmp_path, hnn_cli):
+    """Another BERT of the same config, trained apart, is the same architecture but not derived."""
+    folder, _ = saved
+    torch.manual_seed(1)
+    transformers.BertForMaskedLM(transformers.BertConfig(**SMALL_BERT)).save_pretrained(tmp_path / "other")
+    same = hnn_cli("compare", folder / "bert", folder / "bert_sharded", "--json")
+    other = hnn_cli("compare", folder / "bert", tmp_path / "other", "--json")
+    assert same.returncode == 0 and other.returncode == 0, same.stderr + other.stderr
+    assert json.loads(same.stdout)["provenance"]["derived"] is True
+    assert json.loads(other.stdout)["provenance"]["derived"] is False
+    assert json.loads(other.stdout)["distance"] == 0
+
+
+def test_folder_is_detected_without_framework_and_converts_in_the_worker(saved, hnn_cli):
+    folder, _ = saved
+    result = hnn_cli("hash", folder / "bert", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["framework"] == "transformers"
+    assert result.stderr.strip() == ""  # no progress bars or advice from transformers
+    beside = hnn_cli("hash", folder / "bert" / "model.safetensors", "--json")  # the weights file of a folder
+    assert json.loads(beside.stdout)["hash"] == json.loads(result.stdout)["hash"]
+
+
+def test_spec_with_config_overrides_builds_offline(hnn_cli):
+    overrides = ",".join(f"{key}={value}" for key, value in SMALL_LLAMA.items())
+    result = hnn_cli("hash", f"transformers:LlamaForCausalLM:{overrides}", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["framework"] == "transformers"
+
+
+def test_a_default_config_too_large_to_build_is_refused_in_one_line(hnn_cli):
+    _single_line_error(hnn_cli("hash", "transformers:LlamaForCausalLM"), "parameters")
+
+
+def _copy(source, target):
+    target.mkdir()
+    for path in source.iterdir():
+        (target / path.name).write_bytes(path.read_bytes())
+    return target
+
+
+def test_remote_code_is_refused(saved, tmp_path, hnn_cli):
+    folder = _copy(saved[0] / "bert", tmp_path / "remote")
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    marker = tmp_path / "ran"
+    (folder / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    for extra in ((), ("--trust",)):  # hnn never imports a folder's Python files, trusted or not
+        _single_line_error(hnn_cli("hash", folder, *extra), "remote code")
+    assert not marker.exists()
+
+
+def _lying_header(source, target, change):
+    raw = source.read_bytes()
+    length = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + length])
+    change(header[next(name for name in header if name != "__metadata__")])
+    encoded = json.dumps(header).encode()
+    target.write_bytes(struct.pack("<Q", len(encoded)) + encoded + raw[8 + length:])
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("truncated", "truncated"),
+    ("shape", "offsets span"),
+    ("offsets", "offsets"),
+    ("header length", "header declares"),
+    ("config not json", "not JSON"),
+    ("no model_type", "model_type"),
+    ("shard outside", "not a file name inside the model folder"),
+    ("bare weights", "without a config.json"),
+    ("pickled weights", "--trust"),
+    ("unknown architecture", "not a model class"),
+])
+def test_hostile_folders_get_one_line_errors(saved, tmp_path, hnn_cli, case, fragment):
+    bert, sharded = saved[0] / "bert", saved[0] / "bert_sharded"
+    folder = _copy(sharded if case == "shard outside" else bert, tmp_path / "model")
+    weights = folder / "model.safetensors"
+    config = json.loads((folder / "config.json").read_text())
+    if case == "truncated":
+        weights.write_bytes(weights.read_bytes()[:-1000])
+    elif case == "shape":
+        _lying_header(bert / "model.safetensors", weights, lambda entry: entry.update(shape=[7, *entry["shape"]]))
+    elif case == "offsets":
+        _lying_header(bert / "model.safetensors", weights,
+                      lambda entry: entry.update(data_offsets=[entry["data_offsets"][0] + 4, entry["data_offsets"][1] + 4]))
+    elif case == "header length":
+        weights.write_bytes(struct.pack("<Q", 10**12) + weights.read_bytes()[8:])
+    elif case == "config not json":
+        (folder / "config.json").write_text("{'model_type': 'bert'")
+    elif case == "no model_type":
+        (folder / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "model_type"}))
+    elif case == "shard outside":
+        index = folder / "model.safetensors.index.json"
+        data = json.loads(index.read_text())
+        first = next(iter(data["weight_map"]))
+        data["weight_map"][first] = "../../bert/model.safetensors"
+        index.write_text(json.dumps(data))
+    elif case == "bare weights":
+        (folder / "config.json").unlink()
+        folder = weights
+    elif case == "pickled weights":
+        from safetensors.torch import load_file
+
+        torch.save(load_file(str(weights)), folder / "pytorch_model.bin")
+        weights.unlink()
+    elif case == "unknown architecture":
+        (folder / "config.json").write_text(json.dumps({**config, "architectures": ["os.system"]}))
+    _single_line_error(hnn_cli("hash", folder), fragment)
+
+
+def test_pickled_weights_load_with_trust(saved, tmp_path, hnn_cli):
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "config.json").write_bytes((saved[0] / "bert" / "config.json").read_bytes())
+    torch.save(load_file(str(saved[0] / "bert" / "model.safetensors")), folder / "pytorch_model.bin")
+    trusted = hnn_cli("hash", folder, "--trust", "--json")
+    plain = hnn_cli("hash", saved[0] / "bert", "--json")
+    assert trusted.returncode == 0, trusted.stderr
+    assert json.loads(trusted.stdout)["hash"] == json.loads(plain.stdout)["hash"]
+
+
+def test_spec_keywords_that_would_fetch_weights_are_refused(hnn_cli):
+    _single_line_error(hnn_cli("hash", "torchvision.models:resnet18:weights=IMAGENET1K_V1"), "downloads nothing")
