@@ -170,3 +170,19 @@ def test_training_on_a_small_zoo_is_deterministic_and_writes_a_loadable_checkpoi
     assert a.config["sources"] == 2 and all("source_class" in h for h in first["history"])
     result = hash_model(str(root / "data" / "raw" / "resnet18.json"), checkpoint=tmp_path / "a.npz")
     assert result.bits == 16 and len(result.hash) == 4
+
+
+@pytest.mark.slow
+def test_every_transformer_family_of_the_preset_builds_offline():
+    """The smallest size of each family of the transformers preset converts (random weights, no download)."""
+    pytest.importorskip("transformers")
+    from hnn.ingest.pipeline import ingest
+    from hnn.zoo.presets import resolve_preset
+    from hnn.zoo.transformer_presets import FAMILIES, SIZES
+
+    entries = resolve_preset("transformers")
+    assert len(entries) == len(FAMILIES) * len(SIZES) and len({entry.name for entry in entries}) == len(entries)
+    smallest = [entry for entry in entries if entry.name.endswith(f"-{SIZES[0][0]}x{SIZES[0][1]}")]
+    for entry in smallest:
+        graph = ingest(entry.constructor, framework=entry.framework)
+        assert graph.meta.framework == "transformers" and len(graph.nodes) > 20, entry.name

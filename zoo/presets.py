@@ -104,10 +104,17 @@ def list_file_preset(path: str | Path) -> list[ZooEntry]:
     return entries
 
 
+def transformers_preset() -> list[ZooEntry]:
+    from hnn.zoo.transformer_presets import entries
+
+    return entries()
+
+
 PRESETS: dict[str, Callable[[], list[ZooEntry]]] = {
     "paper": paper_preset,
     "torchvision": torchvision_preset,
     "keras": keras_preset,
+    "transformers": transformers_preset,
 }
 
 

@@ -200,7 +200,10 @@ def _traceable(model, input_shape):
     else:
         raise InputError(f"{type(model).__name__}: hnn does not know how to feed its input {main!r}")
     if getattr(config, "is_encoder_decoder", False):
-        inputs["decoder_input_ids"] = torch.zeros(1, min(TEXT_LENGTH, inputs[main].shape[-1]), dtype=torch.long)
+        length = min(TEXT_LENGTH, inputs[main].shape[-1])
+        inputs["decoder_input_ids"] = torch.zeros(1, length, dtype=torch.long)
+        if "decoder_attention_mask" in inspect.signature(model.forward).parameters:  # as for the encoder: no aten::diff
+            inputs["decoder_attention_mask"] = torch.ones(1, length, dtype=torch.long)
     return _wrapped(model, list(inputs)), tuple(inputs.values())
 
 
