@@ -105,9 +105,10 @@ def list_file_preset(path: str | Path) -> list[ZooEntry]:
 
 
 def transformers_preset() -> list[ZooEntry]:
-    from hnn.zoo.transformer_presets import entries
+    from hnn.zoo.transformer_presets import models
 
-    return entries()
+    return [ZooEntry(name=name, family=family, constructor=spec, framework="transformers")
+            for name, family, spec in models()]
 
 
 PRESETS: dict[str, Callable[[], list[ZooEntry]]] = {

@@ -92,10 +92,7 @@ def spec(family: Family, layers: int, width: int, heads: int) -> str:
     return f"transformers:{family.model_class}:{pairs}"
 
 
-def entries():
-    """The preset's ZooEntry list: every family at every size."""
-    from hnn.zoo.presets import ZooEntry
-
-    return [ZooEntry(name=f"{family.name}-{layers}x{width}", family=family.name,
-                     constructor=spec(family, layers, width, heads), framework="transformers")
+def models() -> list[tuple[str, str, str]]:
+    """(name, family, spec) of every family at every size (hnn.zoo.presets makes them ZooEntries)."""
+    return [(f"{family.name}-{layers}x{width}", family.name, spec(family, layers, width, heads))
             for family in FAMILIES for layers, width, heads in SIZES]
