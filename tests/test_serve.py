@@ -168,6 +168,27 @@ def test_a_zip_of_a_model_folder_is_checked_as_the_folder_and_a_hostile_zip_is_r
     assert response.status_code == 422 and "points outside the archive" in response.json()["error"]
 
 
+def test_a_zip_of_a_hugging_face_folder_is_checked_as_the_cli_checks_the_folder(service, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    running, index = service
+    torch.manual_seed(0)
+    config = transformers.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=64, vocab_size=500)
+    transformers.BertForMaskedLM(config).save_pretrained(tmp_path / "bert")
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in (tmp_path / "bert").iterdir():
+            zipped.write(path, f"bert/{path.name}")
+    response = running.post("/v1/check", name="bert.zip", content=archive.getvalue())
+    assert response.status_code == 200, response.text
+    expected = json.loads(run_hnn("check", index, tmp_path / "bert", "--json").stdout)
+    got = response.json()
+    assert got["verdict"] == expected["verdict"] == "new"  # the index holds CNNs only
+    assert {**got, "model": None} == {**expected, "model": None}
+
+
 def test_writes_need_the_token_and_add_list_get_delete_work_with_it(service, models):
     running, _ = service
     assert running.post("/v1/models", models["other"]).status_code == 401
