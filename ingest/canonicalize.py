@@ -449,6 +449,27 @@ def remove_fixed_selections(graph: WorkGraph) -> int:
     return len(doomed)
 
 
+def remove_nan_guards(graph: WorkGraph) -> int:
+    """Drop ``Where(IsNaN(x), 0, x)``: a guard against the NaNs of a fully masked softmax row, which
+    dynamo writes after attention with no mask (ViT, Wav2Vec2) and TorchScript does not. It computes
+    nothing for any input a model is meant to see; the IsNaN and the Where go, x feeds the Where's readers."""
+    changed = 0
+    for key in [k for k, node in graph.nodes.items() if node.op == "IsNaN"]:
+        guard = graph.nodes.get(key)
+        if guard is None or len(guard.preds) != 1 or len(guard.succs) != 1 or guard.is_output:
+            continue
+        (source,), (where_key,) = guard.preds, guard.succs
+        where = graph.nodes[where_key]
+        if where.op != "Where" or where.preds != {key, source}:
+            continue
+        graph.nodes[source].succs.discard(key)
+        where.preds.discard(key)
+        del graph.nodes[key]
+        graph.remove_bypassing(where_key)
+        changed += 2
+    return changed
+
+
 def canonical_attributes(graph: WorkGraph) -> int:
     """Keep only kernel shape, strides, dilations and group, with ONNX defaults filled in."""
     for node in graph.nodes.values():
@@ -491,6 +512,7 @@ PASSES: tuple[Callable[[WorkGraph], int], ...] = (
     dense_outputs_as_matrices,
     drop_output_softmax,
     one_over_to_reciprocal,
+    remove_nan_guards,
     canonical_attributes,
 )
 

@@ -71,6 +71,31 @@ def test_both_torch_exporters_give_identical_ir_and_code(name):
     assert torchscript.hash == dynamo.hash and torchscript.structure.topology == dynamo.structure.topology
 
 
+def _preset_spec(family):
+    from hnn.zoo.transformer_presets import models
+
+    return next(spec for _, fam, spec in models() if fam == family)
+
+
+def test_both_exporters_agree_on_a_spec_with_two_norms_of_one_input():
+    """GPT-NeoX's parallel attention and MLP norm one input twice; TorchScript merged the two norms while
+    a fresh model's weights were equal (specs now get a little noise)."""
+    torchscript, dynamo = (hash_model(_preset_spec("gpt_neox"), exporter=e) for e in ("torchscript", "dynamo"))
+    assert torchscript.ir_digest == dynamo.ir_digest and torchscript.hash == dynamo.hash
+
+
+def test_dynamos_nan_guard_after_unmasked_attention_is_not_structure():
+    """dynamo writes Where(IsNaN(x), 0, x) after a ViT's softmax, TorchScript does not: one IR (as
+    `hnn ingest` and the zoo make it, simplified), and one code."""
+    from hnn.ingest.pipeline import ingest
+
+    spec = _preset_spec("vit")
+    torchscript, dynamo = (ingest(spec, exporter=e) for e in ("torchscript", "dynamo"))
+    assert torchscript.digest() == dynamo.digest()
+    assert not {"IsNaN", "Where"} & {node.op for node in dynamo.nodes}
+    assert hash_model(spec, exporter="torchscript").hash == hash_model(spec, exporter="dynamo").hash
+
+
 def test_the_structure_does_not_depend_on_weight_values(saved):
     """A fresh model's zero biases and unit norm scales are not a different architecture from trained ones."""
     _, model = saved

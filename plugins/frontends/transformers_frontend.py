@@ -159,7 +159,23 @@ def _build_from_spec(spec: str):
         config = model_class.config_class(**overrides)
     except Exception as exc:
         raise InputError(f"{spec}: the config does not build: {summary(exc)}") from None
-    return _build(model_class, config)
+    return _without_equal_weights(_build(model_class, config))
+
+
+def _without_equal_weights(model):
+    """A freshly initialised model with a little noise on every weight, as training leaves them.
+
+    Its norms start as ones and its biases as zeros, and torch's TorchScript exporter merges
+    initializers of equal values, after which two norms of one input (GPT-NeoX's parallel
+    attention and MLP) become one node: a spec's graph would then not be the graph of the
+    trained models of its architecture. Only specs get this: their weights are random anyway."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype) * 1e-3)
+    return model
 
 
 def _quiet() -> None:
