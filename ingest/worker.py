@@ -192,4 +192,7 @@ def _failure(returncode: int, stderr: str, label: str, given: str, opened: str, 
         name = signal.Signals(-returncode).name
         return InputError(f"{label}: rejected: the converter crashed ({name}); the file may be malformed or hostile, "
                           f"or need more than the {limits.describe_memory()} memory limit")
+    if returncode == 127:  # the dynamic loader's own exit: binding a symbol or loading a library failed
+        return InputError(f"{label}: rejected: the converter could not load its code (exit 127), most often "
+                          f"for want of memory under the {limits.describe_memory()} memory limit")
     return InputError(f"{label}: rejected: the converter failed (exit {returncode})")

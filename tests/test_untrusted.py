@@ -113,3 +113,13 @@ def test_secrets_in_the_environment_do_not_reach_the_worker(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hunter3")
     env = _environment()
     assert "AWS_SECRET_ACCESS_KEY" not in env and "HF_TOKEN" not in env and "PATH" in env
+
+
+def test_a_worker_that_the_dynamic_loader_stopped_is_reported_as_a_memory_refusal():
+    """Exit 127 is ld.so's: under a tight memory limit, binding a symbol or loading a library can fail
+    before Python sees a MemoryError (seen with --max-memory 100M in the fork server's child)."""
+    from hnn.ingest.worker import Limits, _failure
+
+    error = _failure(127, "", "m.onnx", "m.onnx", "m.onnx", Limits(max_memory=100 * 2**20))
+    assert str(error).startswith("m.onnx: rejected:") and "memory limit" in str(error)
+    assert "exit 3" in str(_failure(3, "", "m.onnx", "m.onnx", "m.onnx", Limits()))
