@@ -133,3 +133,12 @@ def test_every_hook_is_documented_with_its_signature():
     for name in hooks:
         parameters = ", ".join(inspect.signature(getattr(hookspecs, name)).parameters)
         assert re.search(rf"{name}\({re.escape(parameters)}\)", docs), f"{name}({parameters}) missing from docs"
+
+
+def test_a_folder_with_a_config_is_the_transformers_front_ends_unless_it_is_a_saved_model(tmp_path):
+    from hnn.plugins.manager import select_frontend
+
+    (tmp_path / "config.json").write_text("{}")
+    assert select_frontend(str(tmp_path), None).name == "transformers"
+    (tmp_path / "saved_model.pb").write_bytes(b"")
+    assert select_frontend(str(tmp_path), None).name == "tensorflow"

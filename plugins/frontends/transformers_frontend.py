@@ -49,7 +49,9 @@ class TransformersFrontend(Frontend):
     object_class = "transformers:PreTrainedModel"
 
     def claims(self, source: Any) -> bool:
-        return super().claims(source) or (isinstance(source, (str, Path)) and is_model_folder(source))
+        # A SavedModel folder may carry a config.json of its own: it stays the TensorFlow front-end's.
+        return super().claims(source) or (isinstance(source, (str, Path)) and is_model_folder(source)
+                                          and not (Path(source) / "saved_model.pb").exists())
 
     def to_onnx(self, source: Any, options: ConvertOptions) -> onnx.ModelProto:
         from hnn.plugins.frontends.pytorch_frontend import export_with_inputs
