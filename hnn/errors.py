@@ -6,6 +6,9 @@ exits non-zero without a traceback. Anything else is a bug in hnn.
 """
 
 
+import re
+
+
 class HnnError(Exception):
     """Base class: the message is the whole story, shown as ``hnn: <message>``."""
 
@@ -30,10 +33,13 @@ class IRFormatError(InputError):
     """An IR JSON file does not validate; the message names the file and the field."""
 
 
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, '' when it has none: what a one-line error shows
     of a library's multi-line message."""
-    text = str(exc).strip()
+    text = _ANSI_ESCAPE.sub("", str(exc)).strip()  # torch colours its exporter's messages for a terminal
     return text.splitlines()[0] if text else ""
 
 

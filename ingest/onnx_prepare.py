@@ -151,13 +151,18 @@ _FLOAT_DATA_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.Tens
                      onnx.TensorProto.DOUBLE}
 
 
+def _float_weights(model: onnx.ModelProto, above: int) -> list[onnx.TensorProto]:
+    """The float initializers held in the file (not external data) with more than ``above`` elements."""
+    return [tensor for tensor in model.graph.initializer
+            if tensor.data_type in _FLOAT_DATA_TYPES and tensor.data_location != onnx.TensorProto.EXTERNAL
+            and math.prod(tensor.dims) > above]
+
+
 def _without_weight_values(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, onnx.TensorProto]]:
     """A copy of ``model`` whose large float initializers hold no values, and those initializers by name."""
     held = {}
-    for tensor in model.graph.initializer:
-        if (tensor.data_type in _FLOAT_DATA_TYPES and tensor.data_location != onnx.TensorProto.EXTERNAL
-                and math.prod(tensor.dims) > LIGHT_ABOVE_ELEMENTS and tensor.name not in held):
-            held[tensor.name] = tensor
+    for tensor in _float_weights(model, LIGHT_ABOVE_ELEMENTS):
+        held.setdefault(tensor.name, tensor)
     if not held:
         return model, held
     light = onnx.ModelProto()
@@ -183,9 +188,7 @@ def _without_neutral_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     never 0 or 1, and different for different weights (two branches with equal weights on one input
     would be merged as one: GoogLeNet lost two). A constant costs no random draws and no more memory
     than the copy. The weight marks and the fingerprint are read from the model as given."""
-    weights = [tensor for tensor in model.graph.initializer
-               if tensor.data_type in _FLOAT_DATA_TYPES and tensor.data_location != onnx.TensorProto.EXTERNAL
-               and math.prod(tensor.dims) > WEIGHT_ABOVE_ELEMENTS]
+    weights = _float_weights(model, WEIGHT_ABOVE_ELEMENTS)
     for number, tensor in enumerate(weights):
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
         for field in ("float_data", "double_data", "int32_data"):

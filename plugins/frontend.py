@@ -64,6 +64,13 @@ def resolve_spec(spec: str) -> tuple[Any, dict[str, Any]]:
     if fetching:
         raise InputError(f"{spec}: {', '.join(fetching)}: a spec builds an architecture without weights, "
                          "and hnn downloads nothing; hash a weights file or folder instead")
+    # A factory may be any installed callable, and a manifest of `hnn index add-store` may list specs:
+    # strings would let one name a command or a folder (`subprocess:run:args=...`, `torch.hub:load` of a
+    # local hubconf). Sizes and switches are numbers and booleans.
+    worded = [key for key, value in keywords.items() if not (value is None or isinstance(value, (bool, int, float)))]
+    if worded:
+        raise InputError(f"{spec}: {', '.join(worded)}: a spec's keyword arguments are numbers, true, false "
+                         "or null")
     try:
         factory = importlib.import_module(module_name)
         for part in attribute.split("."):

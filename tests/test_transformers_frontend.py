@@ -232,3 +232,11 @@ def test_pickled_weights_load_with_trust(saved, tmp_path, hnn_cli):
 
 def test_spec_keywords_that_would_fetch_weights_are_refused(hnn_cli):
     _single_line_error(hnn_cli("hash", "torchvision.models:resnet18:weights=IMAGENET1K_V1"), "downloads nothing")
+
+
+def test_spec_keyword_arguments_that_are_words_are_refused(hnn_cli, tmp_path):
+    """A factory may be any installed callable: a string argument could name a command or a folder."""
+    marker = tmp_path / "ran"
+    result = hnn_cli("hash", f"subprocess:run:args=touch {marker},shell=true", "--framework", "pytorch")
+    _single_line_error(result, "numbers, true, false or null")
+    assert not marker.exists()

@@ -121,6 +121,9 @@ def inside(folder: Path, name: str) -> Path:
 def shard_files(folder: Path, index_path: Path) -> tuple[Path, ...]:
     """The shards a ``model.safetensors.index.json`` lists, each once, in a fixed order."""
     inside(folder, index_path.name)
+    if index_path.stat().st_size > MAX_CONFIG_BYTES:
+        raise InputError(f"{index_path}: {index_path.stat().st_size} bytes is over the {MAX_CONFIG_BYTES}-byte "
+                         "limit for a shard index")
     try:
         index = json.loads(index_path.read_bytes())
         weight_map = index["weight_map"]

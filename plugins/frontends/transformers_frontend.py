@@ -113,7 +113,7 @@ def _model_class(config, architectures: list[str] | None):
         raise InputError(f"transformers {_version()} has no model class for {config.model_type!r}") from None
 
 
-def _build(model_class, config, weights_folder: Path | None = None, trust: bool = False):
+def _build(model_class, config, weights_folder: Path | None = None, safetensors: bool = True):
     """The model, its size checked on the meta device first (nothing allocated), weights loaded when given."""
     import torch
 
@@ -133,7 +133,7 @@ def _build(model_class, config, weights_folder: Path | None = None, trust: bool 
             if weights_folder is None:
                 return model_class(config).eval()
             return model_class.from_pretrained(
-                str(weights_folder), config=config, local_files_only=True, use_safetensors=not trust,
+                str(weights_folder), config=config, local_files_only=True, use_safetensors=safetensors,
                 trust_remote_code=False, dtype=torch.float32).eval()
         except Exception as exc:
             raise InputError(f"{model_class.__name__}: cannot load the weights: {summary(exc)}") from None
@@ -145,8 +145,9 @@ def _load_folder(folder: ModelFolder, trust: bool):
                                   "pass --trust only if you trust its author (safetensors need no trust)")
     config = _config(folder.config)
     has_weights = bool(folder.safetensors or (trust and folder.pickled))
+    # Safetensors whenever the folder has them, trusted or not: the pickle is read only when it is all there is.
     return _build(_model_class(config, folder.config.get("architectures")), config,
-                  folder.path if has_weights else None, trust)
+                  folder.path if has_weights else None, safetensors=bool(folder.safetensors))
 
 
 def _build_from_spec(spec: str):
