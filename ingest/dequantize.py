@@ -52,6 +52,7 @@ from onnx import TensorProto, helper, numpy_helper
 from hnn.errors import summary
 from hnn.ingest.extract import INT_ATTRIBUTES, INT_LIST_ATTRIBUTES, outer_references, sort_nodes
 from hnn.provenance.weights import dequantize
+from hnn.weight_store import hollow, is_hollow
 
 log = logging.getLogger("hnn.ingest")
 
@@ -423,6 +424,8 @@ def widen_reduced_floats(rw: _Rewriter) -> int:
 
 
 def _widened(tensor: TensorProto) -> TensorProto | None:
+    if is_hollow(tensor):  # its values are read (as float32) from the weight store: only the type changes
+        return hollow(tensor.name, TensorProto.FLOAT, tensor.dims)
     array = _array(tensor)
     return None if array is None else numpy_helper.from_array(array.astype(np.float32), tensor.name)
 

@@ -24,6 +24,7 @@ from hnn.ingest.onnx_prepare import (
 from hnn.ingest.weights import weight_marks
 from hnn.ingest.workgraph import to_ir
 from hnn.provenance.fingerprint import fingerprint
+from hnn.weight_store import WeightedModel, WeightStore
 
 log = logging.getLogger("hnn.ingest")
 
@@ -36,11 +37,15 @@ def onnx_to_ir(
     source: str = "",
     input_shape: list[int] | dict[str, list[int]] | str | None = None,
     simplify: bool = True,
+    weights: WeightStore | None = None,
 ) -> Graph:
     """Canonical IR of an ONNX model: fix the trigger input, simplify, extract, canonicalize.
 
     The weight marks and the provenance fingerprint are taken from the model as given: onnxsim
-    folds some weights into others, which would change their values.
+    folds some weights into others, which would change their values. ``weights``: the values of
+    the model's hollow tensors, when a front-end kept its large weights out of the graph
+    (hnn.weight_store). onnxsim never sees weight values anyway (onnx_prepare gives each
+    weight a constant of its own), so a hollow graph simplifies as a full one does.
     """
     check_text_fields(model)
     if isinstance(input_shape, str):
@@ -59,8 +64,8 @@ def onnx_to_ir(
         opset=opset,
         producer=f"{model.producer_name} {model.producer_version}".strip(),
         hnn_version=__version__,
-        weight_marks=weight_marks(model),
-        provenance=fingerprint(model),
+        weight_marks=weight_marks(model, weights=weights),
+        provenance=fingerprint(model, weights),
     )
     return to_ir(work, meta)
 
@@ -94,12 +99,15 @@ def ingest(
     with tempfile.TemporaryDirectory(prefix="hnn-") as workdir:
         options = ConvertOptions(input_shape=input_shape, trust=trust, exporter=exporter, workdir=Path(workdir))
         model = frontend.to_onnx(source, options)
+    weights = None
+    if isinstance(model, WeightedModel):
+        model, weights = model.model, model.weights
     # A front-end that exports with the trigger shape itself has already used it.
     onnx_shape = None if frontend.exports_with_input_shape else input_shape
     label = source if isinstance(source, (str, Path)) else type(source).__name__
     try:
         return onnx_to_ir(model, framework=frontend.name, source=str(label), input_shape=onnx_shape,
-                          simplify=simplify)
+                          simplify=simplify, weights=weights)
     except InputError as exc:
         if not isinstance(source, (str, Path)) or str(source) in str(exc):
             raise

@@ -44,6 +44,8 @@ import numpy as np
 if TYPE_CHECKING:
     import onnx
 
+    from hnn.weight_store import WeightStore
+
 MARKS = 128
 MIN_ELEMENTS = 16
 # A tensor is hashed in chunks of this many values, so a 100M-element weight costs
@@ -55,13 +57,16 @@ CHUNK = 1 << 22
 _FLOAT_TYPES = {1, 10, 11, 16}
 
 
-def weight_marks(model: "onnx.ModelProto", marks: int = MARKS) -> list[int]:
-    """The model's weight marks, ascending; fewer than ``marks`` when it has fewer distinct values."""
-    from onnx import numpy_helper
+def weight_marks(model: onnx.ModelProto, marks: int = MARKS, weights: WeightStore | None = None) -> list[int]:
+    """The model's weight marks, ascending; fewer than ``marks`` when it has fewer distinct values.
+    ``weights``: the values of the model's hollow tensors (hnn.weight_store), read one at a time."""
+    from hnn.weight_store import is_hollow, tensor_values
 
     smallest = np.empty(0, dtype=np.uint64)
     for tensor in _weight_tensors(model.graph):
-        values = numpy_helper.to_array(tensor).astype(np.float32, copy=False)
+        if is_hollow(tensor) and (weights is None or tensor.name not in weights):
+            continue  # a graph built without its weights (a config alone): no values, no marks
+        values = tensor_values(tensor, weights).astype(np.float32, copy=False)
         if values.size < MIN_ELEMENTS or values.min() == values.max():
             continue
         for pairs in _neighbour_pairs(values.view(np.uint32)):
@@ -105,7 +110,7 @@ def shared_marks(first: list[int] | np.ndarray, second: list[int] | np.ndarray) 
     return len(np.intersect1d(np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64)))
 
 
-def _weight_tensors(graph: "onnx.GraphProto"):
+def _weight_tensors(graph: onnx.GraphProto):
     # Only initializers a node reads: a pirate's unused tensor of random values would otherwise
     # crowd the original's pairs out of the sample for free.
     consumed = {name for node in graph.node for name in node.input}

@@ -51,6 +51,7 @@ import numpy as np
 
 from hnn.errors import first_line
 from hnn.provenance.walk import _SEED, ANCHOR_DIMS, weight_layers
+from hnn.weight_store import WeightStore
 
 if TYPE_CHECKING:
     import onnx
@@ -146,23 +147,22 @@ class Fingerprint:
         return cls.from_bytes(raw)
 
 
-def fingerprint(model: onnx.ModelProto) -> Fingerprint | None:
+def fingerprint(model: onnx.ModelProto, weights: WeightStore | None = None) -> Fingerprint | None:
     """The model's provenance fingerprint, or None when it has no weight layer, or its weights cannot be
     read as this module expects (a malformed upload: no fingerprint is no evidence, never a crash)."""
     try:
-        layers = weight_layers(model)
+        layers = weight_layers(model, weights, digest=_sketch,
+                               state_digest=lambda state: _gram(state) if state is not None else None)
     except (ValueError, TypeError, IndexError, KeyError, np.linalg.LinAlgError) as exc:
         log.warning("no provenance fingerprint: %s", first_line(exc))
         return None
     grams, shapes, sketches = [], [], []
     for layer in layers:
-        gram = _gram(layer.state) if layer.state is not None else None
-        if gram is not None:
-            grams.append(gram)
-        sketch = positional_sketch(layer.weight) if layer.weight.ndim <= MAX_DIMENSIONS else None
-        if sketch is not None:
-            shapes.append(tuple(int(d) for d in layer.weight.shape))
-            sketches.append(sketch)
+        if layer.state is not None:
+            grams.append(layer.state)
+        if layer.summary is not None:
+            shapes.append(layer.shape)
+            sketches.append(layer.summary)
     if not grams and not shapes:
         return None
     grams = _evenly(grams, MAX_GRAM_LAYERS)
@@ -170,6 +170,10 @@ def fingerprint(model: onnx.ModelProto) -> Fingerprint | None:
     return Fingerprint(np.stack(grams).astype(np.float32) if grams else np.zeros((0, FEATURES), np.float32),
                        tuple(shapes[i] for i in keep),
                        np.stack([sketches[i] for i in keep]) if keep else np.zeros((0, _SKETCH_BYTES), np.uint8))
+
+
+def _sketch(weight: np.ndarray) -> np.ndarray | None:
+    return positional_sketch(weight) if weight.ndim <= MAX_DIMENSIONS else None
 
 
 def positional_sketch(weight: np.ndarray) -> np.ndarray | None:

@@ -11,7 +11,8 @@ Only arithmetic on the weight tensors happens here: no op of the upload is run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hnn.provenance.weights import constant_tensors, dequantize
+from hnn.weight_store import WeightStore
 
 if TYPE_CHECKING:
     import onnx
@@ -62,52 +64,74 @@ def projection(count: int) -> np.ndarray | None:
 
 @dataclass(frozen=True)
 class Layer:
-    """A weight layer: its weight laid out (out, in, kernel...) whatever the op's own layout, and the
-    state of its output, None where the walk from the input does not reach it."""
+    """A weight layer: what ``digest`` made of its weight laid out (out, in, kernel...) whatever the op's
+    own layout, that weight's shape, and what ``state_digest`` made of the state of its output (None where
+    the walk from the input does not reach it)."""
 
-    weight: np.ndarray
-    state: np.ndarray | None
+    summary: object
+    shape: tuple[int, ...]
+    state: object
     depth: int  # weight layers on the longest path from an input to this one, itself included
 
 
-def weight_layers(model: onnx.ModelProto) -> list[Layer]:
+def weight_layers(model: onnx.ModelProto, weights: WeightStore | None = None,
+                  digest: Callable[[np.ndarray], object] = lambda weight: weight,
+                  state_digest: Callable[[np.ndarray | None], object] = lambda state: state) -> list[Layer]:
     """Every weight layer of the graph, in a canonical order: by depth, then by shape.
 
     Graph order would not do: a re-export or a quantizer may list the two branches of a block the
-    other way round, and the layer sequence is what the positional test pairs layers by.
+    other way round, and the layer sequence is what the positional test pairs layers by. ``digest``
+    is applied to each weight as the walk meets it, so a caller that keeps a summary does not hold
+    every weight of the model at once (a billion-parameter model's would not fit); ``state_digest``
+    likewise for the states. ``weights``: the values of the graph's hollow tensors (hnn.weight_store).
     """
-    layers = list(_walk(model))
-    order = sorted(range(len(layers)), key=lambda i: (layers[i].depth, layers[i].weight.shape, i))
+    layers = list(_walk(model, weights, digest, state_digest))
+    order = sorted(range(len(layers)), key=lambda i: (layers[i].depth, layers[i].shape, i))
     return [layers[i] for i in order]
 
 
-def _walk(model: onnx.ModelProto) -> Iterator[Layer]:
+def _walk(model: onnx.ModelProto, weights: WeightStore | None, digest, state_digest) -> Iterator[Layer]:
     graph = model.graph
-    constants = constant_tensors(graph)
+    constants = constant_tensors(graph, weights)
     states: dict[str, object] = {}
     depths: dict[str, int] = {}
     for value in graph.input:
         if value.name not in constants:
             states[value.name] = ANCHOR
+    # A state is dropped after its last reader: a transformer has thousands of tensors, each state
+    # megabytes (a row per hidden unit), which held to the end came to gigabytes.
+    readers = Counter(name for node in graph.node for name in set(node.input))
     for node in graph.node:
-        if node.op_type == "Constant":
-            continue
-        out = _step(node, states, constants)
-        if out is None:
-            continue
-        state, weight = out
-        outputs = [name for name in node.output if name]
-        # A Split's outputs each get their part; any other op's extra outputs (DynamicQuantizeLinear's
-        # scale and zero point, an optimizer's statistics) are not the channels of its input.
-        parts = state if isinstance(state, _Parts) else [state] + [None] * (len(outputs) - 1)
-        parts = [part if not isinstance(part, np.ndarray) or part.shape[0] <= MAX_STATE_ROWS else None
-                 for part in parts]
-        depth = max((depths.get(name, 0) for name in node.input), default=0) + (weight is not None)
-        for name, part in zip(outputs, parts):
-            states[name] = part
-            depths[name] = depth
-        if weight is not None:
-            yield Layer(weight, state if isinstance(state, np.ndarray) else None, depth)
+        if node.op_type != "Constant":
+            layer = _advance(node, states, depths, constants)
+            if layer is not None:
+                state, weight, depth = layer
+                yield Layer(digest(weight), tuple(int(d) for d in weight.shape), state_digest(state), depth)
+        for name in set(node.input):
+            readers[name] -= 1
+            if readers[name] == 0:
+                states.pop(name, None)
+
+
+def _advance(node, states: dict, depths: dict, constants: dict):
+    """Set the states of the node's outputs; (its output state, weight, depth) for a weight layer, else None."""
+    out = _step(node, states, constants)
+    if out is None:
+        return None
+    state, weight = out
+    outputs = [name for name in node.output if name]
+    # A Split's outputs each get their part; any other op's extra outputs (DynamicQuantizeLinear's
+    # scale and zero point, an optimizer's statistics) are not the channels of its input.
+    parts = state if isinstance(state, _Parts) else [state] + [None] * (len(outputs) - 1)
+    parts = [part if not isinstance(part, np.ndarray) or part.shape[0] <= MAX_STATE_ROWS else None
+             for part in parts]
+    depth = max((depths.get(name, 0) for name in node.input), default=0) + (weight is not None)
+    for name, part in zip(outputs, parts):
+        states[name] = part
+        depths[name] = depth
+    if weight is None:
+        return None
+    return (state if isinstance(state, np.ndarray) else None), weight, depth
 
 
 def _step(node, states: dict, constants: dict):
@@ -261,31 +285,37 @@ class _Parts(list):
     """A Split's outputs, one state each."""
 
 
-def _fold(node, constants: dict):
-    """Constant arithmetic a weight goes through before its layer: dequantizing, casting, transposing."""
+_WEIGHT_FOLDS = ("DequantizeLinear", "Cast", "Identity", "Transpose")
+
+
+def _fold(node, constants):
+    """Constant arithmetic a weight goes through before its layer: dequantizing, casting, transposing.
+
+    The result is registered as a recipe, computed when a layer reads it: a transformer's weights pass
+    through a Transpose each, and results kept would add up to a float copy of the whole model."""
     op = node.op_type
-    values = [constants.get(name) for name in node.input]
-    if not values or values[0] is None:
+    if op not in _WEIGHT_FOLDS or not node.input or node.input[0] not in constants:
         return
-    if op == "DequantizeLinear":
-        scale = values[1] if len(values) > 1 else None
-        zero = values[2] if len(values) > 2 else None
-        if scale is None:
-            return
-        result = dequantize(values[0], scale, zero, axis=int(_attribute(node, "axis", 1)))
-        if result is None:
-            return
-    elif op in ("Cast", "Identity"):
-        result = values[0].astype(np.float32) if values[0].dtype.kind == "f" else values[0]
-    elif op == "Transpose":
+    if op == "DequantizeLinear" and (len(node.input) < 2 or node.input[1] not in constants):
+        return
+    names = list(node.input)
+
+    def compute():
+        values = [constants.get(name) for name in names]
+        if values[0] is None:
+            return None
+        if op == "DequantizeLinear":
+            scale = values[1]
+            zero = values[2] if len(values) > 2 else None
+            return None if scale is None else dequantize(values[0], scale, zero, axis=int(_attribute(node, "axis", 1)))
+        if op in ("Cast", "Identity"):
+            return values[0].astype(np.float32) if values[0].dtype.kind == "f" else values[0]
         perm = _attribute(node, "perm", None)
-        result = np.transpose(values[0], perm) if perm is not None else values[0].T
-    else:
-        return
+        return np.transpose(values[0], perm) if perm is not None else values[0].T
+
     for name in node.output:
         if name:
-            constants[name] = result
-    return
+            constants.derive(name, compute)
 
 
 def _attribute(node, name: str, default):

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hnn.weight_store import WeightStore, tensor_values
+
 if TYPE_CHECKING:
     import onnx
 
@@ -19,8 +21,10 @@ class ConstantTensors(dict):
     float32, integers as they are. Large tensors are converted on every read, not kept, so the walk
     holds one weight at a time beside the model, not a float copy of all of them."""
 
-    def __init__(self, graph: onnx.GraphProto):
+    def __init__(self, graph: onnx.GraphProto, weights: WeightStore | None = None):
         super().__init__()
+        self._weights = weights
+        self._derived: dict = {}
         self._tensors = {tensor.name: tensor for tensor in graph.initializer}
         for node in graph.node:
             if node.op_type == "Constant" and node.output:
@@ -29,12 +33,16 @@ class ConstantTensors(dict):
                         self._tensors[node.output[0]] = attribute.t
 
     def __contains__(self, name) -> bool:
-        return dict.__contains__(self, name) or name in self._tensors
+        return dict.__contains__(self, name) or name in self._tensors or name in self._derived
+
+    def derive(self, name: str, compute) -> None:
+        """``name`` is ``compute()`` (None when it cannot be computed), computed when read, kept only if small."""
+        self._derived[name] = compute
 
     def __getitem__(self, name):
         if dict.__contains__(self, name):
             return dict.__getitem__(self, name)
-        value = _read(self._tensors[name])
+        value = self._derived[name]() if name in self._derived else _read(self._tensors[name], self._weights)
         if value is None:
             raise KeyError(name)
         if value.size <= KEEP_ELEMENTS:
@@ -52,19 +60,17 @@ class ConstantTensors(dict):
 KEEP_ELEMENTS = 1 << 16
 
 
-def constant_tensors(graph: onnx.GraphProto) -> ConstantTensors:
-    return ConstantTensors(graph)
+def constant_tensors(graph: onnx.GraphProto, weights: WeightStore | None = None) -> ConstantTensors:
+    return ConstantTensors(graph, weights)
 
 
-def _read(tensor) -> np.ndarray | None:
+def _read(tensor, weights: WeightStore | None) -> np.ndarray | None:
     """A tensor's values, or None for one too large to read or unreadable (not evidence: the walk goes on)."""
-    from onnx import numpy_helper
-
     if int(np.prod(tensor.dims, dtype=np.int64)) > MAX_ELEMENTS:
         return None
     try:
-        value = numpy_helper.to_array(tensor)
-    except Exception:  # noqa: BLE001  (any decoding failure of an upload's tensor)
+        value = tensor_values(tensor, weights)
+    except Exception:
         return None
     if value.dtype.kind == "f" or value.dtype.name == "bfloat16" or str(value.dtype).startswith("float8"):
         value = value.astype(np.float32)
@@ -75,6 +81,8 @@ def dequantize(values: np.ndarray, scale: np.ndarray | None, zero: np.ndarray | 
     """``(values - zero) * scale`` as float32, per tensor or per channel along ``axis``; None where the shapes
     or types do not fit (a malformed upload: no evidence, never an error). ``scale`` None: no scaling
     (ConvInteger and MatMulInteger apply theirs after the op); ``zero`` None: zero."""
+    if scale is None and zero is None and values.dtype == np.float32:
+        return values  # a float weight (most of them): no copy of what may be the model's largest tensor
     numeric_zero = numeric(zero) if zero is not None else None
     values = numeric(values)
     numeric_scale = numeric(scale) if scale is not None else np.ones(1, np.float32)

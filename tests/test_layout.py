@@ -24,7 +24,7 @@ PACKAGE_DIRS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["set
 # of hnn/__init__, the old-path table, the CLI), which uses every stage.
 LAYERS = ("hnn.base", "hnn.plugins", "hnn.provenance", "hnn.ingest", "hnn.rules", "hnn.zoo", "hnn.hasher", "hnn.index",
           "hnn.evaluation", "hnn.batch", "hnn.serve", "hnn.front")
-BASE_MODULES = {"hnn.errors", "hnn._version", "hnn.stdio", "hnn.isolation"}
+BASE_MODULES = {"hnn.errors", "hnn._version", "hnn.stdio", "hnn.isolation", "hnn.weight_store"}
 HEAVY = ("torch", "tensorflow", "keras", "onnxsim", "fastapi", "uvicorn", "starlette", "ray", "transformers",
          "safetensors")
 

@@ -136,8 +136,51 @@ def test_spec_with_config_overrides_builds_offline(hnn_cli):
     assert json.loads(result.stdout)["framework"] == "transformers"
 
 
-def test_a_default_config_too_large_to_build_is_refused_in_one_line(hnn_cli):
-    _single_line_error(hnn_cli("hash", "transformers:LlamaForCausalLM"), "parameters")
+def test_a_model_too_large_for_memory_needs_the_exporter_that_traces_without_weights(hnn_cli):
+    # Llama's default config has 6.7 B parameters: exported from the meta device, by dynamo alone.
+    _single_line_error(hnn_cli("ingest", "transformers:LlamaForCausalLM", "--exporter", "torchscript"),
+                       "parameters", "dynamo")
+
+
+@pytest.mark.parametrize("name", sorted(EXPORTER_CASES))
+def test_the_bounded_memory_path_hashes_a_folder_as_the_model_in_memory(name, tmp_path, monkeypatch):
+    """Weights read one tensor at a time from safetensors (plain and sharded), the graph exported from the
+    meta device: the same IR and weight marks as the model built whole with its weights, and the same
+    fingerprint as its dynamo export (the bounded path's exporter; GPT-2's Conv1D layers are laid out
+    differently by TorchScript, which the fingerprint's walk still tells apart)."""
+    from hnn.ingest.pipeline import ingest
+    from hnn.plugins.frontends import transformers_frontend
+
+    torch.manual_seed(0)
+    model = EXPORTER_CASES[name]().eval()
+    model.save_pretrained(tmp_path / "whole")
+    model.save_pretrained(tmp_path / "sharded", max_shard_size="40KB")
+    default = ingest(str(tmp_path / "whole"), simplify=False)
+    in_memory = ingest(str(tmp_path / "whole"), simplify=False, exporter="dynamo")
+    monkeypatch.setattr(transformers_frontend, "IN_MEMORY_PARAMETERS", 0)
+    for folder in ("whole", "sharded"):
+        bounded = ingest(str(tmp_path / folder), simplify=False)
+        assert bounded.digest() == in_memory.digest() == default.digest()
+        assert bounded.meta.weight_marks and bounded.meta.weight_marks == default.meta.weight_marks
+        assert bounded.meta.provenance is not None and bounded.meta.provenance == in_memory.meta.provenance
+
+
+def test_the_bounded_memory_path_refuses_weights_of_another_shape(tmp_path, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    from hnn.errors import InputError
+    from hnn.ingest.pipeline import ingest
+    from hnn.plugins.frontends import transformers_frontend
+
+    EXPORTER_CASES["llama"]().save_pretrained(tmp_path)
+    tensors = load_file(tmp_path / "model.safetensors")
+    name = next(key for key in tensors if key.endswith("mlp.up_proj.weight"))
+    tensors[name] = tensors[name][:-1].contiguous()
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    monkeypatch.setattr(transformers_frontend, "IN_MEMORY_PARAMETERS", 0)
+    with pytest.raises(InputError, match="has shape") as caught:
+        ingest(str(tmp_path))
+    assert "\n" not in str(caught.value)
 
 
 def _copy(source, target):

@@ -6,12 +6,17 @@ lists what it refuses and why.
 
 from __future__ import annotations
 
+from math import prod
 from pathlib import Path
 
 import onnx
 from google.protobuf.message import DecodeError
+from onnx.external_data_helper import uses_external_data
 
 from hnn.errors import InputError
+from hnn.weight_store import HOLLOW_ABOVE, WeightedModel, WeightStore, hollow, hollow_out
+
+FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
 
 # ONNX files larger than this are refused before parsing: protobuf's own limit is 2 GiB,
 # and a bigger file is either external-data misuse or an attempt to exhaust memory.
@@ -21,6 +26,39 @@ MAX_ONNX_BYTES = 2 * 1024**3
 def load_onnx_file(path: str | Path) -> onnx.ModelProto:
     """Parse an ONNX file; external data is read only from inside the model's own folder."""
     path = Path(path)
+    model = _parse_checked(path)
+    _load_external_data(model, path.parent.resolve())
+    return model
+
+
+def load_onnx_weighted(path: str | Path) -> WeightedModel:
+    """An ONNX file as a graph with its large float weights hollow and a store that reads them one at a time.
+
+    Inline weights move out of the parsed protobuf into the store; external data is not loaded at
+    all: the store reads each tensor's checked byte range of its file when asked. What the ingest
+    then copies is the graph alone (docs/security.md: the memory an upload can make hnn spend)."""
+    path = Path(path)
+    model = _parse_checked(path)
+    store = WeightStore()
+    base_dir = path.parent.resolve()
+    for tensor in model.graph.initializer:
+        if uses_external_data(tensor) and tensor.data_type in FLOAT_TYPES and prod(tensor.dims) > HOLLOW_ABOVE:
+            target, offset, _length = _external_range(tensor, base_dir)
+            store.add_file_range(tensor.name, target, offset,
+                                 onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type), tuple(tensor.dims))
+            tensor.CopyFrom(hollow(tensor.name, tensor.data_type, tensor.dims))
+    _load_external_data(model, base_dir)  # what is left: small tensors and ones that are not floats
+    hollow_out(model, store)
+    # protobuf keeps a parsed message's bytes in one arena until the message goes: a copy of the
+    # hollow graph is kilobytes, and dropping the parsed one returns the weights' share of memory.
+    graph_only = onnx.ModelProto()
+    graph_only.CopyFrom(model)
+    del model
+    return WeightedModel(graph_only, store)
+
+
+def _parse_checked(path: Path) -> onnx.ModelProto:
+    """The parsed file, refused with a one-line reason unless it is a well-formed model (external data unread)."""
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
@@ -41,7 +79,6 @@ def load_onnx_file(path: str | Path) -> onnx.ModelProto:
     _check_unique_names(model, path)
     _check_tensor_sizes(model, path)
     _check_functions_not_recursive(model, path)
-    _load_external_data(model, path.parent.resolve())
     return model
 
 
@@ -61,10 +98,6 @@ def _check_unique_names(model: onnx.ModelProto, path: Path) -> None:
 
 def _check_tensor_sizes(model: onnx.ModelProto, path: Path) -> None:
     """Refuse tensors whose declared size is not what they hold (a 10^12-element tensor with no data)."""
-    from math import prod
-
-    from onnx.external_data_helper import uses_external_data
-
     for tensor in model.graph.initializer:
         if any(d < 0 for d in tensor.dims):
             raise InputError(f"{path}: tensor {tensor.name!r} has a negative dimension {list(tensor.dims)}")
@@ -119,19 +152,40 @@ def _check_functions_not_recursive(model: onnx.ModelProto, path: Path) -> None:
 
 
 def _load_external_data(model: onnx.ModelProto, base_dir: Path) -> None:
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+    """Read every tensor's external data into it, each from its checked byte range."""
+    from onnx.external_data_helper import _get_all_tensors
 
-    external = [t for t in _get_all_tensors(model) if uses_external_data(t)]
-    if not external:
-        return
-    for tensor in external:
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        candidate = Path(location)
-        if candidate.is_absolute() or ".." in candidate.parts:
-            raise InputError(f"tensor {tensor.name!r}: external data path {location!r} leaves the model's folder")
-        target = base_dir / candidate
-        if target.is_symlink() or not target.resolve().is_relative_to(base_dir):
-            raise InputError(f"tensor {tensor.name!r}: external data {location!r} is a link out of the model's folder")
-        if not target.is_file():
-            raise InputError(f"tensor {tensor.name!r}: external data file {location!r} is missing")
-    onnx.load_external_data_for_model(model, str(base_dir))
+    for tensor in _get_all_tensors(model):
+        if uses_external_data(tensor):
+            _read_range(tensor, *_external_range(tensor, base_dir))
+
+
+def _external_range(tensor: onnx.TensorProto, base_dir: Path) -> tuple[Path, int, int]:
+    """(file, offset, length) of a tensor's external data, refused unless the file lies inside the model's
+    folder (no absolute path, no ``..``, no link out) and holds the declared range."""
+    fields = {e.key: e.value for e in tensor.external_data}
+    location = fields.get("location", "")
+    candidate = Path(location)
+    if candidate.is_absolute() or ".." in candidate.parts:
+        raise InputError(f"tensor {tensor.name!r}: external data path {location!r} leaves the model's folder")
+    target = base_dir / candidate
+    if target.is_symlink() or not target.resolve().is_relative_to(base_dir):
+        raise InputError(f"tensor {tensor.name!r}: external data {location!r} is a link out of the model's folder")
+    if not target.is_file():
+        raise InputError(f"tensor {tensor.name!r}: external data file {location!r} is missing")
+    itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    offset, length = fields.get("offset", "0"), fields.get("length", str(prod(tensor.dims) * itemsize))
+    size = target.stat().st_size
+    if not (offset.isdigit() and length.isdigit()) or int(offset) + int(length) > size:
+        raise InputError(f"tensor {tensor.name!r}: external data {location!r} does not hold bytes "
+                         f"{offset} to {offset}+{length} (the file has {size})")
+    return target, int(offset), int(length)
+
+
+def _read_range(tensor: onnx.TensorProto, target: Path, offset: int, length: int) -> None:
+    """Load one tensor's external bytes into it (a checked range of a checked file)."""
+    with target.open("rb") as handle:
+        handle.seek(offset)
+        tensor.raw_data = handle.read(length)
+    del tensor.external_data[:]
+    tensor.data_location = onnx.TensorProto.DEFAULT

@@ -7,8 +7,9 @@ from typing import Any
 import onnx
 
 from hnn.plugins.frontend import ConvertOptions, Frontend
-from hnn.plugins.frontends.onnx_files import load_onnx_file
+from hnn.plugins.frontends.onnx_files import load_onnx_weighted
 from hnn.plugins.hookspecs import hookimpl
+from hnn.weight_store import WeightedModel
 
 
 class OnnxFrontend(Frontend):
@@ -19,10 +20,10 @@ class OnnxFrontend(Frontend):
     suffixes = (".onnx",)
     object_class = "onnx:ModelProto"
 
-    def to_onnx(self, source: Any, options: ConvertOptions) -> onnx.ModelProto:
+    def to_onnx(self, source: Any, options: ConvertOptions) -> onnx.ModelProto | WeightedModel:
         if isinstance(source, onnx.ModelProto):
             return source
-        return load_onnx_file(source)
+        return load_onnx_weighted(source)
 
 
 @hookimpl

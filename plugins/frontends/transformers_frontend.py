@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,11 @@ from hnn.plugins.frontends.hf_folder import SAFETENSORS, ModelFolder, is_model_f
 from hnn.plugins.hookspecs import hookimpl
 
 TEXT_LENGTH = 128
-# Built in memory with their weights (float32, exported with a copy or two): a larger model needs
-# the bounded-memory path, which does not exist yet (docs/frontends.md).
-MAX_PARAMETERS = 400_000_000
+# Models up to this many parameters are built in memory with their weights (float32, about 17 bytes
+# a parameter at the peak) and exported by the exporter asked for; larger ones take the
+# bounded-memory path (transformers_meta: the dynamo exporter from the meta device, the weights
+# read one tensor at a time), whose memory does not grow with the weights.
+IN_MEMORY_PARAMETERS = 100_000_000
 
 
 class TransformersFrontend(Frontend):
@@ -64,6 +67,15 @@ class TransformersFrontend(Frontend):
             model = _load_folder(_model_folder(Path(source)), options.trust)
         else:
             model = source
+        if isinstance(model, _TooLarge):
+            from hnn.plugins.frontends.transformers_meta import export_from_meta
+
+            if options.exporter not in (None, "dynamo"):
+                raise UsageError(f"{model.model_class.__name__} of this config has {model.parameters:,} parameters: "
+                                 "over the in-memory limit, it is exported from the meta device, which only the "
+                                 "dynamo exporter can do")
+            return export_from_meta(model.model_class, model.config, model.folder,
+                                    lambda meta_model: _traceable(meta_model, options.input_shape))
         wrapped, inputs = _traceable(model, options.input_shape)
         return export_with_inputs(wrapped, inputs, exporter)
 
@@ -113,10 +125,22 @@ def _model_class(config, architectures: list[str] | None):
         raise InputError(f"transformers {_version()} has no model class for {config.model_type!r}") from None
 
 
-def _build(model_class, config, weights_folder: Path | None = None, safetensors: bool = True):
-    """The model, its size checked on the meta device first (nothing allocated), weights loaded when given."""
+@dataclass(frozen=True)
+class _TooLarge:
+    """A model over IN_MEMORY_PARAMETERS: what the bounded-memory path needs to export it."""
+
+    model_class: type
+    config: Any
+    folder: ModelFolder | None
+    parameters: int
+
+
+def _build(model_class, config, folder: ModelFolder | None = None, safetensors: bool = True):
+    """The model, its size checked on the meta device first (nothing allocated), weights loaded when the
+    folder has them; a :class:`_TooLarge` for a model the bounded-memory path exports."""
     import torch
 
+    weights_folder = folder.path if folder is not None else None
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -124,9 +148,11 @@ def _build(model_class, config, weights_folder: Path | None = None, safetensors:
         except Exception as exc:
             raise InputError(f"{model_class.__name__} does not build from this config: {summary(exc)}") from None
     parameters = sum(p.numel() for p in probe.parameters())
-    if parameters > MAX_PARAMETERS:
-        raise InputError(f"{model_class.__name__} of this config has {parameters:,} parameters, over the "
-                         f"{MAX_PARAMETERS:,} hnn builds in memory")
+    if parameters > IN_MEMORY_PARAMETERS:
+        if folder is not None and not safetensors:
+            raise InputError(f"{model_class.__name__} of this config has {parameters:,} parameters: over "
+                             f"{IN_MEMORY_PARAMETERS:,}, hnn reads weights one tensor at a time, from safetensors only")
+        return _TooLarge(model_class, config, folder, parameters)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -147,7 +173,7 @@ def _load_folder(folder: ModelFolder, trust: bool):
     has_weights = bool(folder.safetensors or (trust and folder.pickled))
     # Safetensors whenever the folder has them, trusted or not: the pickle is read only when it is all there is.
     return _build(_model_class(config, folder.config.get("architectures")), config,
-                  folder.path if has_weights else None, safetensors=bool(folder.safetensors))
+                  folder if has_weights else None, safetensors=bool(folder.safetensors))
 
 
 def _build_from_spec(spec: str):
@@ -162,7 +188,8 @@ def _build_from_spec(spec: str):
         config = model_class.config_class(**overrides)
     except Exception as exc:
         raise InputError(f"{spec}: the config does not build: {summary(exc)}") from None
-    return _without_equal_weights(_build(model_class, config))
+    model = _build(model_class, config)
+    return model if isinstance(model, _TooLarge) else _without_equal_weights(model)
 
 
 def _without_equal_weights(model):
