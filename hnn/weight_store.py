@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 # ever meets a hollow tensor; everything above it is read by shape only.
 HOLLOW_ABOVE = 4096
 
-# onnx.TensorProto's FLOAT, FLOAT16, DOUBLE, BFLOAT16.
-_FLOAT_TYPES = {1, 10, 11, 16}
+# onnx.TensorProto's FLOAT, FLOAT16, DOUBLE and BFLOAT16, without importing onnx (the index imports
+# hnn.ingest.weights for its constants, and `hnn index list` should not pay for onnx).
+FLOAT_TYPES = frozenset({1, 10, 11, 16})
 _DATA_FIELDS = ("raw_data", "float_data", "double_data", "int32_data", "int64_data", "uint64_data")
 
 
@@ -114,7 +115,7 @@ def hollow_out(model: onnx.ModelProto, store: WeightStore | None = None) -> Weig
 
     store = store if store is not None else WeightStore()
     for tensor in model.graph.initializer:
-        if (tensor.data_type not in _FLOAT_TYPES or prod(tensor.dims) <= HOLLOW_ABOVE or tensor.external_data
+        if (tensor.data_type not in FLOAT_TYPES or prod(tensor.dims) <= HOLLOW_ABOVE or tensor.external_data
                 or tensor.name in store or is_hollow(tensor)):
             continue
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)

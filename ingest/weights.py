@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hnn.weight_store import FLOAT_TYPES, WeightStore, is_hollow, tensor_values
+
 if TYPE_CHECKING:
     import onnx
-
-    from hnn.weight_store import WeightStore
 
 MARKS = 128
 MIN_ELEMENTS = 16
@@ -52,15 +52,11 @@ MIN_ELEMENTS = 16
 # tens of MB of hashes at a time, not 800 MB.
 CHUNK = 1 << 22
 
-# onnx.TensorProto's FLOAT, FLOAT16, DOUBLE and BFLOAT16, without importing onnx: the index and the
-# ranking import this module for its constants, and `hnn index list` should not pay for onnx.
-_FLOAT_TYPES = {1, 10, 11, 16}
 
 
 def weight_marks(model: onnx.ModelProto, marks: int = MARKS, weights: WeightStore | None = None) -> list[int]:
     """The model's weight marks, ascending; fewer than ``marks`` when it has fewer distinct values.
     ``weights``: the values of the model's hollow tensors (hnn.weight_store), read one at a time."""
-    from hnn.weight_store import is_hollow, tensor_values
 
     smallest = np.empty(0, dtype=np.uint64)
     for tensor in _weight_tensors(model.graph):
@@ -115,12 +111,12 @@ def _weight_tensors(graph: onnx.GraphProto):
     # crowd the original's pairs out of the sample for free.
     consumed = {name for node in graph.node for name in node.input}
     for tensor in graph.initializer:
-        if tensor.data_type in _FLOAT_TYPES and tensor.name in consumed:
+        if tensor.data_type in FLOAT_TYPES and tensor.name in consumed:
             yield tensor
     for node in graph.node:
         if node.op_type == "Constant":
             for attribute in node.attribute:
-                if attribute.name == "value" and attribute.t.data_type in _FLOAT_TYPES:
+                if attribute.name == "value" and attribute.t.data_type in FLOAT_TYPES:
                     yield attribute.t
 
 

@@ -100,10 +100,10 @@ def test_bad_marks_in_an_ir_file_are_refused_naming_the_field(tmp_path, marks, p
 
 
 def test_the_float_types_are_onnx_own():
-    # ingest/weights.py names them by number, so that importing it does not import onnx.
-    from hnn.ingest.weights import _FLOAT_TYPES
+    # hnn.weight_store names them by number, so that importing it (ingest/weights.py does) does not import onnx.
+    from hnn.weight_store import FLOAT_TYPES
 
-    assert _FLOAT_TYPES == {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+    assert FLOAT_TYPES == {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
                             onnx.TensorProto.BFLOAT16}
 
 

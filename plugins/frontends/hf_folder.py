@@ -45,6 +45,7 @@ class TensorEntry:
     shape: tuple[int, ...]
     begin: int  # byte offsets in the file, past the header
     end: int
+    data_start: int  # where the file's tensor data begins (past the 8-byte length and the header)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class ModelFolder:
     config: dict
     safetensors: tuple[Path, ...]
     pickled: tuple[Path, ...]
+    headers: tuple[tuple[TensorEntry, ...], ...] = ()  # each safetensors file's checked tensors, in order
 
 
 def is_model_folder(source) -> bool:
@@ -76,10 +78,9 @@ def read_folder(path: Path) -> ModelFolder:
         shards = (inside(path, SAFETENSORS),)
     else:
         shards = ()
-    for shard in shards:
-        read_header(shard)
+    headers = tuple(tuple(read_header(shard)) for shard in shards)
     pickled = tuple(inside(path, name) for name in PICKLED_WEIGHTS if (path / name).exists())
-    return ModelFolder(path=path, config=config, safetensors=shards, pickled=pickled)
+    return ModelFolder(path=path, config=config, safetensors=shards, pickled=pickled, headers=headers)
 
 
 def read_config(path: Path) -> dict:
@@ -154,7 +155,8 @@ def read_header(path: Path) -> list[TensorEntry]:
         raise InputError(f"{path}: the safetensors header is not a JSON object")
     header.pop("__metadata__", None)
     data_bytes = size - 8 - length
-    entries = sorted((_entry(path, name, fields) for name, fields in header.items()), key=lambda e: e.begin)
+    entries = sorted((_entry(path, name, fields, 8 + length) for name, fields in header.items()),
+                     key=lambda e: e.begin)
     position = 0
     for entry in entries:
         if entry.begin != position:
@@ -167,7 +169,7 @@ def read_header(path: Path) -> list[TensorEntry]:
     return entries
 
 
-def _entry(path: Path, name: str, fields) -> TensorEntry:
+def _entry(path: Path, name: str, fields, data_start: int) -> TensorEntry:
     try:
         dtype, shape, (begin, end) = fields["dtype"], fields["shape"], fields["data_offsets"]
     except (KeyError, TypeError, ValueError):
@@ -181,4 +183,4 @@ def _entry(path: Path, name: str, fields) -> TensorEntry:
     if end - begin != prod(shape) * DTYPE_BYTES[dtype]:
         raise InputError(f"{path}: tensor {name!r} is {dtype} of shape {shape}, "
                          f"{prod(shape) * DTYPE_BYTES[dtype]} bytes, but its offsets span {end - begin}")
-    return TensorEntry(name=name, dtype=dtype, shape=tuple(shape), begin=begin, end=end)
+    return TensorEntry(name=name, dtype=dtype, shape=tuple(shape), begin=begin, end=end, data_start=data_start)

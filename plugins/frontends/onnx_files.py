@@ -14,9 +14,7 @@ from google.protobuf.message import DecodeError
 from onnx.external_data_helper import uses_external_data
 
 from hnn.errors import InputError
-from hnn.weight_store import HOLLOW_ABOVE, WeightedModel, WeightStore, hollow, hollow_out
-
-FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
+from hnn.weight_store import FLOAT_TYPES, HOLLOW_ABOVE, WeightedModel, WeightStore, hollow, hollow_out
 
 # ONNX files larger than this are refused before parsing: protobuf's own limit is 2 GiB,
 # and a bigger file is either external-data misuse or an attempt to exhaust memory.

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from hnn.errors import InputError, summary
-from hnn.plugins.frontends.hf_folder import ModelFolder, TensorEntry, read_header
+from hnn.plugins.frontends.hf_folder import ModelFolder, TensorEntry
 from hnn.weight_store import HOLLOW_ABOVE, WeightedModel, WeightStore, hollow
 
 # safetensors dtype names -> numpy (ml_dtypes for bf16 and fp8, which onnx installs)
@@ -139,15 +139,12 @@ def _aliases(model) -> dict[str, list[str]]:
     return {name: group for group in names.values() for name in group}
 
 
-def _checkpoint_tensors(folder: ModelFolder | None) -> dict[str, tuple[Path, TensorEntry, int]]:
-    """Tensor name -> (shard, its checked header entry, where the shard's data starts)."""
-    tensors = {}
-    for shard in (folder.safetensors if folder is not None else ()):
-        with shard.open("rb") as handle:
-            data_start = 8 + int.from_bytes(handle.read(8), "little")
-        for entry in read_header(shard):
-            tensors[entry.name] = (shard, entry, data_start)
-    return tensors
+def _checkpoint_tensors(folder: ModelFolder | None) -> dict[str, tuple[Path, TensorEntry]]:
+    """Tensor name -> (shard, its header entry), as hf_folder.read_folder checked them."""
+    if folder is None:
+        return {}
+    return {entry.name: (shard, entry) for shard, entries in zip(folder.safetensors, folder.headers, strict=True)
+            for entry in entries}
 
 
 def _find(name: str, aliases: dict, checkpoint: dict, prefix: str):
@@ -171,12 +168,12 @@ def _numpy_dtype(entry: TensorEntry, shard: Path):
     return np.dtype(_NUMPY_DTYPES[entry.dtype])
 
 
-def _add_to_store(store: WeightStore, name: str, shard: Path, entry: TensorEntry, data_start: int) -> None:
+def _add_to_store(store: WeightStore, name: str, shard: Path, entry: TensorEntry) -> None:
     # read_header checked that the entry's byte span is its shape times its dtype, inside the file
-    store.add_file_range(name, shard, data_start + entry.begin, _numpy_dtype(entry, shard), entry.shape)
+    store.add_file_range(name, shard, entry.data_start + entry.begin, _numpy_dtype(entry, shard), entry.shape)
 
 
-def _read_entry(shard: Path, entry: TensorEntry, data_start: int) -> np.ndarray:
+def _read_entry(shard: Path, entry: TensorEntry) -> np.ndarray:
     single = WeightStore()
-    _add_to_store(single, entry.name, shard, entry, data_start)
+    _add_to_store(single, entry.name, shard, entry)
     return single.read(entry.name)
