@@ -5,8 +5,9 @@
 Each family's smallest configuration (hnn.zoo.transformer_presets) is converted twice by
 ``hnn ingest``'s path (simplified), once per torch exporter; reported: whether the IR digests are
 equal, the node counts, and the ops one has more of than the other (what a canonicalization pass
-would have to reconcile), or the exporter's one-line failure. Also prints each IR digest, so two
-commits can be compared (how the IR changes of a canonicalization pass are found).
+would have to reconcile), or the exporter's one-line failure; and whether ``hnn hash``'s path (no
+onnxsim, the default exporter) gives the same IR as ``hnn ingest``'s. Also prints each IR digest,
+so two commits can be compared (how the IR changes of a canonicalization pass are found).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def main() -> None:
         try:
             graphs = {exporter: ingest(spec, framework="transformers", exporter=exporter)
                       for exporter in ("torchscript", "dynamo")}
+            # What `hnn hash` reads (no onnxsim; the default exporter): the same IR or not.
+            hashed = ingest(spec, framework="transformers", simplify=False).digest()
         except HnnError as exc:
             rows.append({"family": family, "same": None, "error": str(exc)[:200]})
             continue
@@ -44,7 +47,8 @@ def main() -> None:
                      "nodes": {e: len(g.nodes) for e, g in graphs.items()},
                      "more_in_torchscript": dict(ops["torchscript"] - ops["dynamo"]),
                      "more_in_dynamo": dict(ops["dynamo"] - ops["torchscript"]),
-                     "digests": {e: g.digest()[:16] for e, g in graphs.items()}})
+                     "digests": {e: g.digest()[:16] for e, g in graphs.items()},
+                     "hash_path_same": hashed == graphs["torchscript"].digest()})
         if args.json:
             print(json.dumps(rows[-1]), flush=True)
     if args.json:
@@ -55,8 +59,9 @@ def main() -> None:
         else:
             print(f"{row['family']:>10}  {'same' if row['same'] else 'DIFFERENT':9}  nodes {row['nodes']['torchscript']:>4} / "
                   f"{row['nodes']['dynamo']:>4}  {row['more_in_torchscript'] or ''} {row['more_in_dynamo'] or ''}  "
-                  f"{row['digests']['torchscript']}")
-    print(f"{sum(bool(row['same']) for row in rows)} of {len(rows)} families give one IR from both exporters")
+                  f"{row['digests']['torchscript']}  hash path {'same' if row['hash_path_same'] else 'DIFFERENT'}")
+    print(f"{sum(bool(row['same']) for row in rows)} of {len(rows)} families give one IR from both exporters; "
+          f"{sum(bool(row.get('hash_path_same')) for row in rows)} the same IR without onnxsim (hnn hash)")
 
 
 if __name__ == "__main__":

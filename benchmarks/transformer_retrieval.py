@@ -1,16 +1,20 @@
 """Family retrieval among transformer models: the shipped code against the non-learned baselines.
 
-    hnn zoo build --preset transformers --augmentations 0 -o data/transformers
+    hnn zoo build --preset transformers --augmentations 0 --rules agnostic -o data/transformers \
+        [--reuse-raw data/training]
     .venv/bin/python benchmarks/transformer_retrieval.py --zoo data/transformers [--bits 64] [--checkpoint C]
 
 Each model of the zoo is a query against all the others (leave one out): family top-1 is the
 share of the nearest others (by Hamming distance; ties credited as a random pick among them)
 that are of the query's family. Methods, in one run on the same graphs: the checkpoint's
 perceptual code (the rules it names applied to the raw IR, as ``hnn hash`` does), WL-SimHash of
-the same graph at the same bit count, and the structure code (hnn.hasher.structure). The shipped
-checkpoints are trained on CNNs only, so every transformer family here is unseen by them; once a
-checkpoint is trained on some of these families, ``--held-out FAMILY,...`` scores only queries of
-those families (their other sizes stay in the database).
+the same graph at the same bit count, and the structure code (hnn.hasher.structure).
+
+Rows (hnn.zoo.transformer_presets says what the shipped checkpoints train on): *unseen sizes*,
+the held-out size of each training family; *unseen families*, every size of the held-out
+families; *trained on*, the training sizes of the training families; *all*. Each query's database
+is every other model of the zoo, whatever its row. ``--held-out FAMILY,...`` scores only
+queries of those families instead.
 """
 
 from __future__ import annotations
@@ -50,8 +54,6 @@ def main() -> None:
     models = manifest["models"]
     raw = [load_dataset_graph(args.zoo, model["files"]["raw"]) for model in models]
     families = [model["family"] for model in models]
-    held = set(filter(None, args.held_out.split(",")))
-    queries = [i for i, family in enumerate(families) if not held or family in held]
     checkpoint = load(args.checkpoint, args.bits)
     merged = [to_hashable_graph(graph, checkpoint) for graph in raw]
     methods = {
@@ -59,14 +61,41 @@ def main() -> None:
         f"WL-SimHash {args.bits}": np.array([wl_simhash(graph, args.bits) for graph in merged], dtype=bool),
         "structure code": np.array([structure_of(graph).code for graph in merged], dtype=bool),
     }
-    report = {"models": len(models), "families": len(set(families)), "queries": len(queries),
-              "family_top1": {name: round(family_top1(codes, families, queries), 3) for name, codes in methods.items()}}
+    rows = query_rows([model["name"] for model in models], families, args.held_out)
+    report = {"models": len(models), "families": len(set(families)), "checkpoint": args.checkpoint or "shipped",
+              "rows": {row: {"queries": len(queries),
+                             "family_top1": {name: round(family_top1(codes, families, queries), 3)
+                                             for name, codes in methods.items()}}
+                       for row, queries in rows.items() if queries}}
     if args.json:
         print(json.dumps(report, indent=1))
         return
-    print(f"{report['models']} models, {report['families']} families, {report['queries']} queries")
-    for name, value in report["family_top1"].items():
-        print(f"{name:>16}: family top-1 {value:.3f}")
+    print(f"{report['models']} models, {report['families']} families; family top-1, leave one out")
+    print(f"{'queries':>28}  " + "  ".join(f"{name:>14}" for name in methods))
+    for row, result in report["rows"].items():
+        label = f"{row} ({result['queries']})"
+        print(f"{label:>28}  " + "  ".join(f"{value:>14.3f}" for value in result["family_top1"].values()))
+
+
+def query_rows(names: list[str], families: list[str], held_out: str = "") -> dict[str, list[int]]:
+    """Query indices per row: unseen sizes, unseen families, trained on, all (or ``held_out`` families)."""
+    from hnn.zoo.transformer_presets import HELD_OUT_SIZES, held_out_families, model_name
+
+    if held_out:
+        chosen = set(held_out.split(","))
+        return {"chosen families": [i for i, family in enumerate(families) if family in chosen]}
+    unseen_families = set(held_out_families())
+    unseen_size = {model_name(family, layers, width) for family in set(families) for layers, width, _ in HELD_OUT_SIZES}
+    rows = {"unseen sizes": [], "unseen families": [], "trained on": []}
+    for i, (name, family) in enumerate(zip(names, families)):
+        if family in unseen_families:
+            rows["unseen families"].append(i)
+        elif name in unseen_size:
+            rows["unseen sizes"].append(i)
+        else:
+            rows["trained on"].append(i)
+    rows["all"] = list(range(len(names)))
+    return rows
 
 
 if __name__ == "__main__":

@@ -253,19 +253,73 @@ def matmul_with_weight_to_gemm(graph: WorkGraph) -> int:
             continue
         node.op = "Gemm"
         changed += 1
-        if len(node.succs) == 1 and not node.is_output:
-            (succ_key,) = node.succs
-            bias = graph.nodes[succ_key]
-            if bias.op == "Add" and bias.params > 0 and bias.data_inputs == 1:
-                node.params += bias.params  # the bias add's FLOPs are not counted for Gemm
-                node.output_shape = bias.output_shape
-                node.is_output = node.is_output or bias.is_output
-                graph.nodes.pop(succ_key)
-                node.succs = set(bias.succs)
-                for succ in bias.succs:
-                    graph.nodes[succ].preds.discard(succ_key)
-                    graph.nodes[succ].preds.add(key)
+        _absorb_bias(graph, key)
     return changed
+
+
+def _absorb_bias(graph: WorkGraph, key: int) -> None:
+    """The Add of a bias vector that alone reads dense layer ``key`` becomes part of it."""
+    node = graph.nodes[key]
+    if len(node.succs) == 1 and not node.is_output:
+        (succ_key,) = node.succs
+        bias = graph.nodes[succ_key]
+        # A dense layer of one output feature has a bias of one number, which extraction does not
+        # count as a weight (it cannot tell it from a setting): ELECTRA's discriminator head, which
+        # onnxsim writes as one Gemm.
+        single = (node.output_shape and node.output_shape[-1] == 1 and len(bias.constants) == 1
+                  and len(next(iter(bias.constants.values()))) == 1)
+        if bias.op == "Add" and (bias.params > 0 or single) and bias.data_inputs == 1:
+            node.params += bias.params  # (a one-number bias counts for nothing, as in a Gemm); no FLOPs
+            node.output_shape = bias.output_shape
+            node.is_output = node.is_output or bias.is_output
+            graph.nodes.pop(succ_key)
+            node.succs = set(bias.succs)
+            for succ in bias.succs:
+                graph.nodes[succ].preds.discard(succ_key)
+                graph.nodes[succ].preds.add(key)
+
+
+def split_fused_dense(graph: WorkGraph) -> int:
+    """A dense layer read only through slices of its features is one dense layer per slice.
+
+    ``q, k, v = qkv(x).split(d)`` (GPT-2's ``c_attn``, fused exports) and three Linears on ``x``
+    compute the same thing, and onnxsim writes the second form as the first (it concatenates
+    parallel MatMuls on one input); the IR keeps one Gemm per slice, each with its share of the
+    FLOPs and weights. Applies only when the slices partition the features exactly.
+    """
+    changed = 0
+    for key in [k for k, node in graph.nodes.items() if node.op == "Gemm"]:
+        dense = graph.nodes[key]
+        readers = [graph.nodes[s] for s in dense.succs]
+        if dense.is_output or len(readers) < 2 or not _slices_partition_features(dense, readers):
+            continue
+        width = dense.output_shape[-1]
+        for reader in readers:
+            share = reader.output_shape[-1]
+            reader.op, reader.attrs, reader.constants = "Gemm", {}, {}
+            reader.flops, reader.params = dense.flops * share // width, dense.params * share // width
+            reader.input_shapes, reader.data_inputs = list(dense.input_shapes), dense.data_inputs
+            reader.preds = set(dense.preds)
+            for pred in dense.preds:
+                graph.nodes[pred].succs.add(reader.key)
+        for pred in dense.preds:
+            graph.nodes[pred].succs.discard(key)
+        del graph.nodes[key]
+        for reader in readers:  # onnxsim concatenates the MatMuls but leaves each bias Add
+            _absorb_bias(graph, reader.key)
+        changed += 1 + len(readers)
+    return changed
+
+
+def _slices_partition_features(dense: WorkNode, readers: list[WorkNode]) -> bool:
+    """Every reader is a Slice of ``dense`` alone on its last axis, and their widths add up to it."""
+    shape = dense.output_shape
+    if not shape or any(r.op != "Slice" or r.preds != {dense.key} or not r.output_shape for r in readers):
+        return False
+    rows = math.prod(shape[:-1])
+    if any(math.prod(r.output_shape[:-1]) != rows for r in readers):
+        return False
+    return sum(r.output_shape[-1] for r in readers) == shape[-1]
 
 
 # The ops from which exporters write out each layer (a region grows only over these).
@@ -295,8 +349,18 @@ def fuse_gelu(graph: WorkGraph) -> int:
     opset 20 has a ``Gelu`` op. All three become ``Gelu``.
     """
     fused = _fuse_regions(graph, "Erf", GELU_OPS, lambda ops, _: "Gelu" if "Mul" in ops else None)
-    return fused + _fuse_regions(graph, "Tanh", GELU_OPS, lambda ops, _: "Gelu"
-                                 if "Pow" in ops or ops.count("Mul") >= 4 else None)
+    fused += _fuse_regions(graph, "Tanh", GELU_OPS, lambda ops, _: "Gelu"
+                           if "Pow" in ops or ops.count("Mul") >= 4 else None)
+    # One cost per element however it is written (onnxsim folds one of the erf form's five ops
+    # into a constant in Whisper and Wav2Vec2; the tanh form has eight, opset 20's op one).
+    for node in graph.nodes.values():
+        if node.op == "Gelu" and node.output_shape:
+            node.flops = GELU_FLOPS_PER_ELEMENT * math.prod(node.output_shape)
+    return fused
+
+
+# The erf form as torch writes it, Div, Erf, Add, Mul, Mul: what IRs made before this count held.
+GELU_FLOPS_PER_ELEMENT = 5
 
 
 def fuse_hard_activations(graph: WorkGraph) -> int:
@@ -335,16 +399,20 @@ def _fuse_regions(graph: WorkGraph, seed_op: str, layer_ops: frozenset[str],
         while graph.nodes[entry].op in layer_ops and len(graph.nodes[entry].succs) == 1 \
                 and len(graph.nodes[entry].preds) == 1:
             entry = next(iter(graph.nodes[entry].preds))
-        region = _region_after(graph, entry, layer_ops)
-        exits = [key for key in region if graph.nodes[key].is_output or graph.nodes[key].succs - region]
-        if seed_key not in region or len(exits) != 1 or len(region) > REGION_NODES:
-            continue
-        reads_entry_twice = len(graph.nodes[entry].succs & region) > 1
-        new_op = name_region([graph.nodes[key].op for key in region], reads_entry_twice)
-        if new_op is None:
-            continue
-        _collapse(graph, entry, region, exits[0], new_op)
-        changed += len(region)
+        # The walk stops at a layer op of two inputs; the layer may start before it: the tanh GELU
+        # tanh(c (x + 0.044715 x^3)) reads x twice before its Tanh (GPT-2's gelu_new).
+        candidates = [entry, *(sorted(graph.nodes[entry].preds) if graph.nodes[entry].op in layer_ops else [])]
+        for entry in candidates:
+            region = _region_after(graph, entry, layer_ops)
+            exits = [key for key in region if graph.nodes[key].is_output or graph.nodes[key].succs - region]
+            if seed_key not in region or len(exits) != 1 or len(region) > REGION_NODES:
+                continue
+            reads_entry_twice = len(graph.nodes[entry].succs & region) > 1
+            new_op = name_region([graph.nodes[key].op for key in region], reads_entry_twice)
+            if new_op is not None:
+                _collapse(graph, entry, region, exits[0], new_op)
+                changed += len(region)
+                break
     return changed
 
 
@@ -424,7 +492,23 @@ def dense_outputs_as_matrices(graph: WorkGraph) -> int:
         if node.op == "Gemm" and shape is not None and len(shape) > 2:
             node.output_shape = [math.prod(shape[:-1]), shape[-1]]
             changed += 1
+    # The activation of a dense layer on tokens has its shape: onnxsim moves TorchScript's Reshape
+    # back to [batch, tokens, features] from before BERT's GELU to after it. (Only token tensors:
+    # the 1x1 convolutions of squeeze-excitation blocks keep the shapes they always had.)
+    for node in graph.nodes.values():
+        if node.op in MATRIX_ACTIVATIONS and len(node.preds) == 1 and node.output_shape \
+                and len(node.output_shape) == 3:
+            dense = graph.nodes[next(iter(node.preds))]
+            if (dense.op == "Gemm" and dense.output_shape and node.output_shape != dense.output_shape
+                    and math.prod(node.output_shape) == math.prod(dense.output_shape)):
+                node.output_shape = list(dense.output_shape)
+                changed += 1
     return changed
+
+
+# Elementwise activations that keep a dense layer's output shape (dense_outputs_as_matrices).
+MATRIX_ACTIVATIONS = frozenset({"Relu", "Gelu", "Sigmoid", "Tanh", "Silu", "HardSwish", "HardSigmoid", "Elu",
+                                "LeakyRelu", "Selu", "Softplus", "Mish", "Clip"})
 
 
 def one_over_to_reciprocal(graph: WorkGraph) -> int:
@@ -508,6 +592,7 @@ PASSES: tuple[Callable[[WorkGraph], int], ...] = (
     fuse_hard_activations,
     reductions_to_global_pool,
     matmul_with_weight_to_gemm,
+    split_fused_dense,
     pointwise_conv_on_a_point_to_gemm,
     dense_outputs_as_matrices,
     drop_output_softmax,

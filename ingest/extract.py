@@ -16,12 +16,13 @@ from math import prod
 from typing import Any
 
 import onnx
-from onnx import TensorProto, helper
+from onnx import helper
 
 from hnn.errors import InputError
 from hnn.ingest.flops import node_flops
 from hnn.ingest.toposort import topological_order as kahn
 from hnn.ingest.workgraph import WorkGraph, WorkNode
+from hnn.weight_store import FLOAT_TYPES, is_hollow
 
 # Ops whose output describes a tensor's shape or type, never its values.
 SHAPE_ONLY_OPS = frozenset({"Shape", "Size", "ConstantOfShape", "EyeLike", "Range", "RandomNormalLike",
@@ -49,7 +50,6 @@ DATA_INPUTS = {
 # statistics of BatchNormalization (inputs 3, 4) are buffers; Clip's bounds, Pad's value and
 # Resize's scales are settings.
 PARAMETER_INPUTS = {"BatchNormalization": (1, 2), "Clip": (), "Pad": (), "Resize": (), "Upsample": ()}
-FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16})
 # Small integer constants (axes, pads) are kept so canonicalization can read them.
 SMALL_CONSTANT = 16
 
@@ -158,7 +158,7 @@ def sort_nodes(model: onnx.ModelProto) -> None:
 def _known_shapes_and_constants(graph: onnx.GraphProto) -> tuple[dict, dict[str, onnx.TensorProto]]:
     """Declared or inferred shapes of every tensor, and the constant tensors (with their shapes)."""
     shapes = {vi.name: _shape_of(vi) for vi in [*graph.input, *graph.value_info, *graph.output]}
-    constants = _constant_tensors(graph)
+    constants = constant_tensors(graph)
     for name, tensor in constants.items():
         shapes[name] = list(tensor.dims)
     return shapes, constants
@@ -179,7 +179,8 @@ def extract(model: onnx.ModelProto) -> WorkGraph:
         carrying = DATA_INPUTS.get(op, range(len(node.input)))
         data_inputs = [node.input[i] for i in carrying if i < len(node.input) and node.input[i] in data_tensors]
         if op in SHAPE_ONLY_OPS or not data_inputs:
-            folded = _fold_constant(node, initializers, shapes) or _relaid_weight(node, initializers, shapes)
+            folded = (_fold_constant(node, initializers, shapes) or _relaid_weight(node, initializers, shapes)
+                      or _gathered_weight(node, initializers, shapes) or _derived_weight(node, initializers, shapes))
             for name, value in folded.items():
                 initializers[name] = value
                 shapes[name] = list(value.dims)
@@ -265,7 +266,7 @@ def _constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
     return None
 
 
-def _constant_tensors(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
+def constant_tensors(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
     """Initializers, plus outputs of Constant nodes and of Identity nodes over constants.
 
     The TorchScript exporter shares weights through ``Identity(initializer)``; without
@@ -304,14 +305,14 @@ def _fold_constant(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
     inputs = [name for name in node.input if name]
     if node.op_type in ("Constant", "Identity") or not inputs or any(name not in tensors for name in inputs):
         return {}
-    if any(prod(tensors[name].dims) > MAX_FOLD_ELEMENTS for name in inputs):
-        return {}
+    if any(prod(tensors[name].dims) > MAX_FOLD_ELEMENTS or is_hollow(tensors[name]) for name in inputs):
+        return {}  # a hollow input (a weight's size without its values) has nothing to compute with
     if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
         return {}
     # A small input can declare a huge output (ConstantOfShape of [10^6, 10^6]): fold only
     # outputs whose inferred size is known and small, and never an unknown-size generator.
     for name in node.output:
-        shape = shapes.get(name)
+        shape = shapes.get(name) or _expanded_shape(node, tensors)
         if shape is None and node.op_type in GENERATORS:
             return {}
         if shape is not None and prod(shape) > MAX_FOLD_ELEMENTS:
@@ -320,7 +321,8 @@ def _fold_constant(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
         from onnx.reference import ReferenceEvaluator
 
         feeds = {name: onnx.numpy_helper.to_array(tensors[name]) for name in inputs}
-        results = ReferenceEvaluator(node).run(None, feeds)
+        own = OWN_KERNELS.get(node.op_type)
+        results = own(node, *feeds.values()) if own else ReferenceEvaluator(node).run(None, feeds)
     except MemoryError:
         raise
     except Exception:  # an op the reference runtime lacks or rejects: leave it unfolded
@@ -334,6 +336,67 @@ def _fold_constant(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
             except ValueError:  # e.g. bytes that are not UTF-8 in a string result: leave it unfolded
                 return {}
     return folded
+
+
+def _gather_elements(node: onnx.NodeProto, data, indices) -> list:
+    """GatherElements by numpy: onnx's reference kernel fails once an axis holds more than 64 entries
+    (it uses ``np.choose``), and BERT's token-type ids are such a gather over 512 positions."""
+    import numpy as np
+
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+    indices = np.where(indices < 0, indices + data.shape[axis], indices)
+    return [np.take_along_axis(data, indices, axis=axis)]
+
+
+OWN_KERNELS = {"GatherElements": _gather_elements}
+
+
+def _derived_weight(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
+                    shapes: dict[str, list[int] | None]) -> dict[str, onnx.TensorProto]:
+    """Any other computation on weights too large to fold (weight normalisation, ``g * v / |v|``,
+    Wav2Vec2's positional convolution): its outputs as constants of their inferred size, without values.
+
+    onnxsim folds such a weight into a constant of the layer; without it the layer must still count
+    it. Only float computations whose every input is a known constant and every output's shape is
+    inferred; the values are never computed."""
+    inputs = [name for name in node.input if name]
+    if (not inputs or node.op_type in GENERATORS or any(name not in tensors for name in inputs)
+            or not any(tensors[name].data_type in FLOAT_TYPES and prod(tensors[name].dims) > MAX_FOLD_ELEMENTS
+                       or is_hollow(tensors[name]) for name in inputs)):
+        return {}
+    dtype = next((tensors[name].data_type for name in inputs if tensors[name].data_type in FLOAT_TYPES),
+                 tensors[inputs[0]].data_type)
+    derived = {}
+    for name in node.output:
+        dims = shapes.get(name)
+        if not name or dims is None or any(d < 0 for d in dims):
+            return {}
+        placeholder = onnx.TensorProto(name=name, data_type=dtype)
+        placeholder.dims.extend(dims)
+        derived[name] = placeholder
+    return derived
+
+
+def _expanded_shape(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto]) -> list[int] | None:
+    """The output shape of an Expand of constants, from its shape operand, when inference left it unknown.
+
+    BERT's ``token_type_ids`` buffer is expanded to a shape computed by a Where over shapes, which
+    shape inference does not evaluate; the folding does, so the size bound can be checked here."""
+    if node.op_type != "Expand" or len(node.input) != 2 or node.input[1] not in tensors:
+        return None
+    target = tensors[node.input[1]]
+    if prod(target.dims) > 16:  # a shape has a handful of dimensions; anything else is not one
+        return None
+    try:
+        wanted = [int(v) for v in onnx.numpy_helper.to_array(target).reshape(-1)]
+        data = list(tensors[node.input[0]].dims)
+    except (ValueError, TypeError):
+        return None
+    rank = max(len(wanted), len(data))
+    wanted, data = [1] * (rank - len(wanted)) + wanted, [1] * (rank - len(data)) + data
+    if any(w < 0 for w in wanted) or any(w != d and 1 not in (w, d) for w, d in zip(wanted, data)):
+        return None
+    return [max(w, d) for w, d in zip(wanted, data)]
 
 
 # Ops that only relay out a weight. The dynamo exporter writes a Linear layer as
@@ -352,13 +415,38 @@ def _relaid_weight(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
     if node.op_type not in WEIGHT_LAYOUT_OPS or not node.input or node.input[0] not in tensors or not node.output:
         return {}
     weight, name = tensors[node.input[0]], node.output[0]
-    if prod(weight.dims) <= MAX_FOLD_ELEMENTS:  # small enough to fold by value: _fold_constant's case
+    if prod(weight.dims) <= MAX_FOLD_ELEMENTS and not is_hollow(weight):  # folded by value: _fold_constant's case
         return {}
     dims = shapes.get(name) or list(weight.dims)
     if prod(dims) != prod(weight.dims) or any(d < 0 for d in dims):
         return {}
     cast_to = next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
     placeholder = onnx.TensorProto(name=name, data_type=cast_to or weight.data_type)
+    placeholder.dims.extend(dims)
+    return {name: placeholder}
+
+
+def _gathered_weight(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
+                     shapes: dict[str, list[int] | None]) -> dict[str, onnx.TensorProto]:
+    """Rows of a large constant picked by constant indices (an embedding of fixed positions): a constant of
+    known size and type, without values, as in _relaid_weight.
+
+    BERT adds ``position_embeddings(arange(T))`` and ``token_type_embeddings(zeros(T))``; onnxsim folds
+    those lookups into weights of the Add, and without onnxsim the Add must count the same weights.
+    """
+    if (node.op_type != "Gather" or len(node.input) < 2 or node.input[0] not in tensors
+            or node.input[1] not in tensors or not node.output):
+        return {}
+    weight, indices, name = tensors[node.input[0]], tensors[node.input[1]], node.output[0]
+    if not weight.dims:
+        return {}
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 0) % len(weight.dims)
+    dims = shapes.get(name) or [*weight.dims[:axis], *indices.dims, *weight.dims[axis + 1:]]
+    # Small in and out is _fold_constant's case (the token-type table is small, its rows are not).
+    if any(d < 0 for d in dims) or (max(prod(weight.dims), prod(dims)) <= MAX_FOLD_ELEMENTS
+                                    and not is_hollow(weight)):
+        return {}
+    placeholder = onnx.TensorProto(name=name, data_type=weight.data_type)
     placeholder.dims.extend(dims)
     return {name: placeholder}
 

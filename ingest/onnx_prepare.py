@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 
 from hnn.errors import InputError, UsageError, summary
+from hnn.ingest.common_subexpressions import merge_common_subexpressions
 from hnn.ingest.extract import fold_constant_nodes, sort_nodes
 from hnn.stdio import stdout_to_stderr
 
@@ -133,7 +134,9 @@ def prepare(model: onnx.ModelProto, shapes: dict[str, list[int]], simplify: bool
         if inferred is None or not fold_constant_nodes(inferred):
             break
         inferred = _infer_shapes(inferred)
-    return model_copy if inferred is None else inferred
+    prepared = model_copy if inferred is None else inferred
+    merge_common_subexpressions(prepared)  # onnxsim's too (a no-op after it): one IR either way
+    return prepared
 
 
 # Rounds of constant folding and shape inference; each round unlocks the shapes the

@@ -1,7 +1,8 @@
 """Extraction and canonicalization on hand-built ONNX graphs."""
 
+import numpy as np
 import pytest
-from onnx import helper
+from onnx import TensorProto, helper, numpy_helper
 from onnx_builders import int_tensor, model, weight
 
 from hnn.errors import InputError
@@ -294,8 +295,8 @@ def test_simplification_sees_no_weight_values():
 
 def test_a_split_becomes_one_slice_per_part_each_read_by_its_own_consumers():
     """TorchScript writes GPT-2's qkv split as one Split, dynamo as three Slices."""
-    split = helper.make_node("Split", ["h", "sizes"], ["q", "k", "v"], axis=1)
-    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), split,
+    split = helper.make_node("Split", ["r", "sizes"], ["q", "k", "v"], axis=1)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["r"]), split,
              helper.make_node("Relu", ["q"], ["a"]), helper.make_node("Sigmoid", ["k"], ["b"]),
              helper.make_node("Tanh", ["v"], ["c"])]
     built = model(nodes, [("x", [1, 8])], ["a", "b", "c"], [weight("w", 8, 24), int_tensor("sizes", [8, 8, 8])])
@@ -305,3 +306,60 @@ def test_a_split_becomes_one_slice_per_part_each_read_by_its_own_consumers():
     readers = {ir.nodes[int(dst[1:])].op for src, dst in ir.edges if src in slices}
     assert readers == {"Relu", "Sigmoid", "Tanh"}
     assert all(sum(src == s for src, _ in ir.edges) == 1 for s in slices)
+
+
+def test_a_dense_layer_read_in_slices_is_one_dense_layer_per_slice():
+    """GPT-2's fused qkv projection (and onnxsim's merge of parallel MatMuls) equals three projections."""
+    fused = model([helper.make_node("MatMul", ["x", "w"], ["h"]),
+                   helper.make_node("Split", ["h", "sizes"], ["q", "k", "v"], axis=1),
+                   helper.make_node("Relu", ["q"], ["a"]), helper.make_node("Sigmoid", ["k"], ["b"]),
+                   helper.make_node("Tanh", ["v"], ["c"])],
+                  [("x", [1, 8])], ["a", "b", "c"], [weight("w", 8, 24), int_tensor("sizes", [8, 8, 8])])
+    separate = model([helper.make_node("MatMul", ["x", f"w{part}"], [f"h{part}"]) for part in "qkv"]
+                     + [helper.make_node("Relu", ["hq"], ["a"]), helper.make_node("Sigmoid", ["hk"], ["b"]),
+                        helper.make_node("Tanh", ["hv"], ["c"])],
+                     [("x", [1, 8])], ["a", "b", "c"], [weight(f"w{part}", 8, 8) for part in "qkv"])
+    fused_ir, separate_ir = onnx_to_ir(fused, simplify=False), onnx_to_ir(separate, simplify=False)
+    assert sorted(ops(fused_ir)) == ["Gemm", "Gemm", "Gemm", "Relu", "Sigmoid", "Tanh"]
+    assert [n.params for n in fused_ir.nodes if n.op == "Gemm"] == [64, 64, 64]
+    assert fused_ir.digest() == separate_ir.digest()
+
+
+def test_the_same_computation_of_one_input_written_twice_is_one_node():
+    """The exporters write the attention mask's Where once per layer, onnxsim once in all."""
+    def built(copies):
+        nodes = [helper.make_node("Not", ["m"], ["n"])]
+        nodes += [helper.make_node("Where", ["n", "zero", "low"], [f"bias{i}"]) for i in range(copies)]
+        nodes += [helper.make_node("Add", ["x", f"bias{i % copies}"], [f"y{i}"]) for i in range(2)]
+        nodes += [helper.make_node("Add", ["y0", "y1"], ["y"])]
+        graph = helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+                         helper.make_tensor_value_info("m", TensorProto.BOOL, [1, 4])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+            [numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
+             numpy_helper.from_array(np.full(1, -1e9, np.float32), "low")])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    once, twice = onnx_to_ir(built(1), simplify=False), onnx_to_ir(built(2), simplify=False)
+    assert ops(twice).count("Where") == 1 and once.digest() == twice.digest()
+
+
+def test_two_layers_with_equal_weights_on_one_input_stay_two_layers():
+    """Common subexpressions are merged by value only for settings: a fresh model's equal weights are weights."""
+    nodes = [helper.make_node("MatMul", ["x", "wa"], ["a"]), helper.make_node("MatMul", ["x", "wb"], ["b"]),
+             helper.make_node("Relu", ["a"], ["ra"]), helper.make_node("Sigmoid", ["b"], ["sb"])]
+    ir = onnx_to_ir(model(nodes, [("x", [1, 8])], ["ra", "sb"], [weight("wa", 8, 8), weight("wb", 8, 8)]),
+                    simplify=False)
+    assert sorted(ops(ir)) == ["Gemm", "Gemm", "Relu", "Sigmoid"]
+
+
+def test_a_weight_computed_from_weights_counts_as_the_layers_parameters():
+    """Weight normalisation (Wav2Vec2's positional convolution) writes g * v / |v|; onnxsim folds it."""
+    v = numpy_helper.from_array(np.random.default_rng(0).normal(size=(32, 16, 9)).astype(np.float32), "v")
+    g = numpy_helper.from_array(np.ones((1, 1, 9), np.float32), "g")
+    nodes = [helper.make_node("ReduceL2", ["v"], ["norm"], axes=[0, 1], keepdims=1),
+             helper.make_node("Div", ["v", "norm"], ["direction"]), helper.make_node("Mul", ["g", "direction"], ["w"]),
+             helper.make_node("Conv", ["x", "w"], ["y"], pads=[4, 4])]
+    built = model(nodes, [("x", [1, 16, 64])], ["y"], [v, g])
+    for simplify in (False, True):
+        (conv,) = onnx_to_ir(built, simplify=simplify).nodes
+        assert conv.op == "Conv" and conv.params == 32 * 16 * 9, simplify

@@ -77,16 +77,33 @@ def test_real_graph_with_known_deletions_stays_within_1_5x(resnet18_merged):
     assert max(ratios) <= 1.5, ratios
 
 
-def test_pairwise_matrix_is_symmetric_zero_diagonal_and_cached(resnet18_merged, tmp_path):
-    graphs = [GedGraph.from_ir(resnet18_merged)]
-    known = {}
-    for index in range(3):
-        copy, edits = delete_nodes(resnet18_merged, seed=f"pairwise:{index}")
+def _with_copies(graph, seed: str, copies: int = 3):
+    """The graph and ``copies`` augmentations of it, and their known edit counts from it."""
+    graphs, known = [GedGraph.from_ir(graph)], {}
+    for index in range(copies):
+        copy, edits = delete_nodes(graph, seed=f"{seed}:{index}")
         graphs.append(GedGraph.from_ir(copy))
         known[(0, index + 1)] = edits
+    return graphs, known
+
+
+def test_pairwise_matrix_is_symmetric_zero_diagonal_and_cached(resnet18_merged, tmp_path):
+    graphs, known = _with_copies(resnet18_merged, "pairwise")
     matrix, stats = pairwise(graphs, cap=100, known=known, workers=2, cache_dir=tmp_path)
     assert (matrix == matrix.T).all() and (matrix.diagonal() == 0).all()
     assert all(matrix[0, i + 1] <= known[(0, i + 1)] for i in range(3))
     assert stats["pairs"] == 6 and not stats["cached"]
     again, stats = pairwise(graphs, cap=100, known=known, workers=2, cache_dir=tmp_path)
     assert stats["cached"] and (again == matrix).all()
+
+
+def test_pairs_among_unestimated_graphs_are_unknown_but_for_known_edits_and_the_bound(resnet18_merged, tmp_path):
+    """Transformer graphs are not estimated among themselves (too slow); their other pairs are."""
+    from hnn.zoo.ged import UNKNOWN
+
+    graphs, known = _with_copies(resnet18_merged, "unestimated")
+    full, _ = pairwise(graphs, cap=100, known=known, workers=1)
+    matrix, stats = pairwise(graphs, cap=100, known=known, workers=1, unestimated=frozenset({0, 1, 2}))
+    assert matrix[0, 1] == min(known[(0, 1)], 100) and matrix[0, 2] == min(known[(0, 2)], 100)
+    assert matrix[1, 2] == UNKNOWN and stats["unknown"] == 1
+    assert matrix[0, 3] == full[0, 3] and matrix[1, 3] == full[1, 3] and matrix[2, 3] == full[2, 3]

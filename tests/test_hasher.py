@@ -101,6 +101,24 @@ def test_source_head_adds_its_cross_entropy_to_the_loss():
     assert torch.isclose(weighted - without, 2 * expected) and parts["source_class"] == pytest.approx(expected.item())
 
 
+def test_pairs_of_unknown_ged_are_left_out_of_the_topology_loss():
+    """Transformer pairs of a zoo are not estimated (hnn.zoo.ged.UNKNOWN): they must not pull codes anywhere."""
+    torch.manual_seed(2)
+    graphs = [small_graph(("Conv", "Relu") * k) for k in range(1, 4)]
+    vocabulary = build_vocabulary(graphs)
+    model = HNNNet(HNNNetConfig(in_channels=len(vocabulary) + 22, bits=16))
+    out = model(*collate([to_tensors(g, vocabulary) for g in graphs]))
+    weights = LossWeights(topology="code", gamma=0.0)
+    known = torch.tensor([[0.0, 40.0, 0.0], [40.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    unknown = known.clone()
+    unknown[0, 2] = unknown[2, 0] = unknown[1, 2] = unknown[2, 1] = -1
+    _, parts = pair_loss(out, unknown, None, weights)
+    centred = out["code"] - 0.5
+    only_pair = ((((centred[0] - centred[1]) ** 2).sum() / 16 - 0.5 * 40 / 100) ** 2).item()
+    assert parts["topo"] == pytest.approx(only_pair, rel=1e-5)
+    _, all_parts = pair_loss(out, known, None, weights)
+    assert all_parts["topo"] != pytest.approx(only_pair, rel=1e-5)
+
 def test_checkpoint_without_a_source_head_still_loads(tmp_path):
     """Checkpoints written before the source head have no ``sources`` in their config."""
     from hnn.hasher.checkpoint import load_checkpoint, save_checkpoint

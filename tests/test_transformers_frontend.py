@@ -71,6 +71,18 @@ def test_both_torch_exporters_give_identical_ir_and_code(name):
     assert torchscript.hash == dynamo.hash and torchscript.structure.topology == dynamo.structure.topology
 
 
+
+@pytest.mark.parametrize("name", sorted(EXPORTER_CASES))
+def test_onnxsim_leaves_the_ir_as_it_is(name):
+    """`hnn hash` reads a model without onnxsim, the zoo and `hnn ingest` with it: one IR either way
+    (onnxsim merges the per-layer mask Where, folds the position and token-type embedding lookups
+    and concatenates the q, k and v projections)."""
+    from hnn.ingest.pipeline import ingest
+
+    torch.manual_seed(0)
+    model = EXPORTER_CASES[name]().eval()
+    assert ingest(model, simplify=True).digest() == ingest(model, simplify=False).digest()
+
 def _preset_spec(family):
     from hnn.zoo.transformer_presets import models
 

@@ -186,3 +186,20 @@ def test_every_transformer_family_of_the_preset_builds_offline():
     for entry in smallest:
         graph = ingest(entry.constructor, framework=entry.framework)
         assert graph.meta.framework == "transformers" and len(graph.nodes) > 20, entry.name
+
+
+def test_the_training_preset_holds_out_families_and_a_size_that_the_transformers_preset_has():
+    """A checkpoint trained on it never sees what benchmarks/transformer_retrieval.py scores as unseen."""
+    from hnn.zoo.presets import resolve_preset
+    from hnn.zoo.transformer_presets import HELD_OUT_SIZES, held_out_families, model_name
+
+    training = {entry.name: entry for entry in resolve_preset("training")}
+    evaluation = {entry.name: entry for entry in resolve_preset("transformers")}
+    held_families = set(held_out_families())
+    held_sizes = {model_name(entry.family, layers, width) for entry in evaluation.values()
+                  for layers, width, _ in HELD_OUT_SIZES}
+    assert held_families and held_sizes <= set(evaluation)
+    transformers_trained = [entry for entry in training.values() if entry.framework == "transformers"]
+    assert transformers_trained and {entry.name for entry in transformers_trained} < set(evaluation)
+    assert not any(entry.family in held_families or entry.name in held_sizes for entry in transformers_trained)
+    assert any(entry.constructor.startswith("torchvision.models:") for entry in training.values())

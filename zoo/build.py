@@ -104,11 +104,16 @@ def load_dataset_graph(root: str | Path, relative: str) -> Graph:
     return Graph.from_json_file(Path(root) / relative)
 
 
+SIMPLIFY = False  # recorded in the manifest: a dataset built with onnxsim (before 0.4) is not resumed
+
+
 def _convert(entry: ZooEntry, isolate: bool) -> Graph:
     """Raw IR of one entry; Keras models convert in a limited worker (TensorFlow's memory stays there)."""
     from hnn.ingest.pipeline import ingest
 
-    options = {"framework": entry.framework, "input_shape": entry.input_shape}
+    # Without onnxsim, as `hnn hash` and `hnn check` convert (hnn.hasher.runtime): the checkpoints
+    # must learn the graphs they will be asked to hash.
+    options = {"framework": entry.framework, "input_shape": entry.input_shape, "simplify": SIMPLIFY}
     if not isolate:
         return ingest(entry.constructor, **options)
     from hnn.ingest.worker import Limits, ingest_in_worker
@@ -179,6 +184,7 @@ def build(preset: str, root: str | Path, rule_files=None, augmentations: int = A
     for kind in KINDS:
         (root / kind).mkdir(parents=True, exist_ok=True)
     settings = {"preset": preset, "seed": seed, "augmentations": augmentations, "delete_share": DELETE_SHARE,
+                "simplify": SIMPLIFY,
                 "rules": rule_set.name}
     manifest = Manifest.open(root, settings)
     manifest.data["rules_digest"] = rule_set.digest()

@@ -111,11 +111,27 @@ def transformers_preset() -> list[ZooEntry]:
             for name, family, spec in models()]
 
 
+# The shipped checkpoints' training set (scripts/train_default.sh).
+TRAINING_CNNS = Path(__file__).resolve().parent.parent / "hasher" / "checkpoints" / "training-models.txt"
+
+
+def training_preset() -> list[ZooEntry]:
+    """CNNs and transformers together: the CNNs of TRAINING_CNNS and the transformer families' training
+    sizes (hnn.zoo.transformer_presets: some families and one size held out). The checkpoints trained on
+    it are candidates, not yet shipped (docs/RESULTS.md, "Training on CNNs and transformers")."""
+    from hnn.zoo.transformer_presets import training_models
+
+    return list_file_preset(TRAINING_CNNS) + [
+        ZooEntry(name=name, family=family, constructor=spec, framework="transformers")
+        for name, family, spec in training_models()]
+
+
 PRESETS: dict[str, Callable[[], list[ZooEntry]]] = {
     "paper": paper_preset,
     "torchvision": torchvision_preset,
     "keras": keras_preset,
     "transformers": transformers_preset,
+    "training": training_preset,
 }
 
 

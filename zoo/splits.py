@@ -23,7 +23,7 @@ TRAIN_SHARE = 0.8
 HOLDOUT_EVERY = 5
 
 
-def _every_fifth(items: list[str]) -> list[str]:
+def every_fifth(items: list[str]) -> list[str]:
     """Positions 4, 9, ...; with fewer than five items (but two or more), the last one."""
     chosen = [item for i, item in enumerate(items) if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1]
     return chosen or (items[-1:] if len(items) > 1 else [])
@@ -39,9 +39,9 @@ def split(manifest: dict, kind: str) -> dict[str, list[str]]:
         cut = round(TRAIN_SHARE * len(ordered))
         return {"train": models + [a["name"] for a in ordered[:cut]], "test": [a["name"] for a in ordered[cut:]]}
     if kind == "models":
-        held_out = set(_every_fifth(models))
+        held_out = set(every_fifth(models))
     elif kind == "families":
-        held = set(_every_fifth(sorted({m["family"] for m in manifest["models"]})))
+        held = set(every_fifth(sorted({m["family"] for m in manifest["models"]})))
         held_out = {m["name"] for m in manifest["models"] if m["family"] in held}
     else:
         raise UsageError(f"unknown split {kind!r}; choose from {', '.join(SPLITS)}")

@@ -14,8 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# (layers, width, heads): the feed-forward width is 4 x width.
-SIZES = ((2, 128, 4), (4, 256, 4), (6, 384, 6))
+# (layers, width, heads): the feed-forward width is 4 x width. The `training` zoo preset has
+# TRAINING_SIZES of every family but the held-out ones (held_out_families); the `transformers`
+# preset (for evaluation) has every size of every family, so benchmarks/transformer_retrieval.py
+# can score sizes and families a checkpoint trained on the first has not seen.
+TRAINING_SIZES = ((2, 128, 4), (3, 192, 4), (6, 384, 6), (8, 256, 8))
+HELD_OUT_SIZES = ((4, 256, 4),)
+SIZES = tuple(sorted(TRAINING_SIZES + HELD_OUT_SIZES))
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,25 @@ def spec(family: Family, layers: int, width: int, heads: int) -> str:
     return f"transformers:{family.model_class}:{pairs}"
 
 
-def models() -> list[tuple[str, str, str]]:
-    """(name, family, spec) of every family at every size (hnn.zoo.presets makes them ZooEntries)."""
-    return [(f"{family.name}-{layers}x{width}", family.name, spec(family, layers, width, heads))
-            for family in FAMILIES for layers, width, heads in SIZES]
+def held_out_families() -> list[str]:
+    """Every fifth family in sorted order, as the ``families`` split holds out (hnn.zoo.splits)."""
+    from hnn.zoo.splits import every_fifth
+
+    return every_fifth(sorted(family.name for family in FAMILIES))
+
+
+def models(sizes=SIZES, families=None) -> list[tuple[str, str, str]]:
+    """(name, family, spec) of the families (default all) at ``sizes`` (hnn.zoo.presets makes them ZooEntries)."""
+    chosen = [family for family in FAMILIES if families is None or family.name in families]
+    return [(model_name(family.name, layers, width), family.name, spec(family, layers, width, heads))
+            for family in chosen for layers, width, heads in sizes]
+
+
+def training_models() -> list[tuple[str, str, str]]:
+    """The models the shipped checkpoints train on: TRAINING_SIZES of the families not held out."""
+    held = set(held_out_families())
+    return models(TRAINING_SIZES, [family.name for family in FAMILIES if family.name not in held])
+
+
+def model_name(family: str, layers: int, width: int) -> str:
+    return f"{family}-{layers}x{width}"

@@ -9,6 +9,7 @@
   half the bits differ, as between unrelated random codes). This trains the code
   distances themselves; the paper's form only shapes FC3 and leaves the codes to
   FC4/FC5, which the quantisation loss alone drives (measured: codes collapse).
+  Pairs of unknown GED (a negative entry: hnn.zoo.ged.UNKNOWN) are left out of it.
 * ``L_class``: cross-entropy of each graph's family label.
 * ``L_quant``: ``-(||FC5(M1) - 0.5||_1 + ||FC5(M2) - 0.5||_1)``, pushing outputs away
   from 0.5; taken per graph (each graph of a batch is in many pairs). In the code
@@ -55,6 +56,8 @@ def pair_loss(out: dict, ged: Tensor, families: Tensor | None, weights: LossWeig
     code = out["code"]
     bits = code.shape[1]
     rows, cols = torch.triu_indices(len(code), len(code), offset=1)
+    estimated = ged[rows, cols] >= 0  # a negative GED is unknown (hnn.zoo.ged.UNKNOWN): no L_topo term
+    rows, cols = rows[estimated], cols[estimated]
     target = ged[rows, cols].clamp(max=weights.cap)
     if weights.topology == "code":
         centred = code - 0.5
