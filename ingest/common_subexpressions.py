@@ -17,10 +17,9 @@ from math import prod
 
 import onnx
 
-from hnn.ingest.extract import MAX_FOLD_ELEMENTS, constant_tensors
+from hnn.ingest.extract import MAX_FOLD_ELEMENTS, WEIGHT_ABOVE_ELEMENTS, constant_tensors
 from hnn.weight_store import FLOAT_TYPES, is_hollow
 
-WEIGHT_ABOVE_ELEMENTS = 16
 # Ops whose outputs differ between two runs on the same inputs: never one computation.
 RANDOM_OPS = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial",
                         "Bernoulli", "Dropout"})

@@ -52,6 +52,9 @@ DATA_INPUTS = {
 PARAMETER_INPUTS = {"BatchNormalization": (1, 2), "Clip": (), "Pad": (), "Resize": (), "Upsample": ()}
 # Small integer constants (axes, pads) are kept so canonicalization can read them.
 SMALL_CONSTANT = 16
+# Float initializers above this many elements are weights, whose values never decide the structure
+# (onnx_prepare hides them from onnxsim; common_subexpressions never compares them by value).
+WEIGHT_ABOVE_ELEMENTS = 16
 
 
 def _shape_of(value_info: onnx.ValueInfoProto) -> list[int] | None:
@@ -371,9 +374,7 @@ def _derived_weight(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
         dims = shapes.get(name)
         if not name or dims is None or any(d < 0 for d in dims):
             return {}
-        placeholder = onnx.TensorProto(name=name, data_type=dtype)
-        placeholder.dims.extend(dims)
-        derived[name] = placeholder
+        derived[name] = _sized_constant(name, dtype, dims)
     return derived
 
 
@@ -421,10 +422,14 @@ def _relaid_weight(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
     if prod(dims) != prod(weight.dims) or any(d < 0 for d in dims):
         return {}
     cast_to = next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
-    placeholder = onnx.TensorProto(name=name, data_type=cast_to or weight.data_type)
-    placeholder.dims.extend(dims)
-    return {name: placeholder}
+    return {name: _sized_constant(name, cast_to or weight.data_type, dims)}
 
+
+def _sized_constant(name: str, data_type: int, dims: list[int]) -> onnx.TensorProto:
+    """A constant of known type and dims without values (hollow): what extraction counts of a weight."""
+    tensor = onnx.TensorProto(name=name, data_type=data_type)
+    tensor.dims.extend(dims)
+    return tensor
 
 def _gathered_weight(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
                      shapes: dict[str, list[int] | None]) -> dict[str, onnx.TensorProto]:
@@ -446,9 +451,7 @@ def _gathered_weight(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
     if any(d < 0 for d in dims) or (max(prod(weight.dims), prod(dims)) <= MAX_FOLD_ELEMENTS
                                     and not is_hollow(weight)):
         return {}
-    placeholder = onnx.TensorProto(name=name, data_type=weight.data_type)
-    placeholder.dims.extend(dims)
-    return {name: placeholder}
+    return {name: _sized_constant(name, weight.data_type, dims)}
 
 
 def fold_constant_nodes(model: onnx.ModelProto) -> int:

@@ -17,7 +17,7 @@ import onnx
 
 from hnn.errors import InputError, UsageError, summary
 from hnn.ingest.common_subexpressions import merge_common_subexpressions
-from hnn.ingest.extract import fold_constant_nodes, sort_nodes
+from hnn.ingest.extract import WEIGHT_ABOVE_ELEMENTS, fold_constant_nodes, sort_nodes
 from hnn.stdio import stdout_to_stderr
 
 log = logging.getLogger("hnn.ingest")
@@ -175,10 +175,6 @@ def _without_weight_values(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dic
             for field in ("raw_data", "float_data", "double_data", "int32_data"):
                 tensor.ClearField(field)
     return light, held
-
-
-# Float initializers above this many elements are weights, whose values never decide the structure.
-WEIGHT_ABOVE_ELEMENTS = 16
 
 
 def _without_neutral_weights(model: onnx.ModelProto) -> onnx.ModelProto:
