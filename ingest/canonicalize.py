@@ -102,29 +102,44 @@ def _one_operand_broadcast(node: WorkNode) -> bool:
     return sizes[0] * 16 <= sizes[1] and max(shapes, key=lambda s: int(np.prod(s))) == node.output_shape
 
 
+# Elementwise ops by a per-channel constant that a Conv absorbs (its weights and bias take other values).
+CHANNEL_AFFINE_OPS = frozenset({"Mul", "Add", "Sub", "Div"})
+
+
 def fold_channel_affine_into_conv(graph: WorkGraph) -> int:
-    """Drop a per-channel (or scalar) Mul or Add by a constant that directly follows a Conv.
+    """Drop the chain of per-channel (or scalar) Mul, Add, Sub or Div by a constant that directly follows a Conv.
 
     A convolution followed by a per-channel scale or shift is a convolution with
     other weights or bias: it is how a BatchNormalization folded only halfway by a
     converter arrives (tf2onnx leaves the scale of some Keras depthwise convolutions
-    as a Mul), and a free way to make a copy look different. The Conv keeps its
-    parameter count: folding a scale changes its weights' values, not their number.
+    as a Mul), how Keras 3 under the torch backend writes every convolution's bias
+    (an Add) and inference BatchNormalization (Sub, Mul, Add) in its own ONNX export,
+    and a free way to make a copy look different. The Conv keeps its parameter count:
+    folding changes its weights' values, not their number (so both Keras backends give
+    the IR that tf2onnx's folded export gives).
     """
-    doomed = []
-    for key, node in graph.nodes.items():
-        if node.op not in ("Mul", "Add") or node.params == 0 or node.data_inputs != 1 or len(node.preds) != 1:
-            continue
-        (pred_key,) = node.preds
-        conv = graph.nodes[pred_key]
-        channels_last = bool(conv.output_shape and node.output_shape and len(conv.output_shape) > 2
-                             and conv.output_shape[1] == node.output_shape[-1] != node.output_shape[1])
-        if conv.op != "Conv" or len(conv.succs) != 1 or conv.is_output or not _per_channel(node, channels_last):
-            continue
-        doomed.append(key)
-    for key in doomed:
-        graph.remove_bypassing(key)
-    return len(doomed)
+    folded = 0
+    while True:  # one link of each chain per round: the next reads the Conv once this one is gone
+        doomed = [key for key, node in graph.nodes.items() if _folds_into_conv(graph, node)]
+        if not doomed:
+            return folded
+        for key in doomed:
+            graph.remove_bypassing(key)
+        folded += len(doomed)
+
+
+def _folds_into_conv(graph: WorkGraph, node: WorkNode) -> bool:
+    if node.op not in CHANNEL_AFFINE_OPS or node.params == 0 or node.data_inputs != 1 or len(node.preds) != 1:
+        return False
+    if node.op == "Div" and node.input_shapes[0] != node.output_shape:
+        return False  # c / x is not affine in x
+    (pred_key,) = node.preds
+    conv = graph.nodes[pred_key]
+    if conv.op != "Conv" or len(conv.succs) != 1 or conv.is_output:
+        return False
+    channels_last = bool(conv.output_shape and node.output_shape and len(conv.output_shape) > 2
+                         and conv.output_shape[1] == node.output_shape[-1] != node.output_shape[1])
+    return _per_channel(node, channels_last)
 
 
 def _per_channel(node: WorkNode, channels_last: bool = False) -> bool:
@@ -136,17 +151,95 @@ def _per_channel(node: WorkNode, channels_last: bool = False) -> bool:
     out = node.output_shape
     if not out or len(out) < 2:
         return False
-    for shape in node.input_shapes:
-        if shape is None or shape == out:
-            continue  # the data operand
+    for shape in _constant_shapes(node):
         squeezed = list(shape)
         while squeezed and squeezed[0] == 1 and len(squeezed) > len(out) - 1:
             squeezed.pop(0)
         if all(d == 1 for d in squeezed) or squeezed == [out[1]] + [1] * (len(out) - 2):
             return True
-        if channels_last and squeezed == [out[-1]]:  # [C] against N, H, W, C (tf2onnx's layout)
-            return True
+        if channels_last and [d for d in shape if d != 1] == [out[-1]]:  # [C] or [1, 1, 1, C] against
+            return True                                                   # N, H, W, C (a channels-last export)
     return False
+
+
+def channel_affine_to_batchnorm(graph: WorkGraph) -> int:
+    """A chain of per-channel Sub, Mul, Add or Div by weights on a feature map is one BatchNormalization.
+
+    An inference BatchNorm that no Conv absorbs (DenseNet's, before each convolution) is written
+    as BatchNormalization by torch, as a Mul and an Add by tf2onnx (the Add gone when the shift
+    is zero), and as Sub, Mul, Add (channels-last) by Keras 3 under the torch backend; each
+    becomes one BatchNormalization with a scale and a shift per channel (2 C parameters, 2 FLOPs
+    per element), as torch counts it. Only on feature maps (4-d or more), and not after a dense
+    layer: a Mul by a per-channel weight there is ConvNeXt's layer scale, not a norm.
+    """
+    changed = 0
+    for key in list(graph.nodes):
+        node = graph.nodes.get(key)
+        if node is None or not _channel_affine(node):
+            continue
+        preds = [graph.nodes[p] for p in node.preds]
+        if any(p.op in DENSE_OPS for p in preds) or any(_continues_into(graph, p) == node for p in preds):
+            continue  # a layer scale, or not the head of its chain
+        chain = [node]
+        while (succ := _continues_into(graph, chain[-1])) is not None:
+            chain.append(succ)
+        channels = _channel_count(node)
+        elements = math.prod(node.output_shape)
+        for extra in chain[1:]:
+            graph.remove_bypassing(extra.key)
+        node.op, node.attrs, node.constants = "BatchNormalization", {}, {}
+        node.params, node.flops = 2 * channels, 2 * elements
+        node.output_shape = chain[-1].output_shape
+        changed += len(chain)
+    return changed
+
+
+DENSE_OPS = frozenset({"Gemm", "MatMul"})
+
+
+def _continues_into(graph: WorkGraph, node: WorkNode) -> WorkNode | None:
+    """The next link of a chain of per-channel affine ops: the only reader of ``node``, if both are links."""
+    if not _channel_affine(node) or len(node.succs) != 1 or node.is_output:
+        return None
+    (succ_key,) = node.succs
+    succ = graph.nodes[succ_key]
+    return succ if _channel_affine(succ) and len(succ.preds) == 1 else None
+
+
+def _channel_affine(node: WorkNode) -> bool:
+    """An Add, Sub, Mul or x / c by a per-channel weight (not a scalar) on a feature map."""
+    if node.op not in CHANNEL_AFFINE_OPS or node.params == 0 or node.data_inputs != 1:
+        return False
+    out = node.output_shape
+    if not out or len(out) < 4 or (node.op == "Div" and node.input_shapes[0] != out):
+        return False
+    return _channel_count(node) > 1
+
+
+def _constant_shapes(node: WorkNode) -> list[list[int]]:
+    """The shapes of an elementwise node's operands but its data operand (the first of the output's
+    shape: on a 1 x 1 map a per-channel constant has that shape too)."""
+    shapes, data_seen = [], False
+    for shape in node.input_shapes:
+        if shape is None or (shape == node.output_shape and not data_seen):
+            data_seen = data_seen or shape is not None
+            continue
+        shapes.append(shape)
+    return shapes
+
+
+def _channel_count(node: WorkNode) -> int:
+    """The channels of a per-channel constant operand ([C, 1, 1] against N, C, H, W; [C] or
+    [1, 1, 1, C] against N, H, W, C), else 0."""
+    out = node.output_shape
+    for shape in _constant_shapes(node):
+        sizes = [d for d in shape if d != 1]
+        if len(sizes) != 1:
+            return 0
+        aligned = [1] * (len(out) - len(shape)) + list(shape)  # numpy broadcasting aligns on the right
+        if sizes[0] == out[1] and aligned[1] == out[1] or sizes[0] == out[-1] and aligned[-1] == out[-1]:
+            return sizes[0]
+    return 0
 
 
 def sequence_split_to_slices(graph: WorkGraph) -> int:
@@ -162,19 +255,22 @@ def sequence_split_to_slices(graph: WorkGraph) -> int:
         readers = [graph.nodes[s] for s in node.succs]
         if not readers or node.is_output or any(reader.op != "SequenceAt" for reader in readers):
             continue
-        for reader in readers:
+        view = node.input_shapes[0] if node.input_shapes else None
+        for reader in readers:  # with the split's input and axis, as a TorchScript Slice has them
             reader.op, reader.attrs = "Slice", {}
+            reader.input_shapes, reader.constants = [view], {3: [node.attrs.get("axis", 0)]}
         graph.remove_bypassing(key)
         changed += 1 + len(readers)
     return changed
 
 
 def flatten_concat(graph: WorkGraph) -> int:
-    """A Concat of one input is that input; a Concat feeding only a Concat on the same axis is part of it.
+    """A Concat of one input is that input; a Concat feeding a Concat on the same axis is part of it.
 
     TorchScript writes ``torch.cat([x])`` (DenseNet's first layer of each block) as a Concat of
     one input, which dynamo drops; dynamo keeps ``cat([cat([a, b]), cat([c, d]), e])`` (Inception)
-    nested where TorchScript writes one Concat of all. The IR keeps the flat form.
+    nested where TorchScript writes one Concat of all. The IR keeps the flat form. A Concat also
+    read by other nodes stays, and a Concat on the same axis reading it reads its parts instead.
     """
     changed = 0
     for key in list(graph.nodes):
@@ -185,12 +281,21 @@ def flatten_concat(graph: WorkGraph) -> int:
             graph.remove_bypassing(key)
             changed += 1
             continue
-        if len(node.succs) != 1 or len(node.input_shapes) != node.data_inputs:
+        if len(node.input_shapes) != node.data_inputs or _concat_axis(node) is None:
             continue
-        (succ_key,) = node.succs
-        outer = graph.nodes[succ_key]
-        if outer.op == "Concat" and _concat_axis(outer) == _concat_axis(node) is not None:
+        outers = [graph.nodes[s] for s in node.succs
+                  if graph.nodes[s].op == "Concat" and _concat_axis(graph.nodes[s]) == _concat_axis(node)]
+        if outers and len(outers) == len(node.succs):
             graph.remove_bypassing(key)
+            changed += 1
+        for outer in outers if len(outers) < len(node.succs) else ():
+            # Read by others too (Keras's DenseNet: concat(x, new) feeds the next layer's norm and the
+            # next concat): the outer Concat reads the parts, as torchvision's cat of all features does.
+            outer.preds.discard(key)
+            node.succs.discard(outer.key)
+            for pred in node.preds:
+                outer.preds.add(pred)
+                graph.nodes[pred].succs.add(outer.key)
             changed += 1
     return changed
 
@@ -285,18 +390,26 @@ def split_fused_dense(graph: WorkGraph) -> int:
     ``q, k, v = qkv(x).split(d)`` (GPT-2's ``c_attn``, fused exports) and three Linears on ``x``
     compute the same thing, and onnxsim writes the second form as the first (it concatenates
     parallel MatMuls on one input); the IR keeps one Gemm per slice, each with its share of the
-    FLOPs and weights. Applies only when the slices partition the features exactly.
+    FLOPs and weights. GPT-NeoX interleaves the three per head (``qkv.view(b, s, heads, 3 * d_head)``
+    then slices of the last axis): the same three Linears with their output features permuted.
+    A part sliced again is split again (a partial rotary embedding slices q and k into the
+    features it rotates and the rest), so the result does not depend on how the parts were
+    fused. Applies only when the slices partition the features exactly.
     """
     changed = 0
-    for key in [k for k, node in graph.nodes.items() if node.op == "Gemm"]:
+    pending = [k for k, node in graph.nodes.items() if node.op == "Gemm"]
+    while pending:  # a part may be sliced again (q into its rotary and its plain features): split it too
+        key = pending.pop(0)
         dense = graph.nodes[key]
         readers = [graph.nodes[s] for s in dense.succs]
-        if dense.is_output or len(readers) < 2 or not _slices_partition_features(dense, readers):
+        shares = None if dense.is_output or len(readers) < 2 else _feature_shares(dense, readers)
+        if shares is None:
             continue
+        pending += [reader.key for reader in readers]
         width = dense.output_shape[-1]
-        for reader in readers:
-            share = reader.output_shape[-1]
+        for reader, share in zip(readers, shares):
             reader.op, reader.attrs, reader.constants = "Gemm", {}, {}
+            reader.output_shape = list(dense.output_shape[:-1]) + [share]
             reader.flops, reader.params = dense.flops * share // width, dense.params * share // width
             reader.input_shapes, reader.data_inputs = list(dense.input_shapes), dense.data_inputs
             reader.preds = set(dense.preds)
@@ -311,20 +424,40 @@ def split_fused_dense(graph: WorkGraph) -> int:
     return changed
 
 
-def _slices_partition_features(dense: WorkNode, readers: list[WorkNode]) -> bool:
-    """Every reader is a Slice of ``dense`` alone on its last axis, and their widths add up to it."""
+def _feature_shares(dense: WorkNode, readers: list[WorkNode]) -> list[int] | None:
+    """How many of ``dense``'s output features each reader takes, when the readers are Slices that
+    partition them; else None.
+
+    A Slice reads either the dense output's last axis itself, or the last axis of a view of it
+    whose last axis divides the features (per-head interleaving): a slice of that axis takes the
+    same share of every head's features.
+    """
     shape = dense.output_shape
     if not shape or any(r.op != "Slice" or r.preds != {dense.key} or not r.output_shape for r in readers):
-        return False
-    rows = math.prod(shape[:-1])
-    if any(math.prod(r.output_shape[:-1]) != rows for r in readers):
-        return False
-    return sum(r.output_shape[-1] for r in readers) == shape[-1]
+        return None
+    width, total = shape[-1], math.prod(shape)
+    rows = total // width
+    shares = []
+    for reader in readers:
+        view = reader.input_shapes[0] if reader.input_shapes else None
+        if math.prod(reader.output_shape[:-1]) == rows:  # a slice of the features themselves
+            shares.append(reader.output_shape[-1])
+        elif (view and math.prod(view) == total and width % view[-1] == 0 and _slices_last_axis(reader, view)
+              and list(reader.output_shape[:-1]) == list(view[:-1])):
+            shares.append(reader.output_shape[-1] * width // view[-1])
+        else:
+            return None
+    return shares if sum(shares) == width else None
+
+
+def _slices_last_axis(reader: WorkNode, view: list[int]) -> bool:
+    axes = reader.constants.get(3)
+    return axes is not None and len(axes) == 1 and axes[0] in (-1, len(view) - 1)
 
 
 # The ops from which exporters write out each layer (a region grows only over these).
 LAYER_NORM_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Neg", "Pow", "Sqrt", "Reciprocal", "ReduceMean"})
-GELU_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Neg", "Pow", "Erf", "Tanh"})
+GELU_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Neg", "Pow", "Erf", "Erfc", "Tanh"})
 HARD_ACTIVATION_OPS = frozenset({"Add", "Mul", "Div", "Clip"})
 # How far from its input a written-out layer may reach (LayerNorm from tf2onnx: 5 steps).
 REGION_DEPTH = 8
@@ -346,9 +479,11 @@ def fuse_gelu(graph: WorkGraph) -> int:
     """GELU written out, x * 0.5 * (1 + erf(x / sqrt 2)) or its tanh form, is one ``Gelu`` node.
 
     torch writes Div, Erf, Add, Mul, Mul; Keras through tf2onnx Mul or Div, Erf, Add, Mul, Mul;
-    opset 20 has a ``Gelu`` op. All three become ``Gelu``.
+    Keras's own export under TensorFlow (``model.export``) ``0.5 * x * erfc(-x / sqrt 2)``: Neg,
+    Mul, Erfc, Mul, Mul; opset 20 has a ``Gelu`` op. All of them become ``Gelu``.
     """
     fused = _fuse_regions(graph, "Erf", GELU_OPS, lambda ops, _: "Gelu" if "Mul" in ops else None)
+    fused += _fuse_regions(graph, "Erfc", GELU_OPS, lambda ops, _: "Gelu" if "Mul" in ops else None)
     fused += _fuse_regions(graph, "Tanh", GELU_OPS, lambda ops, _: "Gelu"
                            if "Pow" in ops or ops.count("Mul") >= 4 else None)
     # One cost per element however it is written (onnxsim folds one of the erf form's five ops
@@ -590,6 +725,7 @@ PASSES: tuple[Callable[[WorkGraph], int], ...] = (
     fuse_layer_norm,  # before reductions_to_global_pool: a LayerNorm's mean over the last axis of an
     fuse_gelu,        # [N, T, D] tensor would otherwise pass for global pooling over T
     fuse_hard_activations,
+    channel_affine_to_batchnorm,  # after the fusions: a written-out LayerNorm ends in a Mul and an Add
     reductions_to_global_pool,
     matmul_with_weight_to_gemm,
     split_fused_dense,

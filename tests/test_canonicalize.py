@@ -71,6 +71,24 @@ def test_a_per_channel_scale_after_a_conv_is_folded_into_it_and_other_products_s
     assert ir.nodes[0].params == 4 * 4 * 9  # the Conv's own count: folding changes values, not numbers
 
 
+def test_a_channels_last_bias_and_batchnorm_written_out_after_a_conv_fold_into_it_as_keras_torch_writes_them():
+    # Keras 3 under the torch backend: Conv, Transpose to NHWC, then the bias as an Add and the
+    # inference BatchNorm as Sub, Mul, Add of [1, 1, 1, C] constants, each behind a no-op Cast.
+    def channel(name, value):
+        return numpy_helper.from_array(np.full((1, 1, 1, 4), value, np.float32), name)
+
+    nodes = [conv("a", "x", "t0"), helper.make_node("Transpose", ["t0"], ["t1"], perm=[0, 2, 3, 1])]
+    for step, (op, name) in enumerate((("Add", "bias"), ("Sub", "mean"), ("Mul", "scale"), ("Add", "shift"))):
+        nodes += [helper.make_node("Cast", [f"t{2 * step + 1}"], [f"t{2 * step + 2}"], to=TensorProto.FLOAT),
+                  helper.make_node(op, [f"t{2 * step + 2}", name], [f"t{2 * step + 3}"])]
+    nodes += [helper.make_node("Relu", ["t9"], ["t10"]),
+              helper.make_node("Div", ["scale", "t10"], ["y"])]  # c / x is not a scale: it stays
+    constants = [channel("bias", 0.1), channel("mean", 0.2), channel("scale", 1.5), channel("shift", 0.3)]
+    ir = onnx_to_ir(model(nodes, [("x", [1, 4, 8, 8])], ["y"], conv_weights("a") + constants), simplify=False)
+    assert ops(ir) == ["Conv", "Relu", "Div"]
+    assert ir.nodes[0].params == 4 * 4 * 9  # as the TensorFlow backend's export, whose tf2onnx folds them
+
+
 def test_a_split_to_sequence_read_by_sequence_at_becomes_slices_as_torchscript_writes_it():
     nodes = [
         conv("a", "x", "t1"),
@@ -325,6 +343,32 @@ def test_a_dense_layer_read_in_slices_is_one_dense_layer_per_slice():
     assert fused_ir.digest() == separate_ir.digest()
 
 
+def test_a_dense_layer_read_in_slices_of_each_head_is_one_dense_layer_per_slice():
+    """GPT-NeoX interleaves q, k and v per head (a view [.., heads, 3 * d_head], then slices of its
+    last axis): three projections with their features permuted. Slices of the token axis are not."""
+    def interleaved(axis, starts):
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Reshape", ["h", "view"], ["r"])]
+        for part, (start, out) in enumerate(zip(starts, "abc")):
+            nodes += [helper.make_node("Slice", ["r", f"s{part}", f"e{part}", "axis"], [f"p{part}"]),
+                      helper.make_node(("Relu", "Sigmoid", "Tanh")[part], [f"p{part}"], [out])]
+        size = {-1: 4, 1: 2}[axis]
+        constants = [int_tensor(f"s{p}", [v]) for p, v in enumerate(starts)]
+        constants += [int_tensor(f"e{p}", [v + size]) for p, v in enumerate(starts)]
+        return model(nodes, [("x", [6, 8])], ["a", "b", "c"],
+                     [weight("w", 8, 24), int_tensor("view", [6, 2, 12]) if axis == -1 else
+                      int_tensor("view", [1, 6, 24]), int_tensor("axis", [axis])] + constants)
+
+    separate = model([helper.make_node("MatMul", ["x", f"w{part}"], [f"h{part}"]) for part in "qkv"]
+                     + [helper.make_node("Relu", ["hq"], ["a"]), helper.make_node("Sigmoid", ["hk"], ["b"]),
+                        helper.make_node("Tanh", ["hv"], ["c"])],
+                     [("x", [6, 8])], ["a", "b", "c"], [weight(f"w{part}", 8, 8) for part in "qkv"])
+    per_head = onnx_to_ir(interleaved(-1, [0, 4, 8]), simplify=False)
+    assert [n.params for n in per_head.nodes if n.op == "Gemm"] == [64, 64, 64]
+    assert per_head.digest() == onnx_to_ir(separate, simplify=False).digest()
+    by_tokens = onnx_to_ir(interleaved(1, [0, 2, 4]), simplify=False)  # rows 0-1, 2-3, 4-5 of every feature
+    assert sorted(ops(by_tokens)).count("Slice") == 3
+
+
 def test_the_same_computation_of_one_input_written_twice_is_one_node():
     """The exporters write the attention mask's Where once per layer, onnxsim once in all."""
     def built(copies):
@@ -363,3 +407,71 @@ def test_a_weight_computed_from_weights_counts_as_the_layers_parameters():
     for simplify in (False, True):
         (conv,) = onnx_to_ir(built, simplify=simplify).nodes
         assert conv.op == "Conv" and conv.params == 32 * 16 * 9, simplify
+
+
+def _norm_forms():
+    """One BatchNorm between two ReLUs, as torch, tf2onnx and Keras's torch backend write it."""
+    def constant(name, value, shape):
+        return numpy_helper.from_array(np.full(shape, value, np.float32), name)
+
+    def build(middle, constants):
+        nodes = [helper.make_node("Relu", ["x"], ["r"])] + middle + [helper.make_node("Relu", ["n"], ["y"])]
+        return model(nodes, [("x", [1, 4, 8, 8])], ["y"], constants)
+
+    stats = [constant("gamma", 1.5, (4,)), constant("beta", 0.1, (4,)), constant("mean", 0.2, (4,)),
+             constant("var", 2.0, (4,))]
+    torch_form = build([helper.make_node("BatchNormalization", ["r", "gamma", "beta", "mean", "var"], ["n"])], stats)
+    tf2onnx_form = build(
+        [helper.make_node("Mul", ["r", "scale"], ["m"]), helper.make_node("Add", ["m", "shift"], ["n"])],
+        [constant("scale", 1.5, (4, 1, 1)), constant("shift", 0.1, (4, 1, 1))])
+    keras_torch_form = build(
+        [helper.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 3, 1]),
+         helper.make_node("Sub", ["t", "mean"], ["s"]), helper.make_node("Mul", ["s", "scale"], ["m"]),
+         helper.make_node("Add", ["m", "shift"], ["a"]),
+         helper.make_node("Transpose", ["a"], ["n"], perm=[0, 3, 1, 2])],
+        [constant(name, value, (1, 1, 1, 4)) for name, value in (("mean", 0.2), ("scale", 1.5), ("shift", 0.1))])
+    return torch_form, tf2onnx_form, keras_torch_form
+
+
+def test_a_batchnorm_no_conv_absorbs_is_one_node_however_it_is_written():
+    from hnn.hasher.structure import structure_of
+
+    irs = [onnx_to_ir(form, simplify=False) for form in _norm_forms()]
+    for ir in irs:
+        assert ops(ir) == ["Relu", "BatchNormalization", "Relu"]
+        assert (ir.nodes[1].params, ir.nodes[1].flops) == (2 * 4, 2 * 4 * 8 * 8)  # a scale and a shift per channel
+    assert len({structure_of(ir).topology for ir in irs}) == 1
+
+
+def test_a_per_channel_scale_after_a_dense_layer_stays_a_mul():
+    """ConvNeXt's layer scale: a Mul by a per-channel weight after a Linear, on an N, H, W, C map."""
+    scale = numpy_helper.from_array(np.full((4,), 0.5, np.float32), "gamma")
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("MatMul", ["r", "w"], ["h"]),
+             helper.make_node("Mul", ["h", "gamma"], ["y"])]
+    ir = onnx_to_ir(model(nodes, [("x", [1, 8, 8, 4])], ["y"], [weight("w", 4, 4), scale]), simplify=False)
+    assert ops(ir) == ["Relu", "Gemm", "Mul"]
+
+
+def test_a_concat_also_read_by_another_layer_gives_its_parts_to_the_next_concat():
+    """Keras's DenseNet concatenates one new feature map at a time, torchvision's all of them at once."""
+    def dense_block(incremental):
+        nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Sigmoid", ["a"], ["b"]),
+                 helper.make_node("Concat", ["a", "b"], ["c1"], axis=1), helper.make_node("Tanh", ["c1"], ["d"]),
+                 helper.make_node("Concat", ["c1", "d"] if incremental else ["a", "b", "d"], ["y"], axis=1)]
+        return model(nodes, [("x", [1, 4, 8, 8])], ["y"])
+
+    incremental, at_once = (onnx_to_ir(dense_block(flag), simplify=False) for flag in (True, False))
+    assert incremental.digest() == at_once.digest()
+    assert sorted(ops(incremental)) == ["Concat", "Concat", "Relu", "Sigmoid", "Tanh"]
+
+
+def test_gelu_written_with_erfc_as_keras_exports_it_under_tensorflow_is_one_gelu():
+    """Keras's own export of ConvNeXt under TensorFlow (ONNX has no Erfc: tf2onnx let it through, with
+    a StatefulPartitionedCall per depthwise convolution, in a file onnxruntime refuses)."""
+    constants = [numpy_helper.from_array(np.array(v, np.float32), n)
+                 for n, v in (("inv_root2", 2 ** -0.5), ("half", 0.5))]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["up"]), helper.make_node("Neg", ["up"], ["g1"]),
+             helper.make_node("Mul", ["g1", "inv_root2"], ["g2"]), helper.make_node("Erfc", ["g2"], ["g3"]),
+             helper.make_node("Mul", ["up", "g3"], ["g4"]), helper.make_node("Mul", ["g4", "half"], ["y"])]
+    ir = onnx_to_ir(model(nodes, [("x", [1, 4, 8])], ["y"], [weight("w", 8, 16), *constants]), simplify=False)
+    assert ops(ir) == ["Gemm", "Gelu"]

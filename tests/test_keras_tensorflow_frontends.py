@@ -182,3 +182,103 @@ def test_savedmodel_directory_through_tensorflow_front_end(tmp_path):
     graph = ingest(str(folder))
     assert graph.meta.framework == "tensorflow"
     assert [n.op for n in graph.nodes] == ["Conv", "Relu", "MaxPool", "Conv", "Relu", "GlobalAveragePool", "Gemm"]
+
+
+# A residual CNN in Keras, exported by Keras itself (model.export) under the backend of the child's
+# KERAS_BACKEND: one backend per process, as Keras fixes it at import.
+KERAS_EXPORT_CHILD = """
+import sys
+import numpy as np
+import keras
+L = keras.layers
+inputs = keras.Input((32, 32, 3))
+x = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, padding="same", use_bias=False)(inputs)))
+y = L.BatchNormalization()(L.Conv2D(8, 3, padding="same")(x))
+x = L.MaxPooling2D(2)(L.ReLU()(L.Add()([x, y])))
+new = L.Conv2D(8, 1)(L.ReLU()(L.BatchNormalization()(x)))  # DenseNet's layers: norm first, no conv absorbs it
+grown = L.Concatenate()([x, new])
+x = L.Concatenate()([grown, L.Conv2D(8, 1)(L.ReLU()(L.BatchNormalization()(grown)))])
+outputs = L.Dense(10)(L.GlobalAveragePooling2D()(x))
+model = keras.Model(inputs, outputs)
+model(np.zeros((1, 32, 32, 3), "float32"))
+model.export(sys.argv[1], format="onnx", verbose=False)
+"""
+
+
+class TorchResidualCNN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        from torch import nn
+
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.branch = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8))
+        self.pool = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2))
+        self.dense = nn.ModuleList(nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, 8, 1)) for c in (8, 16))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 10))
+
+    def forward(self, x):
+        x = self.stem(x)
+        features = [self.pool(x + self.branch(x))]
+        for layer in self.dense:  # torchvision's DenseNet: each layer reads the concatenation of all before it
+            features.append(layer(torch.cat(features, 1)))
+        return self.head(torch.cat(features, 1))
+
+
+def test_keras_exports_from_the_tensorflow_and_torch_backends_hash_as_the_torch_model(tmp_path, hnn_cli):
+    """Keras 3's torch backend writes Transposes and Casts around each convolution and its bias and
+    BatchNorm as Add, Sub, Mul, Add, tf2onnx a lone BatchNorm as a Mul, and Keras grows a DenseNet's
+    features one Concat at a time: the IR is still one, that of the same network written in torch."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    hashes = {}
+    for backend in ("tensorflow", "torch"):
+        path = tmp_path / f"{backend}.onnx"
+        env = {**os.environ, "KERAS_BACKEND": backend}
+        subprocess.run([sys.executable, "-c", KERAS_EXPORT_CHILD, str(path)], env=env, check=True,
+                       capture_output=True, timeout=600)
+        result = hnn_cli("hash", path, "--json")
+        assert result.returncode == 0, result.stderr
+        hashes[backend] = json.loads(result.stdout)
+    torch_path = tmp_path / "torch_model.json"
+    ingest(TorchResidualCNN().eval(), input_shape=[1, 3, 32, 32]).to_json_file(torch_path)
+    from_torch = json.loads(hnn_cli("hash", torch_path, "--json").stdout)
+    for key in ("topology", "structure", "hash", "nodes"):
+        assert hashes["tensorflow"][key] == hashes["torch"][key] == from_torch[key], key
+
+
+KERAS_APPLICATION_EXPORT_CHILD = """
+import sys
+import numpy as np
+import keras
+model = keras.applications.MobileNetV3Small(weights=None, input_shape=(224, 224, 3))
+model(np.zeros((1, 224, 224, 3), "float32"))
+model.export(sys.argv[1], format="onnx", verbose=False)
+"""
+
+
+def test_a_keras_application_exported_under_each_backend_hashes_as_its_torchvision_counterpart(tmp_path, hnn_cli):
+    """MobileNetV3Small (hard-swish, squeeze-and-excitation on 1 x 1 maps, channels-last BatchNorms)
+    from Keras's own export under TensorFlow and under torch: the topology and code of torchvision's."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import torchvision
+
+    codes = {}
+    for backend in ("tensorflow", "torch"):
+        path = tmp_path / f"{backend}.onnx"
+        subprocess.run([sys.executable, "-c", KERAS_APPLICATION_EXPORT_CHILD, str(path)], check=True,
+                       env={**os.environ, "KERAS_BACKEND": backend}, capture_output=True, timeout=900)
+        result = hnn_cli("hash", path, "--json")
+        assert result.returncode == 0, result.stderr
+        codes[backend] = json.loads(result.stdout)
+    reference = tmp_path / "torchvision.json"
+    ingest(torchvision.models.mobilenet_v3_small().eval(), input_shape=[1, 3, 224, 224]).to_json_file(reference)
+    from_torchvision = json.loads(hnn_cli("hash", reference, "--json").stdout)
+    for key in ("topology", "hash", "nodes"):
+        assert codes["tensorflow"][key] == codes["torch"][key] == from_torchvision[key], key
