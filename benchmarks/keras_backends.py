@@ -122,7 +122,11 @@ def main() -> None:
     database = originals(args.torchvision)
     families = {family for _, family, _ in database}
     wanted = DEFAULT_MODELS if args.models is None else args.models.split(",")
-    models = [(name, family) for name, family in applications(args.backends.split(",")[0])
+    known = applications(args.backends.split(",")[0])
+    unknown = sorted(set(wanted) - {name for name, _ in known} - {"all"})
+    if unknown:
+        raise SystemExit(f"keras_backends: not a Keras application of the preset: {', '.join(unknown)}")
+    models = [(name, family) for name, family in known
               if family in families and (args.models == "all" or name in wanted)]
     digests: dict[str, dict[str, str]] = {}
     for backend in args.backends.split(","):
