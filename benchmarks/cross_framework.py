@@ -31,11 +31,15 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None)
     args = parser.parse_args()
 
+    from hnn.errors import HnnError
     from hnn.hasher.runtime import load
 
-    checkpoint = load(args.checkpoint, args.bits)
-    database = originals(args.torchvision)
-    queries = [q for q in originals(args.keras) if q[1] in {family for _, family, _ in database}]
+    try:
+        checkpoint = load(args.checkpoint, args.bits)
+        database, keras = originals(args.torchvision), originals(args.keras)
+    except HnnError as exc:
+        raise SystemExit(f"cross_framework: {exc}") from None
+    queries = [q for q in keras if q[1] in {family for _, family, _ in database}]
     figures = score_family_retrieval(queries, database, checkpoint)
     print(f"top-1 family accuracy, Keras queries vs torchvision database ({checkpoint.bits} bits, "
           f"{len(queries)} queries): expected {figures['expected']:.2f}, "

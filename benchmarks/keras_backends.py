@@ -114,12 +114,15 @@ def main() -> None:
     parser.add_argument("--retry", action="store_true", help="try again the exports that failed before")
     args = parser.parse_args()
 
+    from hnn.errors import HnnError
     from hnn.hasher.runtime import load
     from hnn.hasher.structure import structure_of
     from hnn.ingest.pipeline import ingest_safely
 
-    checkpoint = load(args.checkpoint, args.bits)
-    database = originals(args.torchvision)
+    try:
+        checkpoint, database = load(args.checkpoint, args.bits), originals(args.torchvision)
+    except HnnError as exc:
+        raise SystemExit(f"keras_backends: {exc}") from None
     families = {family for _, family, _ in database}
     wanted = DEFAULT_MODELS if args.models is None else args.models.split(",")
     known = applications(args.backends.split(",")[0])
@@ -139,7 +142,11 @@ def main() -> None:
                 if "No module named" in error:
                     break  # the backend is not installed
                 continue
-            graph = ingest_safely(str(path), simplify=False)
+            try:
+                graph = ingest_safely(str(path), simplify=False)
+            except HnnError as exc:  # a file hnn refuses is reported, and the others still scored
+                print(f"[{backend} {number}/{len(models)}] {name}: not converted: {exc}", flush=True)
+                continue
             queries.append((f"{name}[{backend}]", family, graph))
             digests.setdefault(name, {})[backend] = structure_of(graph).topology
             print(f"[{backend} {number}/{len(models)}] {name}: {len(graph.nodes)} nodes "

@@ -128,11 +128,15 @@ def fold_channel_affine_into_conv(graph: WorkGraph) -> int:
         folded += len(doomed)
 
 
+def _affine_by_weight(node: WorkNode) -> bool:
+    """Mul, Add, Sub or x / c by a weight (c / x is not affine in x)."""
+    return (node.op in CHANNEL_AFFINE_OPS and node.params > 0 and node.data_inputs == 1
+            and (node.op != "Div" or node.input_shapes[0] == node.output_shape))
+
+
 def _folds_into_conv(graph: WorkGraph, node: WorkNode) -> bool:
-    if node.op not in CHANNEL_AFFINE_OPS or node.params == 0 or node.data_inputs != 1 or len(node.preds) != 1:
+    if not _affine_by_weight(node) or len(node.preds) != 1:
         return False
-    if node.op == "Div" and node.input_shapes[0] != node.output_shape:
-        return False  # c / x is not affine in x
     (pred_key,) = node.preds
     conv = graph.nodes[pred_key]
     if conv.op != "Conv" or len(conv.succs) != 1 or conv.is_output:
@@ -146,20 +150,10 @@ def _per_channel(node: WorkNode, channels_last: bool = False) -> bool:
     """Is the constant operand a scalar or shaped [C, 1, ..., 1] against an N, C, ... output?
 
     With ``channels_last`` (the node reads a Conv whose channel count is the output's last
-    dimension), a [C] constant against an N, H, W, C output also counts.
+    dimension), a [C] or [1, ..., 1, C] constant against an N, H, W, C output also counts.
     """
-    out = node.output_shape
-    if not out or len(out) < 2:
-        return False
-    for shape in _constant_shapes(node):
-        squeezed = list(shape)
-        while squeezed and squeezed[0] == 1 and len(squeezed) > len(out) - 1:
-            squeezed.pop(0)
-        if all(d == 1 for d in squeezed) or squeezed == [out[1]] + [1] * (len(out) - 2):
-            return True
-        if channels_last and [d for d in shape if d != 1] == [out[-1]]:  # [C] or [1, 1, 1, C] against
-            return True                                                   # N, H, W, C (a channels-last export)
-    return False
+    varies = _channel_constant(node)
+    return varies is not None and (varies[0] in (0, 1) or channels_last and varies[0] == -1)
 
 
 def channel_affine_to_batchnorm(graph: WorkGraph) -> int:
@@ -208,10 +202,7 @@ def _continues_into(graph: WorkGraph, node: WorkNode) -> WorkNode | None:
 
 def _channel_affine(node: WorkNode) -> bool:
     """An Add, Sub, Mul or x / c by a per-channel weight (not a scalar) on a feature map."""
-    if node.op not in CHANNEL_AFFINE_OPS or node.params == 0 or node.data_inputs != 1:
-        return False
-    out = node.output_shape
-    if not out or len(out) < 4 or (node.op == "Div" and node.input_shapes[0] != out):
+    if not _affine_by_weight(node) or not node.output_shape or len(node.output_shape) < 4:
         return False
     return _channel_count(node) > 1
 
@@ -229,17 +220,35 @@ def _constant_shapes(node: WorkNode) -> list[list[int]]:
 
 
 def _channel_count(node: WorkNode) -> int:
-    """The channels of a per-channel constant operand ([C, 1, 1] against N, C, H, W; [C] or
-    [1, 1, 1, C] against N, H, W, C), else 0."""
+    """The channels of a per-channel (not scalar) constant operand, on either channel axis; else 0."""
+    varies = _channel_constant(node)
+    return varies[1] if varies is not None and varies[0] != 0 else 0
+
+
+def _channel_constant(node: WorkNode) -> tuple[int, int] | None:
+    """How an elementwise node's constant operand varies over its output: (0, 1) for a scalar;
+    (1, C) for [C, 1, ..., 1] against N, C, ...; (-1, C) for [C] or [1, ..., 1, C] against
+    N, ..., C; None when it varies along another axis, or more than one."""
     out = node.output_shape
+    if not out or len(out) < 2:
+        return None
     for shape in _constant_shapes(node):
-        sizes = [d for d in shape if d != 1]
-        if len(sizes) != 1:
-            return 0
-        aligned = [1] * (len(out) - len(shape)) + list(shape)  # numpy broadcasting aligns on the right
-        if sizes[0] == out[1] and aligned[1] == out[1] or sizes[0] == out[-1] and aligned[-1] == out[-1]:
-            return sizes[0]
-    return 0
+        shape = list(shape)
+        while len(shape) > len(out) and shape[0] == 1:
+            shape.pop(0)
+        if len(shape) > len(out):
+            return None
+        aligned = [1] * (len(out) - len(shape)) + shape  # numpy broadcasting aligns on the right
+        varying = [axis for axis, size in enumerate(aligned) if size != 1]
+        if not varying:
+            return 0, 1
+        if len(varying) == 1 and aligned[varying[0]] == out[varying[0]]:
+            if varying[0] == 1:
+                return 1, out[1]
+            if varying[0] == len(out) - 1:
+                return -1, out[-1]
+        return None
+    return None
 
 
 def sequence_split_to_slices(graph: WorkGraph) -> int:
@@ -288,7 +297,8 @@ def flatten_concat(graph: WorkGraph) -> int:
         if outers and len(outers) == len(node.succs):
             graph.remove_bypassing(key)
             changed += 1
-        for outer in outers if len(outers) < len(node.succs) else ():
+            continue
+        for outer in outers:
             # Read by others too (Keras's DenseNet: concat(x, new) feeds the next layer's norm and the
             # next concat): the outer Concat reads the parts, as torchvision's cat of all features does.
             outer.preds.discard(key)
