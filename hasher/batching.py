@@ -16,8 +16,9 @@ class GraphTensors:
     edge_index: torch.Tensor  # [2, E] int64
 
 
-def to_tensors(graph: Graph, vocabulary: list[str], size_features: bool = False) -> GraphTensors:
-    return GraphTensors(torch.from_numpy(node_features(graph, vocabulary, size_features)),
+def to_tensors(graph: Graph, vocabulary: list[str], size_features: bool = False,
+               relative_sizes: bool = False) -> GraphTensors:
+    return GraphTensors(torch.from_numpy(node_features(graph, vocabulary, size_features, relative_sizes)),
                         torch.from_numpy(undirected_edge_index(graph)))
 
 

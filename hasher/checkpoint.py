@@ -64,6 +64,10 @@ class Checkpoint:
     def size_features(self) -> bool:
         return bool(self.config.get("size_features", False))  # absent from checkpoints made before it
 
+    @property
+    def relative_sizes(self) -> bool:
+        return bool(self.config.get("relative_sizes", False))  # likewise
+
     def torch_model(self, device: str = "cpu"):
         """The torch HNNNet with these weights, in eval mode (imports torch)."""
         if device not in self._torch_models:

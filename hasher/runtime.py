@@ -118,12 +118,14 @@ def hash_graphs(graphs: list[Graph], checkpoint, device: str = "cpu") -> np.ndar
         from hnn.hasher.numpy_model import forward
 
         return np.array([forward(checkpoint.arrays, graph, checkpoint.vocabulary,
-                                 size_features=checkpoint.size_features)["code"] > 0.5 for graph in graphs],
+                                 size_features=checkpoint.size_features,
+                                 relative_sizes=checkpoint.relative_sizes)["code"] > 0.5 for graph in graphs],
                         dtype=bool).reshape(len(graphs), checkpoint.bits)
     from hnn.hasher.batching import to_tensors
 
     torch_device = pick_device(device)
-    tensors = [to_tensors(graph, checkpoint.vocabulary, checkpoint.size_features) for graph in graphs]
+    tensors = [to_tensors(graph, checkpoint.vocabulary, checkpoint.size_features, checkpoint.relative_sizes)
+               for graph in graphs]
     return embed(checkpoint.torch_model(str(torch_device)), tensors, torch_device)["code"] > 0.5
 
 

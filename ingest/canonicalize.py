@@ -678,6 +678,23 @@ def remove_fixed_selections(graph: WorkGraph) -> int:
     return len(doomed)
 
 
+def remove_whole_slices(graph: WorkGraph) -> int:
+    """Drop a Slice that keeps the whole tensor (its output shape is its input's, steps 1). TorchScript
+    writes GhostNet's ``cat([x1, x2], 1)[:, :out]`` so when ``out`` is every channel; dynamo drops it.
+    A step of -1 (``flip``) keeps the shape too and moves data, so a Slice with other steps stays."""
+    doomed = []
+    for key, node in graph.nodes.items():
+        if node.op != "Slice" or node.data_inputs != 1 or node.is_output or len(node.input_shapes) < 1:
+            continue
+        shape, steps = node.input_shapes[0], node.constants.get(4, [1])
+        whole = shape is not None and shape == node.output_shape and all(d is not None and d > 0 for d in shape)
+        if whole and all(step == 1 for step in steps):
+            doomed.append(key)
+    for key in doomed:
+        graph.remove_bypassing(key)
+    return len(doomed)
+
+
 def remove_nan_guards(graph: WorkGraph) -> int:
     """Drop ``Where(IsNaN(x), 0, x)``: a guard against the NaNs of a fully masked softmax row, which
     dynamo writes after attention with no mask (ViT, Wav2Vec2) and TorchScript does not. It computes
@@ -726,6 +743,7 @@ def _layer_attributes(node: WorkNode) -> dict:
 PASSES: tuple[Callable[[WorkGraph], int], ...] = (
     remove_layout_ops,
     remove_fixed_selections,
+    remove_whole_slices,
     remove_identity_arithmetic,
     drop_input_scaling,
     fold_channel_affine_into_conv,

@@ -286,6 +286,21 @@ def test_a_gather_of_every_index_in_order_is_a_reshape_and_a_real_gather_stays()
     assert ops(ir) == ["Conv", "Gather"]
 
 
+def test_a_slice_of_the_whole_tensor_is_dropped_and_a_flip_or_a_part_stays():
+    """TorchScript writes GhostNet's ``cat([x1, x2], 1)[:, :out]`` with ``out`` every channel; dynamo drops it."""
+    def sliced(starts, ends, steps):
+        return helper.make_node("Slice", ["t1", starts, ends, "axis", steps], [f"s_{starts}_{ends}_{steps}"])
+
+    nodes = [conv("a", "x", "t1"), sliced("zero", "four", "one"), sliced("zero", "two", "one"),
+             sliced("last", "before", "back")]  # the whole tensor; a part; a flip of the channels
+    nodes.append(helper.make_node("Concat", [node.output[0] for node in nodes[1:]], ["y"], axis=1))
+    initializers = conv_weights("a") + [int_tensor(name, [value]) for name, value in
+                                        (("zero", 0), ("four", 4), ("two", 2), ("one", 1), ("axis", 1),
+                                         ("last", -1), ("before", -5), ("back", -1))]
+    ir = onnx_to_ir(model(nodes, [("x", [1, 4, 8, 8])], ["y"], initializers), simplify=False)
+    assert sorted(ops(ir)) == ["Concat", "Conv", "Slice", "Slice"]
+
+
 def test_simplification_sees_no_weight_values():
     """Zero biases (a fresh model's) are kept as a trained model's are, and two branches with equal weights
     on one input stay two: onnxsim would drop an Add of zeros and merge identical branches."""

@@ -161,8 +161,8 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
         load_checkpoint(tmp_path / "text.npz")
 
 
-@pytest.mark.parametrize("size_features", [False, True])
-def test_numpy_forward_equals_torch_forward(tmp_path, size_features):
+@pytest.mark.parametrize("size_features, relative_sizes", [(False, False), (True, False), (False, True)])
+def test_numpy_forward_equals_torch_forward(tmp_path, size_features, relative_sizes):
     from hnn.hasher.checkpoint import load_checkpoint, save_checkpoint
     from hnn.hasher.features import feature_width
     from hnn.hasher.numpy_model import forward
@@ -172,14 +172,15 @@ def test_numpy_forward_equals_torch_forward(tmp_path, size_features):
               small_graph(("Conv",) * 7)]
     vocabulary = build_vocabulary(graphs)
     model = HNNNet(HNNNetConfig(in_channels=feature_width(vocabulary, size_features), bits=32,
-                                size_features=size_features)).eval()
+                                size_features=size_features, relative_sizes=relative_sizes)).eval()
     save_checkpoint(tmp_path / "c.npz", model, vocabulary, [], "paper", "", {})
     loaded = load_checkpoint(tmp_path / "c.npz")
-    assert loaded.size_features == size_features
+    assert (loaded.size_features, loaded.relative_sizes) == (size_features, relative_sizes)
     for graph in graphs:
         with torch.no_grad():
-            expected = model(*collate([to_tensors(graph, vocabulary, size_features)]))
-        got = forward(loaded.arrays, graph, vocabulary, size_features=loaded.size_features)
+            expected = model(*collate([to_tensors(graph, vocabulary, size_features, relative_sizes)]))
+        got = forward(loaded.arrays, graph, vocabulary, size_features=loaded.size_features,
+                      relative_sizes=loaded.relative_sizes)
         assert np.allclose(got["code"], expected["code"][0].numpy(), atol=1e-5)
         assert np.allclose(got["embedding"], expected["embedding"][0].numpy(), atol=1e-4)
 
@@ -194,6 +195,21 @@ def test_size_features_tell_apart_graphs_that_differ_only_in_depth():
     assert a.shape[1] == node_features(shallow, vocabulary).shape[1] + SIZE_COLUMNS
     assert not np.allclose(a[0, -SIZE_COLUMNS:], b[0, -SIZE_COLUMNS:])
     assert np.allclose(a[:, -SIZE_COLUMNS:], a[0, -SIZE_COLUMNS:])  # the same on every node
+
+
+def test_relative_sizes_keep_still_when_every_size_scales_by_one_factor():
+    from hnn.hasher.features import relative_buckets
+    from hnn.hasher.training.loop import width_scaled
+
+    graph = small_graph(("Conv", "Relu", "Conv", "Add", "Gemm"), (10**6, 10**3, 4 * 10**6, 0, 10**4))
+    vocabulary = build_vocabulary([graph])
+    for factor in (0.25, 1.7, 16.0):  # widths halved; another input resolution; widths quadrupled
+        scaled = width_scaled(graph, factor)
+        assert (node_features(scaled, vocabulary, relative_sizes=True)
+                == node_features(graph, vocabulary, relative_sizes=True)).all()
+    assert (node_features(width_scaled(graph, 16.0), vocabulary) != node_features(graph, vocabulary)).any()
+    # The median node is bucket 6, a node 4x (one RELATIVE_STEP) above it 7, none 0, extremes clipped.
+    assert relative_buckets([100, 400, 25, 0, 10**12, 1]).tolist() == [6, 7, 5, 0, 10, 3]
 
 
 def test_width_jitter_rescales_sizes_of_about_half_the_batch_and_keeps_the_ops():

@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import run_hnn
 
-from hnn.errors import InputError
+from hnn.errors import InputError, UsageError
 from hnn.zoo.augment import delete_nodes
 from hnn.zoo.build import build, load_dataset_graph, load_manifest
 from hnn.zoo.splits import split
@@ -121,6 +121,11 @@ def test_splits_hold_out_what_they_say():
     assert held == {"m4", "m9"} and not any(name.split("~")[0] in held for name in models["train"])
     families = split(manifest, "families")
     assert {name.split("~")[0] for name in families["test"]} == {"m8", "m9"}  # family f4
+    named = split(manifest, "families=f0,f3")
+    assert {name.split("~")[0] for name in named["test"]} == {"m0", "m1", "m6", "m7"}
+    assert not any(name.split("~")[0] in {"m0", "m1", "m6", "m7"} for name in named["train"])
+    with pytest.raises(UsageError, match="no family f9"):
+        split(manifest, "families=f0,f9")
 
 
 def test_cli_zoo_build_bad_preset_is_one_line_usage_error(tmp_path):

@@ -10,6 +10,8 @@
   out whole: it, and all its augmentations, are test; nothing of it is trained on.
 * ``families``: every fifth family in sorted order (positions 4, 9, ...) is held
   out whole, with all its models and their augmentations.
+* ``families=A,B``: the named families are held out whole (a checkpoint for
+  benchmarks/generalization.py that has never seen the families a query set has).
 
 With fewer than five models (or families) but at least two, the last one is held out.
 """
@@ -18,7 +20,8 @@ from __future__ import annotations
 
 from hnn.errors import UsageError
 
-SPLITS = ("paper", "models", "families")
+SPLITS = ("paper", "models", "families", "families=A,B")
+NAMED_FAMILIES = "families="
 TRAIN_SHARE = 0.8
 HOLDOUT_EVERY = 5
 
@@ -42,6 +45,12 @@ def split(manifest: dict, kind: str) -> dict[str, list[str]]:
         held_out = set(every_fifth(models))
     elif kind == "families":
         held = set(every_fifth(sorted({m["family"] for m in manifest["models"]})))
+        held_out = {m["name"] for m in manifest["models"] if m["family"] in held}
+    elif kind.startswith(NAMED_FAMILIES):
+        held = set(kind.removeprefix(NAMED_FAMILIES).split(","))
+        unknown = sorted(held - {m["family"] for m in manifest["models"]})
+        if unknown:
+            raise UsageError(f"split {kind!r}: the dataset has no family {', '.join(unknown)}")
         held_out = {m["name"] for m in manifest["models"] if m["family"] in held}
     else:
         raise UsageError(f"unknown split {kind!r}; choose from {', '.join(SPLITS)}")

@@ -74,7 +74,8 @@ def prepare(data_dir: str | Path, config: TrainConfig, progress=None) -> Prepare
     _, matrix, _ = pairwise_ged(data_dir, kind=config.kind, cap=config.cap, progress=progress,
                                 loaded=(records, graphs))
     return Prepared(
-        names=names, records=records, tensors=[to_tensors(g, vocabulary, config.size_features) for g in graphs],
+        names=names, records=records,
+        tensors=[to_tensors(g, vocabulary, config.size_features, config.relative_sizes) for g in graphs],
         family_index=np.array([family_of.get(r["family"], -1) for r in records]), families=families,
         vocabulary=vocabulary, ged=matrix.astype(np.float32), train=np.array(train),
         validation=np.array(validation), rules=manifest["rules"], rules_digest=manifest.get("rules_digest", ""),
@@ -101,7 +102,7 @@ def batch_tensors(data: Prepared, index: np.ndarray, config: TrainConfig, rng: n
         if rng.random() < 0.5:
             width = rng.uniform(1 - config.width_jitter, 1)
             tensors.append(to_tensors(width_scaled(data.graphs[i], width ** 2), data.vocabulary,
-                                      config.size_features))
+                                      config.size_features, config.relative_sizes))
         else:
             tensors.append(data.tensors[i])
     return tensors
@@ -175,7 +176,8 @@ def train(data_dir: str | Path, config: TrainConfig, output: str | Path | None =
     model = HNNNet(HNNNetConfig(in_channels=feature_width(data.vocabulary, config.size_features), bits=config.bits,
                                 families=len(data.families) if config.beta else 0,
                                 sources=len(train_sources) if config.source_beta else 0,
-                                size_features=config.size_features)).to(device)
+                                size_features=config.size_features,
+                                relative_sizes=config.relative_sizes)).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     weights = LossWeights(alpha=config.alpha, beta=config.beta, gamma=config.gamma, cap=config.cap,
                           topology=config.topology, same_source_shrink=config.same_source_shrink,

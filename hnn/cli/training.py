@@ -18,7 +18,8 @@ def train(
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 100,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    split: Annotated[str, typer.Option("--split", help="paper, models or families: what is held out.")] = "paper",
+    split: Annotated[str, typer.Option(
+        "--split", help="paper, models, families, or families=A,B (those held out): what is held out.")] = "paper",
     kind: Annotated[str, typer.Option("--kind", help="merged or raw graphs.")] = "merged",
     topology: Annotated[str, typer.Option(help="code (default) or embedding (the paper's form).")] = "code",
     no_class: Annotated[bool, typer.Option(
@@ -31,6 +32,10 @@ def train(
     width_jitter: Annotated[float, typer.Option(
         "--width-jitter", min=0.0, max=0.9,
         help="Train on width-scaled copies too: widths scaled by up to this share (robustness to pruning).")] = 0.0,
+    relative_sizes: Annotated[bool, typer.Option(
+        "--relative-sizes",
+        help="Size buckets relative to the graph's median node: the code keeps still when the input "
+             "resolution or every width changes (not in the paper).")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Train HNN-Net on a dataset and write the best checkpoint (by validation source-model mAP)."""
@@ -39,7 +44,7 @@ def train(
 
     config = configure(bits=bits, epochs=epochs, device=device, seed=seed, split=split, kind=kind, topology=topology,
                        with_class=not no_class, source_weight=source_weight, size_features=size_features,
-                       width_jitter=width_jitter)
+                       width_jitter=width_jitter, relative_sizes=relative_sizes)
     with Progress("training") as progress:
         def report(epoch, total, record):
             parts = " ".join(f"{k}={record[k]}" for k in ("topo", "class", "source_class", "quant", "val_source_map")
@@ -59,7 +64,7 @@ def train(
 def evaluate(
     data: Annotated[Path, typer.Option("--data", help="Dataset folder from `hnn zoo build`.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for results.json, results.md, plots.")],
-    split: Annotated[str, typer.Option("--split", help="paper, models or families.")] = "paper",
+    split: Annotated[str, typer.Option("--split", help="paper, models, families or families=A,B.")] = "paper",
     bits: Annotated[str, typer.Option("--bits", help="Comma-separated bit counts.")] = "16,32,64",
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated: hnn, hnn-index, hnn-noclass, "
                                                            "hnn-paper, ghashing, wl-simhash, hnn+wl, hnn-size "
