@@ -183,7 +183,8 @@ def extract(model: onnx.ModelProto) -> WorkGraph:
         data_inputs = [node.input[i] for i in carrying if i < len(node.input) and node.input[i] in data_tensors]
         if op in SHAPE_ONLY_OPS or not data_inputs:
             folded = (_fold_constant(node, initializers, shapes) or _relaid_weight(node, initializers, shapes)
-                      or _gathered_weight(node, initializers, shapes) or _derived_weight(node, initializers, shapes))
+                      or _gathered_weight(node, initializers, shapes) or _derived_weight(node, initializers, shapes)
+                      or _cast_like_weight(node, initializers))
             for name, value in folded.items():
                 initializers[name] = value
                 shapes[name] = list(value.dims)
@@ -423,6 +424,23 @@ def _relaid_weight(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
         return {}
     cast_to = next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
     return {name: _sized_constant(name, cast_to or weight.data_type, dims)}
+
+
+def _cast_like_weight(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto]) -> dict[str, onnx.TensorProto]:
+    """``CastLike(weight, x)``: the weight, in x's type. dynamo writes a GroupNorm's affine weights so
+    (Unsqueeze, then CastLike to the activation's type) where TorchScript reads them as they are. Only x's
+    type is read, so the result is the weight whatever x holds. Folded in extraction only, where no shape
+    inference follows (prepare's folding leaves it: a constant of the weight's own type beside a float16
+    activation would fail it); the copy keeps the weight's type, which counting does not read."""
+    if node.op_type != "CastLike" or len(node.input) < 2 or node.input[0] not in tensors or not node.output:
+        return {}
+    weight, name = tensors[node.input[0]], node.output[0]
+    if is_hollow(weight) or prod(weight.dims) > MAX_FOLD_ELEMENTS:
+        return {name: _sized_constant(name, weight.data_type, list(weight.dims))}
+    copy = onnx.TensorProto()
+    copy.CopyFrom(weight)
+    copy.name = name
+    return {name: copy}
 
 
 def _sized_constant(name: str, data_type: int, dims: list[int]) -> onnx.TensorProto:

@@ -301,6 +301,24 @@ def test_a_slice_of_the_whole_tensor_is_dropped_and_a_flip_or_a_part_stays():
     assert sorted(ops(ir)) == ["Concat", "Conv", "Slice", "Slice"]
 
 
+def test_a_weight_cast_like_the_activation_is_the_weight_as_dynamo_writes_a_group_norms_affine():
+    """dynamo: Mul(x, CastLike(Unsqueeze(w, axes), x)); TorchScript: Mul(x, w[C, 1, 1])."""
+    import numpy as np
+
+    gamma = np.arange(1, 5, dtype=np.float32)
+    plain = [conv("a", "x", "t1"), helper.make_node("Relu", ["t1"], ["t2"]),
+             helper.make_node("Mul", ["t2", "gamma_c11"], ["y"])]
+    plain_weights = conv_weights("a") + [numpy_helper.from_array(gamma.reshape(4, 1, 1), "gamma_c11")]
+    dynamo = plain[:2] + [helper.make_node("Unsqueeze", ["gamma", "axes"], ["g1"]),
+                          helper.make_node("CastLike", ["g1", "t2"], ["g2"]),
+                          helper.make_node("Mul", ["t2", "g2"], ["y"])]
+    dynamo_weights = conv_weights("a") + [numpy_helper.from_array(gamma, "gamma"), int_tensor("axes", [1, 2])]
+    irs = [onnx_to_ir(model(nodes, [("x", [1, 4, 8, 8])], ["y"], weights), simplify=False)
+           for nodes, weights in ((plain, plain_weights), (dynamo, dynamo_weights))]
+    assert irs[0].digest() == irs[1].digest()
+    assert [(n.op, n.params) for n in irs[1].nodes] == [("Conv", 144), ("Relu", 0), ("BatchNormalization", 8)]
+
+
 def test_simplification_sees_no_weight_values():
     """Zero biases (a fresh model's) are kept as a trained model's are, and two branches with equal weights
     on one input stay two: onnxsim would drop an Add of zeros and merge identical branches."""

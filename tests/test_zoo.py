@@ -54,6 +54,27 @@ def test_build_resumes_without_redoing_finished_models(small_zoo):
     assert resumed["augmented"] == data["augmented"]
 
 
+def test_a_longer_list_converts_only_what_it_adds_and_a_shorter_one_drops_the_rest(small_zoo, tmp_path):
+    import shutil
+
+    root, listing, data = small_zoo
+    out = shutil.copytree(root / "data", tmp_path / "data")  # the module's dataset stays as it is
+    before = {name: (out / "raw" / f"{name}.json").stat().st_mtime_ns for name in ("squeezenet1_1", "resnet18")}
+    longer = tmp_path / "longer.txt"
+    longer.write_text(listing.read_text() + "torchvision.models:alexnet alexnet\n")
+    grown = build(str(longer), out, augmentations=3, seed=5)
+    assert [m["name"] for m in grown["models"]] == ["squeezenet1_1", "resnet18", "alexnet"]
+    assert grown["preset"] == str(longer) and len(grown["augmented"]) == 9
+    assert all((out / "raw" / f"{name}.json").stat().st_mtime_ns == mtime for name, mtime in before.items())
+    shorter = tmp_path / "shorter.txt"
+    shorter.write_text("torchvision.models:resnet18 resnet\n")
+    kept = build(str(shorter), out, augmentations=3, seed=5)
+    assert [m["name"] for m in kept["models"]] == ["resnet18"]
+    assert {a["source"] for a in kept["augmented"]} == {"resnet18"}
+    with pytest.raises(UsageError, match="other settings"):
+        build(str(shorter), out, augmentations=2, seed=5)
+
+
 def test_reusing_raw_ir_remerges_with_other_rules_without_converting_again(small_zoo, tmp_path, monkeypatch):
     import hnn.zoo.build as zoo
 

@@ -8,9 +8,13 @@
     DIR/merged/<model>.json      IR merged with the rule set
     DIR/raw/<model>~aug<k>.json  augmentation k of the raw IR (and likewise under merged/)
 
-A build is resumable: models already in the manifest (with their files) are
-skipped, so an interrupted build picks up where it stopped. A model that fails
-to convert is listed under ``failed`` with its reason, and the build goes on.
+A build is resumable and incremental: models already in the manifest (with their
+files, built from the same entry) are skipped, so an interrupted build picks up
+where it stopped, and a build into the same folder with a longer model list
+converts only the models it adds (another list is another preset; the other
+settings, seed, augmentations and rules, must be the same). Models the new list
+lacks leave the manifest. A model that fails to convert is listed under
+``failed`` with its reason, and the build goes on.
 """
 
 from __future__ import annotations
@@ -51,16 +55,29 @@ class Manifest:
         path = root / "manifest.json"
         if path.exists():
             existing = load_manifest(root)
-            changed = {k: (existing.get(k), v) for k, v in settings.items() if existing.get(k) != v}
+            # The preset is only which models: each model's files depend on its entry and these settings.
+            changed = {k: (existing.get(k), v) for k, v in settings.items()
+                       if k != "preset" and existing.get(k) != v}
             if changed:
                 raise UsageError(f"{path}: was built with other settings {changed}; use another output folder")
-            manifest.data = existing
+            manifest.data = {**existing, "preset": settings["preset"]}
             manifest.data["failed"] = []  # failures are retried on resume
         return manifest
 
-    def done(self, name: str) -> bool:
-        entry = next((m for m in self.data["models"] if m["name"] == name), None)
-        return entry is not None and all((self.root / f).is_file() for f in entry["files"].values())
+    def done(self, entry: ZooEntry) -> bool:
+        """Is ``entry`` built, from the same entry (a list may give a name another constructor), with its files?"""
+        built = next((m for m in self.data["models"] if m["name"] == entry.name), None)
+        same = ("family", "constructor", "input_shape")  # the framework recorded is the one detected
+        return (built is not None and all(built.get(key) == getattr(entry, key) for key in same)
+                and all((self.root / f).is_file() for f in built["files"].values()))
+
+    def keep_only(self, names: set[str]) -> int:
+        """Drop the models (and their augmentations) not in ``names``; returns how many went."""
+        before = len(self.data["models"])
+        self.data["models"] = [m for m in self.data["models"] if m["name"] in names]
+        self.data["augmented"] = [a for a in self.data["augmented"] if a["source"] in names]
+        self.save()
+        return before - len(self.data["models"])
 
     def add(self, model: dict, augmented: list[dict]) -> None:
         self.data["models"] = [m for m in self.data["models"] if m["name"] != model["name"]] + [model]
@@ -191,7 +208,7 @@ def build(preset: str, root: str | Path, rule_files=None, augmentations: int = A
     for position, entry in enumerate(entries):
         if progress:
             progress(position, len(entries), entry.name)
-        if manifest.done(entry.name):
+        if manifest.done(entry):
             continue
         started = time.perf_counter()
         try:
@@ -202,6 +219,9 @@ def build(preset: str, root: str | Path, rule_files=None, augmentations: int = A
             continue
         model["seconds"] = round(time.perf_counter() - started, 2)
         manifest.add(model, augmented)
+    dropped = manifest.keep_only({entry.name for entry in entries})
+    if dropped:
+        log.info("%d model(s) the preset no longer lists left the manifest", dropped)
     if progress:
         progress(len(entries), len(entries), "")
     write_summary(root, manifest.data)
