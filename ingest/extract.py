@@ -435,6 +435,8 @@ def _cast_like_weight(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto]
     if node.op_type != "CastLike" or len(node.input) < 2 or node.input[0] not in tensors or not node.output:
         return {}
     weight, name = tensors[node.input[0]], node.output[0]
+    if prod(weight.dims) <= 1:  # a setting, not a weight: dynamo expands CastLike(0, x) into a bias-free Conv's bias
+        return {}
     if is_hollow(weight) or prod(weight.dims) > MAX_FOLD_ELEMENTS:
         return {name: _sized_constant(name, weight.data_type, list(weight.dims))}
     copy = onnx.TensorProto()
