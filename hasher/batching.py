@@ -17,8 +17,8 @@ class GraphTensors:
 
 
 def to_tensors(graph: Graph, vocabulary: list[str], size_features: bool = False,
-               relative_sizes: bool = False) -> GraphTensors:
-    return GraphTensors(torch.from_numpy(node_features(graph, vocabulary, size_features, relative_sizes)),
+               sizes: str = "absolute") -> GraphTensors:
+    return GraphTensors(torch.from_numpy(node_features(graph, vocabulary, size_features, sizes)),
                         torch.from_numpy(undirected_edge_index(graph)))
 
 

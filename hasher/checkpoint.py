@@ -65,8 +65,8 @@ class Checkpoint:
         return bool(self.config.get("size_features", False))  # absent from checkpoints made before it
 
     @property
-    def relative_sizes(self) -> bool:
-        return bool(self.config.get("relative_sizes", False))  # likewise
+    def sizes(self) -> str:
+        return str(self.config.get("sizes", "absolute"))  # likewise (hnn.hasher.features.SIZES)
 
     def torch_model(self, device: str = "cpu"):
         """The torch HNNNet with these weights, in eval mode (imports torch)."""

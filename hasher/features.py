@@ -5,14 +5,22 @@ count falls in one of 11 buckets (the paper prints ``max``; its text says
 values fall in 0..10, which only ``min`` gives). The op vocabulary is stored
 with the checkpoint; ops not in it share the ``<other>`` slot.
 
-With ``relative_sizes`` (not in the paper) the two size buckets measure a node
-against its own graph instead: bucket 0 for 0, else 1..10 by how many factors of
-RELATIVE_STEP the node lies above or below the median over the graph's nodes
-that have any (:func:`relative_buckets`). A copy exported at another input
-resolution multiplies every spatial layer's FLOPs by one factor, and a copy with
-every width scaled multiplies every layer's parameters by about one factor: the
-absolute buckets of many nodes move, the relative ones only where a node does not
-scale with the rest (the classifier after global pooling, the stem).
+``sizes`` chooses how the two size buckets are read (a checkpoint's setting; the
+paper's is ``absolute``). A copy exported at another input resolution multiplies
+every spatial layer's FLOPs by one factor, and a copy with every width scaled
+multiplies every layer's parameters by about one factor: the absolute buckets of
+many nodes move. Not in the paper:
+
+* ``resolution``: FLOPs as at the reference input, 224x224 pixels: each node's
+  FLOPs times 224^2 / (H W) of the graph's image input (:func:`resolution_factor`).
+  Every layer before global pooling scales exactly with the pixel count (a CNN's
+  strides divide both 224 and 256), so at another resolution only the layers after
+  pooling move, and those the other way. Graphs without an image input (tokens,
+  audio) keep their FLOPs. Parameters are absolute, as in the paper.
+* ``relative``: bucket 0 for 0, else 1..10 by how many factors of RELATIVE_STEP the
+  node lies above or below the median over the graph's nodes that have any
+  (:func:`relative_buckets`): still under resolution and uniform width changes, but
+  architectures that differ mostly in size collide.
 """
 
 from __future__ import annotations
@@ -25,6 +33,9 @@ from hnn.ingest.flops import BUCKETS, enc
 from hnn.ingest.ir import Graph
 
 OTHER = "<other>"
+SIZES = ("absolute", "resolution", "relative")
+# The reference input of ``sizes="resolution"``: what torchvision's and most timm models take.
+REFERENCE_PIXELS = 224 * 224
 # log2 units per relative bucket: a factor of 4, which a 3x3 layer's parameters and FLOPs span
 # between two stages of a CNN (double the channels), so a stage is one bucket.
 RELATIVE_STEP = 2.0
@@ -46,10 +57,23 @@ def feature_width(vocabulary: list[str], size_features: bool = False) -> int:
 SIZE_COLUMNS = 3
 
 
-def graph_size_features(graph: Graph) -> np.ndarray:
-    """[log2(nodes + 1), log10(FLOPs + 1), log10(params + 1)] / 10, float32."""
-    return np.array([math.log2(1 + len(graph.nodes)), math.log10(1 + graph.total_flops),
+def graph_size_features(graph: Graph, flops_factor: float = 1.0) -> np.ndarray:
+    """[log2(nodes + 1), log10(FLOPs * flops_factor + 1), log10(params + 1)] / 10, float32."""
+    return np.array([math.log2(1 + len(graph.nodes)), math.log10(1 + graph.total_flops * flops_factor),
                      math.log10(1 + graph.total_params)], dtype=np.float32) / 10
+
+
+def resolution_factor(graph: Graph) -> float:
+    """REFERENCE_PIXELS over the pixels of the graph's largest image input; 1.0 without one.
+
+    An image input is a rank-4 trigger shape, channels first (NCHW) or last (NHWC): the channel
+    axis is the smaller of axes 1 and 3, as no image is narrower than its channel count."""
+    pixels = 0
+    for shape in graph.meta.input_shapes.values():
+        if len(shape) == 4 and all(dim > 0 for dim in shape):
+            height, width = (shape[2], shape[3]) if shape[1] <= shape[3] else (shape[1], shape[2])
+            pixels = max(pixels, height * width)
+    return REFERENCE_PIXELS / pixels if pixels else 1.0
 
 
 def relative_buckets(values: list[int]) -> np.ndarray:
@@ -66,24 +90,27 @@ def relative_buckets(values: list[int]) -> np.ndarray:
 
 
 def node_features(graph: Graph, vocabulary: list[str], size_features: bool = False,
-                  relative_sizes: bool = False) -> np.ndarray:
+                  sizes: str = "absolute") -> np.ndarray:
     """Float32 matrix [nodes, len(vocabulary) + 22 (+ 3 with size_features)]."""
     index = {op: i for i, op in enumerate(vocabulary)}
     other = index[OTHER]
     n_ops = len(vocabulary)
     features = np.zeros((len(graph.nodes), feature_width(vocabulary, size_features)), dtype=np.float32)
-    if relative_sizes:
+    if sizes not in SIZES:
+        raise ValueError(f"sizes {sizes!r}: one of {', '.join(SIZES)}")
+    factor = resolution_factor(graph) if sizes == "resolution" else 1.0
+    if sizes == "relative":
         flops = relative_buckets([node.flops for node in graph.nodes])
         params = relative_buckets([node.params for node in graph.nodes])
     else:
-        flops = [enc(node.flops) for node in graph.nodes]
+        flops = [enc(round(node.flops * factor)) for node in graph.nodes]
         params = [enc(node.params) for node in graph.nodes]
     for row, node in enumerate(graph.nodes):
         features[row, index.get(node.op, other)] = 1
         features[row, n_ops + flops[row]] = 1
         features[row, n_ops + BUCKETS + params[row]] = 1
     if size_features:
-        features[:, -SIZE_COLUMNS:] = graph_size_features(graph)
+        features[:, -SIZE_COLUMNS:] = graph_size_features(graph, factor)
     return features
 
 

@@ -34,7 +34,7 @@ class HNNNetConfig:
     gcn: tuple[int, ...] = (256, 128, 64)
     fc: tuple[int, ...] = (348, 256, 256, 128)
     size_features: bool = False  # in_channels includes the 3 graph-size columns (hnn.hasher.features)
-    relative_sizes: bool = False  # the size buckets are relative to the graph's median (hnn.hasher.features)
+    sizes: str = "absolute"  # how node sizes are bucketed (hnn.hasher.features.SIZES)
     sources: int = 0  # source-model classes of a second head on FC3 (0: none; not in the paper)
 
     def to_dict(self) -> dict:

@@ -45,9 +45,9 @@ def attention_pool(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 
 def forward(arrays: dict[str, np.ndarray], graph: Graph, vocabulary: list[str], layers: int = 3,
-            fcs: int = 4, size_features: bool = False, relative_sizes: bool = False) -> dict[str, np.ndarray]:
+            fcs: int = 4, size_features: bool = False, sizes: str = "absolute") -> dict[str, np.ndarray]:
     """Embedding (FC3) and code (sigmoid of FC5) of one graph."""
-    x = node_features(graph, vocabulary, size_features, relative_sizes)
+    x = node_features(graph, vocabulary, size_features, sizes)
     edge_index = undirected_edge_index(graph)
     pooled = []
     for layer in range(layers):

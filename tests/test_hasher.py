@@ -161,8 +161,9 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
         load_checkpoint(tmp_path / "text.npz")
 
 
-@pytest.mark.parametrize("size_features, relative_sizes", [(False, False), (True, False), (False, True)])
-def test_numpy_forward_equals_torch_forward(tmp_path, size_features, relative_sizes):
+@pytest.mark.parametrize("size_features, sizes", [(False, "absolute"), (True, "absolute"), (False, "relative"),
+                                                   (True, "resolution")])
+def test_numpy_forward_equals_torch_forward(tmp_path, size_features, sizes):
     from hnn.hasher.checkpoint import load_checkpoint, save_checkpoint
     from hnn.hasher.features import feature_width
     from hnn.hasher.numpy_model import forward
@@ -172,15 +173,15 @@ def test_numpy_forward_equals_torch_forward(tmp_path, size_features, relative_si
               small_graph(("Conv",) * 7)]
     vocabulary = build_vocabulary(graphs)
     model = HNNNet(HNNNetConfig(in_channels=feature_width(vocabulary, size_features), bits=32,
-                                size_features=size_features, relative_sizes=relative_sizes)).eval()
+                                size_features=size_features, sizes=sizes)).eval()
     save_checkpoint(tmp_path / "c.npz", model, vocabulary, [], "paper", "", {})
     loaded = load_checkpoint(tmp_path / "c.npz")
-    assert (loaded.size_features, loaded.relative_sizes) == (size_features, relative_sizes)
+    assert (loaded.size_features, loaded.sizes) == (size_features, sizes)
     for graph in graphs:
         with torch.no_grad():
-            expected = model(*collate([to_tensors(graph, vocabulary, size_features, relative_sizes)]))
+            expected = model(*collate([to_tensors(graph, vocabulary, size_features, sizes)]))
         got = forward(loaded.arrays, graph, vocabulary, size_features=loaded.size_features,
-                      relative_sizes=loaded.relative_sizes)
+                      sizes=loaded.sizes)
         assert np.allclose(got["code"], expected["code"][0].numpy(), atol=1e-5)
         assert np.allclose(got["embedding"], expected["embedding"][0].numpy(), atol=1e-4)
 
@@ -205,11 +206,48 @@ def test_relative_sizes_keep_still_when_every_size_scales_by_one_factor():
     vocabulary = build_vocabulary([graph])
     for factor in (0.25, 1.7, 16.0):  # widths halved; another input resolution; widths quadrupled
         scaled = width_scaled(graph, factor)
-        assert (node_features(scaled, vocabulary, relative_sizes=True)
-                == node_features(graph, vocabulary, relative_sizes=True)).all()
+        assert (node_features(scaled, vocabulary, sizes="relative")
+                == node_features(graph, vocabulary, sizes="relative")).all()
     assert (node_features(width_scaled(graph, 16.0), vocabulary) != node_features(graph, vocabulary)).any()
     # The median node is bucket 6, a node 4x (one RELATIVE_STEP) above it 7, none 0, extremes clipped.
     assert relative_buckets([100, 400, 25, 0, 10**12, 1]).tolist() == [6, 7, 5, 0, 10, 3]
+
+
+def test_resolution_sizes_give_a_cnn_at_256_the_features_it_has_at_224():
+    """A copy exported at another input resolution is the same model: with sizes="resolution"
+    only the layers after global pooling may move; with absolute sizes the convolutions move."""
+    from hnn.hasher.features import resolution_factor
+    from hnn.ingest.pipeline import ingest
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        # 12 channels: the first conv's 8.1 MFLOPs at 224 are 10.6 at 256, another order of magnitude
+        torch.nn.Conv2d(3, 12, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(12, 32, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(32, 64, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+    graphs = {side: ingest(net, input_shape=[1, 3, side, side]) for side in (224, 256)}
+    assert resolution_factor(graphs[224]) == 1.0 and resolution_factor(graphs[256]) == pytest.approx(49 / 64)
+    vocabulary = build_vocabulary(list(graphs.values()))
+    convs = [i for i, node in enumerate(graphs[224].nodes) if node.op.startswith("Conv")]
+    assert len(convs) == 3 and [n.op for n in graphs[224].nodes] == [n.op for n in graphs[256].nodes]
+    same = node_features(graphs[224], vocabulary, sizes="resolution")
+    moved = node_features(graphs[256], vocabulary, sizes="resolution")
+    assert (same[convs] == moved[convs]).all()
+    assert (node_features(graphs[224], vocabulary)[convs] != node_features(graphs[256], vocabulary)[convs]).any()
+    # channels last (a Keras export) reads the same pixels; a token input has none
+    keras_like = Graph(graphs[256].nodes, graphs[256].edges, GraphMeta("keras", input_shapes={"x": [1, 256, 256, 3]}))
+    assert resolution_factor(keras_like) == pytest.approx(49 / 64)
+    tokens = Graph(graphs[256].nodes, graphs[256].edges, GraphMeta("onnx", input_shapes={"ids": [1, 128]}))
+    assert resolution_factor(tokens) == 1.0
+
+
+def test_unknown_sizes_setting_is_a_usage_error():
+    from hnn.errors import UsageError
+    from hnn.hasher.training.config import configure
+
+    with pytest.raises(UsageError, match="unknown sizes 'pixels'"):
+        configure(sizes="pixels")
 
 
 def test_width_jitter_rescales_sizes_of_about_half_the_batch_and_keeps_the_ops():

@@ -75,6 +75,44 @@ def test_a_longer_list_converts_only_what_it_adds_and_a_shorter_one_drops_the_re
         build(str(shorter), out, augmentations=2, seed=5)
 
 
+def test_copier_variants_are_graphs_of_their_source_and_more_variants_convert_only_those(small_zoo, tmp_path):
+    import shutil
+
+    from hnn.zoo.dataset import dataset_graphs, pairwise_ged
+
+    root, listing, data = small_zoo
+    out = shutil.copytree(root / "data", tmp_path / "data")
+    squeeze = tmp_path / "squeeze.txt"
+    squeeze.write_text("torchvision.models:squeezenet1_1 squeezenet\n")
+    built = build(str(squeeze), out, augmentations=3, seed=5, variants=("head", "resolution"))
+    by_name = {v["name"]: v for v in built["variants"]}
+    assert set(by_name) == {"squeezenet1_1~head", "squeezenet1_1~resolution"}
+    assert {v["source"] for v in built["variants"]} == {"squeezenet1_1"}
+    assert by_name["squeezenet1_1~head"]["constructor"].endswith(":num_classes=10")
+    assert list(by_name["squeezenet1_1~resolution"]["input_shapes"].values()) == [[1, 3, 256, 256]]
+    head = load_dataset_graph(out, by_name["squeezenet1_1~head"]["files"]["raw"])
+    original = load_dataset_graph(out, built["models"][0]["files"]["raw"])
+    assert [n.op for n in head.nodes] == [n.op for n in original.nodes] and head.total_params < original.total_params
+    # training sees them as copies of their source: they follow it through a split
+    assert {"squeezenet1_1~head", "squeezenet1_1~resolution"} <= set(split(built, "families=squeezenet")["test"])
+    records, _ = dataset_graphs(out)
+    names, matrix, _ = pairwise_ged(out, loaded=dataset_graphs(out))
+    assert len(names) == len(records) == 1 + 3 + 2 and matrix.shape == (6, 6)
+    mtime = (out / "raw" / "squeezenet1_1~head.json").stat().st_mtime_ns
+    grown = build(str(squeeze), out, augmentations=3, seed=5, variants=("head", "resolution", "dynamo"))
+    assert len(grown["variants"]) == 3 and (out / "raw" / "squeezenet1_1~head.json").stat().st_mtime_ns == mtime
+    assert [v["name"] for v in build(str(squeeze), out, augmentations=3, seed=5, variants=("dynamo",))["variants"]] \
+        == ["squeezenet1_1~dynamo"]
+
+
+def test_unknown_variant_is_a_usage_error():
+    from hnn.zoo.variants import parse_variants
+
+    assert parse_variants("dynamo,head") == ("head", "dynamo")
+    with pytest.raises(UsageError, match="unknown variant.*blur"):
+        parse_variants("head,blur")
+
+
 def test_reusing_raw_ir_remerges_with_other_rules_without_converting_again(small_zoo, tmp_path, monkeypatch):
     import hnn.zoo.build as zoo
 
@@ -152,6 +190,10 @@ def test_splits_hold_out_what_they_say():
 def test_cli_zoo_build_bad_preset_is_one_line_usage_error(tmp_path):
     result = run_hnn("zoo", "build", "--preset", "nonsense", "-o", tmp_path / "d")
     assert result.returncode == 2 and "unknown preset 'nonsense'" in result.stderr
+    result = run_hnn("zoo", "build", "--variants", "head,blur", "-o", tmp_path / "d")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "hnn: unknown variant(s) blur; choose from head, resolution, dynamo"
+    assert not (tmp_path / "d").exists()
     result = run_hnn("zoo", "ged", tmp_path)
     assert result.returncode == 1 and "manifest" in result.stderr
 

@@ -23,11 +23,11 @@ def source_of(record: dict) -> str:
 
 
 def dataset_graphs(root: str | Path, kind: str = "merged") -> tuple[list[dict], list[Graph]]:
-    """Manifest records (originals, then augmented) and their graphs of one kind."""
+    """Manifest records (originals, augmented, copier variants) and their graphs of one kind."""
     if kind not in KINDS:
         raise UsageError(f"unknown graph kind {kind!r}; choose from {', '.join(KINDS)}")
     manifest = load_manifest(root)
-    records = manifest["models"] + manifest["augmented"]
+    records = manifest["models"] + manifest["augmented"] + manifest["variants"]
     return records, [load_dataset_graph(root, record["files"][kind]) for record in records]
 
 
@@ -41,7 +41,7 @@ def pairwise_ged(root: str | Path, kind: str = "merged", cap: int = DEFAULT_CAP,
     position = {record["name"]: i for i, record in enumerate(records)}
     known = {}
     for i, record in enumerate(records):
-        if "source" in record and record["source"] in position:
+        if "edits" in record and record["source"] in position:  # a variant's distance is estimated
             known[(position[record["source"]], i)] = record["edits"][kind]
     ged_graphs = [GedGraph.from_ir(graph) for graph in graphs]
     framework = {record["name"]: record.get("framework") for record in records if "source" not in record}

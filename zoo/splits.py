@@ -40,7 +40,10 @@ def split(manifest: dict, kind: str) -> dict[str, list[str]]:
         position = {name: i for i, name in enumerate(models)}
         ordered = sorted(augmented, key=lambda a: (a["index"], position.get(a["source"], len(models))))
         cut = round(TRAIN_SHARE * len(ordered))
-        return {"train": models + [a["name"] for a in ordered[:cut]], "test": [a["name"] for a in ordered[cut:]]}
+        # copier variants train: the paper's test set is augmentations only
+        variants = [v["name"] for v in manifest.get("variants", [])]
+        return {"train": models + [a["name"] for a in ordered[:cut]] + variants,
+                "test": [a["name"] for a in ordered[cut:]]}
     if kind == "models":
         held_out = set(every_fifth(models))
     elif kind == "families":
@@ -55,6 +58,7 @@ def split(manifest: dict, kind: str) -> dict[str, list[str]]:
     else:
         raise UsageError(f"unknown split {kind!r}; choose from {', '.join(SPLITS)}")
     train = [name for name in models if name not in held_out]
-    train += [a["name"] for a in augmented if a["source"] not in held_out]
-    test = [name for name in models if name in held_out] + [a["name"] for a in augmented if a["source"] in held_out]
+    derived = augmented + manifest.get("variants", [])
+    train += [a["name"] for a in derived if a["source"] not in held_out]
+    test = [name for name in models if name in held_out] + [a["name"] for a in derived if a["source"] in held_out]
     return {"train": train, "test": test}

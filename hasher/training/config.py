@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from hnn.errors import UsageError
+from hnn.hasher.features import SIZES
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -24,8 +27,9 @@ class TrainConfig:
     same_source_shrink: float = 1.0
     source_margin: float = 0.0
     size_features: bool = False
-    # Size buckets relative to the graph's median node (hnn.hasher.features; not in the paper).
-    relative_sizes: bool = False
+    # How node sizes are bucketed (hnn.hasher.features.SIZES): absolute, as in the paper, or
+    # resolution (FLOPs as at 224x224 input) or relative (to the graph's median node).
+    sizes: str = "absolute"
     # Training augmentation (not in the paper): a graph in a batch is, with probability 1/2,
     # seen with every node's FLOPs and parameters scaled by s^2, s uniform in
     # [1 - width_jitter, 1] (the cost of channels pruned by a share 1 - s), as the same source.
@@ -44,11 +48,13 @@ DEFAULT_CONFIG = TrainConfig(topology="code", same_source_shrink=0.25, source_ma
 def configure(bits: int = 32, epochs: int = 100, device: str = "auto", seed: int = 0, split: str = "paper",
               kind: str = "merged", topology: str = "code", with_class: bool = True,
               source_weight: float | None = None, size_features: bool = False,
-              width_jitter: float = 0.0, relative_sizes: bool = False) -> TrainConfig:
+              width_jitter: float = 0.0, sizes: str = "absolute") -> TrainConfig:
     """DEFAULT_CONFIG with what `hnn train` lets a user choose; ``with_class=False`` drops both
     classification heads (L_class and L_source), ``source_weight`` None keeps the default's."""
+    if sizes not in SIZES:
+        raise UsageError(f"unknown sizes {sizes!r}; choose from {', '.join(SIZES)}")
     source_beta = DEFAULT_CONFIG.source_beta if source_weight is None else source_weight
     return replace(DEFAULT_CONFIG, bits=bits, epochs=epochs, device=device, seed=seed, split=split, kind=kind,
                    topology=topology, beta=DEFAULT_CONFIG.beta if with_class else 0.0,
                    source_beta=source_beta if with_class else 0.0, size_features=size_features,
-                   width_jitter=width_jitter, relative_sizes=relative_sizes)
+                   width_jitter=width_jitter, sizes=sizes)

@@ -32,10 +32,11 @@ def train(
     width_jitter: Annotated[float, typer.Option(
         "--width-jitter", min=0.0, max=0.9,
         help="Train on width-scaled copies too: widths scaled by up to this share (robustness to pruning).")] = 0.0,
-    relative_sizes: Annotated[bool, typer.Option(
-        "--relative-sizes",
-        help="Size buckets relative to the graph's median node: the code keeps still when the input "
-             "resolution or every width changes (not in the paper).")] = False,
+    sizes: Annotated[str, typer.Option(
+        "--sizes",
+        help="How a node's FLOPs and parameters are bucketed: absolute (the paper), resolution (FLOPs "
+             "as at 224x224 input, so a copy at another resolution keeps its code) or relative (to the "
+             "graph's median node). Not in the paper but absolute.")] = "absolute",
     as_json: JsonOption = False,
 ) -> None:
     """Train HNN-Net on a dataset and write the best checkpoint (by validation source-model mAP)."""
@@ -44,7 +45,7 @@ def train(
 
     config = configure(bits=bits, epochs=epochs, device=device, seed=seed, split=split, kind=kind, topology=topology,
                        with_class=not no_class, source_weight=source_weight, size_features=size_features,
-                       width_jitter=width_jitter, relative_sizes=relative_sizes)
+                       width_jitter=width_jitter, sizes=sizes)
     with Progress("training") as progress:
         def report(epoch, total, record):
             parts = " ".join(f"{k}={record[k]}" for k in ("topo", "class", "source_class", "quant", "val_source_map")

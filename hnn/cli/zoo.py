@@ -24,25 +24,32 @@ def zoo_build(
     reuse_raw: Annotated[Optional[Path], typer.Option(
         "--reuse-raw", help="Another dataset whose raw IR to reuse instead of converting again "
                             "(e.g. to merge it with other rules).")] = None,
+    variants: Annotated[str, typer.Option(
+        "--variants", help="Comma-separated copier variants of each torch model, trained on as copies: "
+                           "head (10 classes), resolution (+32 pixels a side), dynamo (the other exporter).")] = "",
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Build (or resume) a dataset: IR files raw and merged, augmentations, manifest, summary."""
+    """Build (or resume) a dataset: IR files raw and merged, augmentations, variants, manifest, summary."""
     configure_logging(verbose)
     from hnn.zoo.build import build
+    from hnn.zoo.variants import parse_variants
 
     started = time.perf_counter()
+    kinds = parse_variants(variants)
     with Progress("building") as progress:
         data = build(preset, output, rule_files=rules, augmentations=augmentations, seed=seed, progress=progress,
-                     reuse_raw=reuse_raw)
+                     reuse_raw=reuse_raw, variants=kinds)
     summary = {"output": str(output), "models": len(data["models"]), "augmented": len(data["augmented"]),
+               "variants": len(data["variants"]),
                "families": len({m["family"] for m in data["models"]}), "failed": data["failed"],
                "seconds": round(time.perf_counter() - started, 1)}
     if as_json:
         echo_json(summary)
         return
     typer.echo(f"{output}: {summary['models']} models in {summary['families']} families, "
-               f"{summary['augmented']} augmented graphs, {len(data['failed'])} failed, {summary['seconds']} s")
+               f"{summary['augmented']} augmented graphs, {summary['variants']} variants, {len(data['failed'])} failed, "
+               f"{summary['seconds']} s")
     for failure in data["failed"]:
         typer.echo(f"  failed: {failure['name']}: {failure['reason']}")
 
