@@ -38,7 +38,7 @@ def main() -> None:
         records, graphs = dataset_graphs(data, args.kind)
         ged_graphs = [GedGraph.from_ir(g) for g in graphs]
         position = {r["name"]: i for i, r in enumerate(records)}
-        known = {(position[r["source"]], i): r["edits"][args.kind] for i, r in enumerate(records) if "edits" in r}
+        known = {(position[r["source"]], i): r["edits"][args.kind] for i, r in enumerate(records) if "source" in r}
 
         start = time.perf_counter()
         _, stats = pairwise(ged_graphs, cap=args.cap, known=known, workers=args.workers)

@@ -226,6 +226,9 @@ def build_variant(entry: ZooEntry, variant: str, root: Path, rule_set) -> dict:
         _, files, records = _write_graphs(raw, rule_set, root, name)
         return {"name": name, "source": entry.name, "variant": variant, "family": entry.family,
                 "constructor": constructor, "input_shapes": raw.meta.input_shapes, "files": files,
+                # A copy: the copier re-exported the model and edited nothing, so its GED to the source
+                # is 0 (the estimate would count the FLOPs labels a new resolution moves as edits).
+                "edits": {kind: 0 for kind in files},
                 "digest": {k: r["digest"] for k, r in records.items()},
                 "nodes": {k: r["nodes"] for k, r in records.items()}}
     raise error

@@ -41,7 +41,7 @@ def pairwise_ged(root: str | Path, kind: str = "merged", cap: int = DEFAULT_CAP,
     position = {record["name"]: i for i, record in enumerate(records)}
     known = {}
     for i, record in enumerate(records):
-        if "edits" in record and record["source"] in position:  # a variant's distance is estimated
+        if "source" in record and record["source"] in position:
             known[(position[record["source"]], i)] = record["edits"][kind]
     ged_graphs = [GedGraph.from_ir(graph) for graph in graphs]
     framework = {record["name"]: record.get("framework") for record in records if "source" not in record}
