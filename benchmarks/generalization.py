@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/generalization.py --work data/generalization \
         [--torchvision data/default] [--keras-exports data/keras_exports] [--checkpoint C ...] [--bits 64] \
-        [--rows keras,head,dynamo,resolution,widths] [--json]
+        [--rows keras,head,dynamo,resolution,widths] [--also-sizes resolution] [--json]
 
 A model-hosting platform holds a database of models; uploads are looked up in it. This benchmark
 builds such a database, the torchvision models the shipped checkpoints train on
@@ -29,6 +29,15 @@ one of k equally near entries scores 1/k), by four rankings on the same merged g
   perceptual description, not the weight fingerprint (benchmarks/provenance.py measures that);
 - WL-SimHash at the code's bit count (the evaluation's non-learned baseline);
 - the structure code (hnn.hasher.structure: 128 bits of WL-SimHash, topology then sizes).
+
+``--also-sizes S`` scores each checkpoint a second time with its size setting replaced by S
+(hnn.hasher.features.SIZES; in memory, the file untouched): the encoding's effect on the same
+weights, without a second training's randomness.
+
+For each checkpoint the run also says where its code puts each pirate and sibling query's right
+answer: *alone* at the nearest distance, *tied* there with other database models, or *farther*
+(the code moved), and how many distinct codes the database has. A tie is crowding, a code
+that cannot tell two models apart; a move is a code that is not invariant to the change.
 
 Each row is reported twice: over queries whose family the checkpoint trained on (its
 ``families``) and over those it never saw; the first checkpoint decides. Train a checkpoint with
@@ -94,6 +103,8 @@ def main() -> None:
                         help="a checkpoint to score; repeat to compare several in one run")
     parser.add_argument("--bits", type=int, default=64, help="the shipped checkpoint's bits (without --checkpoint)")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {', '.join(ROWS)}")
+    parser.add_argument("--also-sizes", default=None,
+                        help="also score each checkpoint with this size setting (absolute, resolution, relative)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     args = parser.parse_args()
     rows = args.rows.split(",")
@@ -101,9 +112,14 @@ def main() -> None:
         raise SystemExit(f"generalization: unknown rows {', '.join(sorted(set(rows) - set(ROWS)))}; "
                          f"choose from {', '.join(ROWS)}")
 
+    from dataclasses import replace
+
     from hnn.errors import HnnError
+    from hnn.hasher.features import SIZES
     from hnn.hasher.runtime import load
 
+    if args.also_sizes is not None and args.also_sizes not in SIZES:
+        raise SystemExit(f"generalization: unknown --also-sizes {args.also_sizes!r}; choose from {', '.join(SIZES)}")
     try:
         checkpoints = [load(path) for path in args.checkpoint] if args.checkpoint else [load(bits=args.bits)]
         database = database_graphs(args.work, args.torchvision)
@@ -112,6 +128,9 @@ def main() -> None:
     queries = query_graphs(args.work, args.keras_exports or args.work / "keras", rows,
                            {family for _, family, _ in database})
     labels = [str(path) for path in args.checkpoint] if args.checkpoint else [f"shipped {args.bits}-bit"]
+    if args.also_sizes:
+        resized = [replace(c, config={**c.config, "sizes": args.also_sizes}, _torch_models={}) for c in checkpoints]
+        checkpoints, labels = checkpoints + resized, labels + [f"{label} as {args.also_sizes}" for label in labels]
     results = score(database, queries, checkpoints, labels)
     if args.json:
         print(json.dumps(results, indent=1))
@@ -292,6 +311,14 @@ def expected_top1(distances: np.ndarray, right: np.ndarray) -> np.ndarray:
     return (nearest & right).sum(axis=1) / nearest.sum(axis=1)
 
 
+def placement(distances: np.ndarray, right: np.ndarray) -> dict[str, int]:
+    """How many queries have their one right answer alone at the nearest distance, tied there, or farther."""
+    nearest = distances == distances.min(axis=1, keepdims=True)
+    at_nearest = (nearest & right).any(axis=1)
+    alone = at_nearest & (nearest.sum(axis=1) == 1)
+    return {"alone": int(alone.sum()), "tied": int((at_nearest & ~alone).sum()), "farther": int((~at_nearest).sum())}
+
+
 def score(database: list, queries: dict[str, list], checkpoints: list, labels: list[str]) -> dict:
     """Per row, per seen/unseen: query count and the expected top-1 of every method; and each miss."""
     from hnn.hasher.bits import hamming_matrix
@@ -308,19 +335,23 @@ def score(database: list, queries: dict[str, list], checkpoints: list, labels: l
     bits = checkpoints[0].bits
     db_wl = np.array([wl_simhash(g, bits) for g in merged_db[0]])
     db_structure_codes = np.array([s.code for s in db_structures[0]])
-    results = {"database": len(database), "bits": bits, "checkpoints": labels, "rows": {}}
+    results = {"database": len(database), "bits": bits, "checkpoints": labels, "rows": {},
+               "distinct_codes": {label: len({c.tobytes() for c in codes}) for label, codes in zip(labels, db_codes)}}
     for row, row_queries in queries.items():
         if not row_queries:
             continue
         right = np.array([(families == answer) if row == "keras" else (names == answer)
                           for _, _, _, answer in row_queries])
         seen = np.array([family in seen_families for _, family, _, _ in row_queries])
-        methods = {}
+        methods, placements = {}, {}
         for label, checkpoint, codes, structures in zip(labels, checkpoints, db_codes, db_structures):
             merged = [to_hashable_graph(graph, checkpoint) for _, _, graph, _ in row_queries]
             distances = hamming_matrix(hash_graphs(merged, checkpoint), codes)
             query_structures = [structure_of(g) for g in merged]
             methods[f"hnn {label}"] = expected_top1(distances, right)
+            if row != "keras":  # one right answer per query
+                placements[label] = {part: placement(distances[mask], right[mask])
+                                     for part, mask in (("unseen", ~seen), ("seen", seen)) if mask.any()}
             methods[f"index {label}"] = expected_top1(ranking_matrix(distances, query_structures, structures), right)
         merged = [to_hashable_graph(graph, checkpoints[0]) for _, _, graph, _ in row_queries]
         methods["wl-simhash"] = expected_top1(hamming_matrix(np.array([wl_simhash(g, bits) for g in merged]), db_wl),
@@ -330,6 +361,8 @@ def score(database: list, queries: dict[str, list], checkpoints: list, labels: l
         results["rows"][row] = {
             part: {"queries": int(mask.sum()), **{m: round(float(v[mask].mean()), 3) for m, v in methods.items()}}
             for part, mask in (("unseen", ~seen), ("seen", seen)) if mask.any()}
+        if placements:
+            results["rows"][row]["placement"] = placements
         results["rows"][row]["misses"] = {
             method: [row_queries[i][0] for i in np.flatnonzero(values < 1)] for method, values in methods.items()}
     _pirates_all(results, queries)
@@ -370,6 +403,14 @@ def print_tables(results: dict) -> None:
         for row, figures in rows.items():
             print(f"| {ROW_TITLES[row]} | {figures['queries']} | "
                   + " | ".join(f"{figures[m]:.2f}" for m in methods) + " |")
+    print("\nDistinct codes among the database models: "
+          + ", ".join(f"{label} {count}" for label, count in results["distinct_codes"].items()))
+    print("\nWhere the code puts the right answer, unseen families (alone / tied at the nearest / farther):")
+    for row, figures in results["rows"].items():
+        for label, parts in figures.get("placement", {}).items():
+            if "unseen" in parts:
+                p = parts["unseen"]
+                print(f"- {row}, {label}: {p['alone']} / {p['tied']} / {p['farther']}")
     print("\nMisses (top-1 below 1):")
     for row, figures in results["rows"].items():
         for method, missed in figures.get("misses", {}).items():

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from hnn.errors import InputError
+from hnn.hasher.features import SIZES
 
 FORMAT = "hnn-checkpoint"
 VERSION = 1
@@ -112,7 +113,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if document.get("version") != VERSION:
         raise InputError(f"{path}: checkpoint format version {document.get('version')!r}; this hnn reads {VERSION}")
     try:
-        return Checkpoint(
+        checkpoint = Checkpoint(
             arrays={k[len(PARAM_PREFIX):]: v for k, v in arrays.items() if k.startswith(PARAM_PREFIX)},
             config=document["config"], vocabulary=document["vocabulary"], families=document["families"],
             rules=document["rules"], rules_digest=document["rules_digest"], meta=document.get("meta", {}),
@@ -120,4 +121,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         )
     except KeyError as exc:
         raise InputError(f"{path}: checkpoint lacks {exc}") from None
+    if checkpoint.sizes not in SIZES:
+        raise InputError(f"{path}: checkpoint sizes {checkpoint.sizes!r} is not one of {', '.join(SIZES)}")
+    return checkpoint
 

@@ -152,6 +152,12 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
     np.savez(tmp_path / "future.npz", **stored)
     with pytest.raises(InputError, match="version 99"):
         load_checkpoint(tmp_path / "future.npz")
+    document["version"] = json.loads(np.load(path)["__meta__"].tobytes())["version"]
+    document["config"]["sizes"] = "x"  # a size setting this hnn does not know
+    stored["__meta__"] = np.frombuffer(json.dumps(document).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "sizes.npz", **stored)
+    with pytest.raises(InputError, match="checkpoint sizes 'x' is not one of absolute, resolution, relative"):
+        load_checkpoint(tmp_path / "sizes.npz")
 
     np.savez(tmp_path / "pickled.npz", evil=np.array([object()], dtype=object))
     with pytest.raises(InputError, match="not an hnn checkpoint"):

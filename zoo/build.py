@@ -69,7 +69,7 @@ class Manifest:
                        if k not in INCREMENTAL_SETTINGS and existing.get(k) != v}
             if changed:
                 raise UsageError(f"{path}: was built with other settings {changed}; use another output folder")
-            manifest.data = {"variants": [], **existing, **{k: settings[k] for k in INCREMENTAL_SETTINGS}}
+            manifest.data = {**existing, **{k: settings[k] for k in INCREMENTAL_SETTINGS}}
             manifest.data["failed"] = []  # failures are retried on resume
         return manifest
 
@@ -101,6 +101,8 @@ class Manifest:
     def add(self, model: dict, augmented: list[dict]) -> None:
         self.data["models"] = [m for m in self.data["models"] if m["name"] != model["name"]] + [model]
         self.data["augmented"] = [a for a in self.data["augmented"] if a["source"] != model["name"]] + augmented
+        # a model built again (from another entry) is another model: its old variants are not its copies
+        self.data["variants"] = [v for v in self.data["variants"] if v["source"] != model["name"]]
         self.save()
 
     def fail(self, name: str, constructor: str, reason: str) -> None:
@@ -212,10 +214,14 @@ def build_one(entry: ZooEntry, root: Path, rule_set, augmentations: int, seed: i
     return model, augmented
 
 
+def variant_name(entry: ZooEntry, variant: str) -> str:
+    return f"{entry.name}~{variant}"
+
+
 def build_variant(entry: ZooEntry, variant: str, root: Path, rule_set) -> dict:
     """Convert and write one copier variant of ``entry`` (hnn.zoo.variants); its manifest record.
     Raises the first conversion's error when no way of making it converts."""
-    name = f"{entry.name}~{variant}"
+    name = variant_name(entry, variant)
     error: HnnError | None = None
     for constructor, options in conversions(entry, variant):
         try:
@@ -238,7 +244,7 @@ def _build_variants(entry: ZooEntry, variants: tuple[str, ...], root: Path, rule
     if not applies(entry):
         return
     for variant in variants:
-        name = f"{entry.name}~{variant}"
+        name = variant_name(entry, variant)
         if manifest.variant_done(name):
             continue
         try:
