@@ -101,6 +101,25 @@ def test_source_head_adds_its_cross_entropy_to_the_loss():
     assert torch.isclose(weighted - without, 2 * expected) and parts["source_class"] == pytest.approx(expected.item())
 
 
+def test_decorrelation_term_penalises_bits_that_move_together():
+    from hnn.hasher.training.losses import bit_correlation_loss
+
+    uncorrelated = torch.tensor([[1.0, 0], [0, 1], [1, 1], [0, 0]])
+    assert bit_correlation_loss(uncorrelated) == pytest.approx(0, abs=1e-6)
+    copied = torch.tensor([[0.9], [0.1], [0.8], [0.3]]).repeat(1, 8)  # eight copies of one bit
+    assert bit_correlation_loss(copied) == pytest.approx(1, abs=1e-3)
+    torch.manual_seed(3)
+    graphs = [small_graph(("Conv", "Relu") * k) for k in range(1, 5)]
+    vocabulary = build_vocabulary(graphs)
+    out = HNNNet(HNNNetConfig(in_channels=len(vocabulary) + 22, bits=16))(*collate([to_tensors(g, vocabulary)
+                                                                                    for g in graphs]))
+    ged = torch.zeros(4, 4)
+    without, _ = pair_loss(out, ged, None, LossWeights(topology="code"))
+    weighted, parts = pair_loss(out, ged, None, LossWeights(topology="code", decorrelation=3.0))
+    assert torch.isclose(weighted - without, 3 * bit_correlation_loss(out["code"]))
+    assert parts["decor"] == pytest.approx(bit_correlation_loss(out["code"]).item())
+
+
 def test_pairs_of_unknown_ged_are_left_out_of_the_topology_loss():
     """Transformer pairs of a zoo are not estimated (hnn.zoo.ged.UNKNOWN): they must not pull codes anywhere."""
     torch.manual_seed(2)

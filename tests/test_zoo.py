@@ -275,3 +275,25 @@ def test_the_training_preset_holds_out_families_and_a_size_that_the_transformers
     assert transformers_trained and {entry.name for entry in transformers_trained} < set(evaluation)
     assert not any(entry.family in held_families or entry.name in held_sizes for entry in transformers_trained)
     assert any(entry.constructor.startswith("torchvision.models:") for entry in training.values())
+
+
+def test_the_wide_preset_adds_timm_families_that_the_generalization_database_does_not_hold():
+    """The shipped checkpoints train on `wide`; benchmarks/generalization.py scores its timm models as unseen."""
+    import importlib.util
+    from pathlib import Path
+
+    from hnn.zoo.presets import TRAINING_CNNS, list_file_preset, resolve_preset
+
+    spec = importlib.util.spec_from_file_location(
+        "generalization", Path(__file__).parents[1] / "benchmarks" / "generalization.py")
+    generalization = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generalization)
+    wide = resolve_preset("wide")
+    torchvision = list_file_preset(TRAINING_CNNS)
+    assert wide[:len(torchvision)] == torchvision and len({entry.name for entry in wide}) == len(wide)
+    timm = wide[len(torchvision):]
+    assert len(timm) >= 40 and all(entry.constructor.startswith("timm.models.") for entry in timm)
+    architectures = {entry.constructor.split(":")[1] for entry in timm}
+    assert not architectures & (set(generalization.TIMM_DATABASE) | set(generalization.TIMM_WIDTHS))
+    torchvision_families = {entry.family for entry in torchvision}
+    assert not ({entry.family for entry in timm} & set(generalization.TIMM_DATABASE.values())) - torchvision_families

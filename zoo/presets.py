@@ -111,8 +111,15 @@ def transformers_preset() -> list[ZooEntry]:
             for name, family, spec in models()]
 
 
-# The shipped checkpoints' training set (scripts/train_default.sh).
+# The torchvision CNNs of every training set (scripts/train_default.sh), and the timm architectures
+# of other families that the shipped checkpoints add to them (docs/RESULTS.md, "Generalization").
 TRAINING_CNNS = Path(__file__).resolve().parent.parent / "hasher" / "checkpoints" / "training-models.txt"
+TIMM_WIDE = Path(__file__).resolve().parent / "lists" / "timm-wide.txt"
+
+
+def wide_preset() -> list[ZooEntry]:
+    """The shipped checkpoints' training set: TRAINING_CNNS and TIMM_WIDE (122 models in 62 families)."""
+    return list_file_preset(TRAINING_CNNS) + list_file_preset(TIMM_WIDE)
 
 
 def training_preset() -> list[ZooEntry]:
@@ -132,6 +139,7 @@ PRESETS: dict[str, Callable[[], list[ZooEntry]]] = {
     "keras": keras_preset,
     "transformers": transformers_preset,
     "training": training_preset,
+    "wide": wide_preset,
 }
 
 

@@ -37,6 +37,9 @@ class TrainConfig:
     # L_source (not in the paper): cross-entropy of each graph's source model, from a second
     # head on FC3, so that the embedding separates sibling architectures (resnet18 / resnet34).
     source_beta: float = 0.0
+    # L_decor (not in the paper; hnn.hasher.training.losses): decorrelates the code's bits over
+    # each batch, against codes whose bits move together (crowding).
+    decorrelation: float = 0.0
 
 
 # What `hnn train` uses: the code-form topology loss with source-aware targets and the
@@ -48,7 +51,7 @@ DEFAULT_CONFIG = TrainConfig(topology="code", same_source_shrink=0.25, source_ma
 def configure(bits: int = 32, epochs: int = 100, device: str = "auto", seed: int = 0, split: str = "paper",
               kind: str = "merged", topology: str = "code", with_class: bool = True,
               source_weight: float | None = None, size_features: bool = False,
-              width_jitter: float = 0.0, sizes: str = "absolute") -> TrainConfig:
+              width_jitter: float = 0.0, sizes: str = "absolute", decorrelation: float = 0.0) -> TrainConfig:
     """DEFAULT_CONFIG with what `hnn train` lets a user choose; ``with_class=False`` drops both
     classification heads (L_class and L_source), ``source_weight`` None keeps the default's."""
     if sizes not in SIZES:
@@ -57,4 +60,4 @@ def configure(bits: int = 32, epochs: int = 100, device: str = "auto", seed: int
     return replace(DEFAULT_CONFIG, bits=bits, epochs=epochs, device=device, seed=seed, split=split, kind=kind,
                    topology=topology, beta=DEFAULT_CONFIG.beta if with_class else 0.0,
                    source_beta=source_beta if with_class else 0.0, size_features=size_features,
-                   width_jitter=width_jitter, sizes=sizes)
+                   width_jitter=width_jitter, sizes=sizes, decorrelation=decorrelation)

@@ -181,7 +181,8 @@ def train(data_dir: str | Path, config: TrainConfig, output: str | Path | None =
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     weights = LossWeights(alpha=config.alpha, beta=config.beta, gamma=config.gamma, cap=config.cap,
                           topology=config.topology, same_source_shrink=config.same_source_shrink,
-                          source_margin=config.source_margin, source_beta=config.source_beta)
+                          source_margin=config.source_margin, source_beta=config.source_beta,
+                          decorrelation=config.decorrelation)
     ged = torch.from_numpy(data.ged).to(device)
     families = torch.from_numpy(data.family_index).to(device)
     history, best, best_state = [], -1.0, None

@@ -37,6 +37,9 @@ def train(
         help="How a node's FLOPs and parameters are bucketed: absolute (the paper), resolution (FLOPs "
              "as at 224x224 input, so a copy at another resolution keeps its code) or relative (to the "
              "graph's median node). Not in the paper but absolute.")] = "absolute",
+    decorrelation: Annotated[float, typer.Option(
+        "--decorrelation", min=0.0,
+        help="Weight of a loss that decorrelates the code's bits (against crowded codes; not in the paper).")] = 0.0,
     as_json: JsonOption = False,
 ) -> None:
     """Train HNN-Net on a dataset and write the best checkpoint (by validation source-model mAP)."""
@@ -45,10 +48,11 @@ def train(
 
     config = configure(bits=bits, epochs=epochs, device=device, seed=seed, split=split, kind=kind, topology=topology,
                        with_class=not no_class, source_weight=source_weight, size_features=size_features,
-                       width_jitter=width_jitter, sizes=sizes)
+                       width_jitter=width_jitter, sizes=sizes, decorrelation=decorrelation)
     with Progress("training") as progress:
         def report(epoch, total, record):
-            parts = " ".join(f"{k}={record[k]}" for k in ("topo", "class", "source_class", "quant", "val_source_map")
+            parts = " ".join(f"{k}={record[k]}" for k in ("topo", "class", "source_class", "quant", "decor",
+                                                                  "val_source_map")
                              if k in record)
             progress(epoch, total, parts)
 
