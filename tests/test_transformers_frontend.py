@@ -105,7 +105,19 @@ def test_dynamos_nan_guard_after_unmasked_attention_is_not_structure():
     torchscript, dynamo = (ingest(spec, exporter=e) for e in ("torchscript", "dynamo"))
     assert torchscript.digest() == dynamo.digest()
     assert not {"IsNaN", "Where"} & {node.op for node in dynamo.nodes}
-    assert hash_model(spec, exporter="torchscript").hash == hash_model(spec, exporter="dynamo").hash
+    assert hash_model(torchscript).hash == hash_model(dynamo).hash
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: without onnxsim, dynamo's ViT keeps an Add of its computed "
+                                       "all-zero attention mask after each QK^T (extraction folds literal zeros, "
+                                       "not computed ones), so `hnn hash` reads two more nodes than TorchScript's")
+def test_hnn_hash_reads_a_dynamo_vit_as_the_torchscript_one():
+    """What `hnn hash` does (no onnxsim): the 0.3 checkpoints happened to give both graphs one code, 0.4's do not."""
+    from hnn.ingest.pipeline import ingest
+
+    spec = _preset_spec("vit")
+    torchscript, dynamo = (ingest(spec, exporter=e, simplify=False) for e in ("torchscript", "dynamo"))
+    assert torchscript.digest() == dynamo.digest()
 
 
 def test_the_structure_does_not_depend_on_weight_values(saved):
