@@ -120,6 +120,21 @@ def test_decorrelation_term_penalises_bits_that_move_together():
     assert parts["decor"] == pytest.approx(bit_correlation_loss(out["code"]).item())
 
 
+def test_code_crowding_counts_shared_codes_and_bits_that_copy_one_another():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from code_crowding import crowding
+
+    one_bit = np.array([[1], [0], [1], [0]], dtype=bool).repeat(8, axis=1)  # eight copies of one bit
+    copied = crowding(one_bit, ["a", "b", "c", "d"])
+    assert copied["distinct"] == 2 and copied["shared"] == [["a", "c"], ["b", "d"]]
+    assert copied["effective_dimension"] == 1.0 and copied["median_abs_bit_correlation"] == 1.0
+    independent = crowding(np.array([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=bool), ["a", "b", "c", "d"])
+    assert independent["distinct"] == 4 and independent["shared"] == [] and independent["effective_dimension"] == 2.0
+
+
 def test_pairs_of_unknown_ged_are_left_out_of_the_topology_loss():
     """Transformer pairs of a zoo are not estimated (hnn.zoo.ged.UNKNOWN): they must not pull codes anywhere."""
     torch.manual_seed(2)

@@ -118,7 +118,7 @@ TIMM_WIDE = Path(__file__).resolve().parent / "lists" / "timm-wide.txt"
 
 
 def wide_preset() -> list[ZooEntry]:
-    """The shipped checkpoints' training set: TRAINING_CNNS and TIMM_WIDE (122 models in 62 families)."""
+    """The shipped checkpoints' training set: TRAINING_CNNS and TIMM_WIDE (124 models listed; 122 convert)."""
     return list_file_preset(TRAINING_CNNS) + list_file_preset(TIMM_WIDE)
 
 

@@ -51,9 +51,8 @@ def train(
                        width_jitter=width_jitter, sizes=sizes, decorrelation=decorrelation)
     with Progress("training") as progress:
         def report(epoch, total, record):
-            parts = " ".join(f"{k}={record[k]}" for k in ("topo", "class", "source_class", "quant", "decor",
-                                                                  "val_source_map")
-                             if k in record)
+            shown = ("topo", "class", "source_class", "quant", "decor", "val_source_map")
+            parts = " ".join(f"{k}={record[k]}" for k in shown if k in record)
             progress(epoch, total, parts)
 
         result = train_model(data, config, output=output, progress=report)
