@@ -40,7 +40,8 @@ answer: *alone* at the nearest distance, *tied* there with other database models
 that cannot tell two models apart; a move is a code that is not invariant to the change.
 
 Each row is reported twice: over queries whose family the checkpoint trained on (its
-``families``) and over those it never saw; the first checkpoint decides. Train a checkpoint with
+``families``) and over those none of the run's checkpoints saw (so every checkpoint is scored on the
+same queries; score one alone for its own unseen set). Train a checkpoint with
 families held out (``hnn train --split families=densenet,resnet``) to make the Keras rows unseen.
 
 Everything converted is kept under ``--work`` (one IR file a model and variant, ``.failed`` for
@@ -326,7 +327,9 @@ def score(database: list, queries: dict[str, list], checkpoints: list, labels: l
     from hnn.hasher.structure import structure_distance_matrix, structure_of, wl_simhash
     from hnn.index.ranking import ranking_matrix
 
-    seen_families = set(checkpoints[0].families)
+    # Unseen: by every checkpoint of the run, so that each compares on the same queries, none on a family
+    # it trained on (a held-out checkpoint beside the shipped one: unseen by both).
+    seen_families = set().union(*(checkpoint.families for checkpoint in checkpoints))
     names = np.array([name for name, _, _ in database])
     families = np.array([family for _, family, _ in database])
     merged_db = [[to_hashable_graph(graph, c) for _, _, graph in database] for c in checkpoints]

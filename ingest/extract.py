@@ -21,6 +21,7 @@ from onnx import helper
 from hnn.errors import InputError
 from hnn.ingest.flops import node_flops
 from hnn.ingest.toposort import topological_order as kahn
+from hnn.ingest.uniform_constants import fold_uniform
 from hnn.ingest.workgraph import WorkGraph, WorkNode
 from hnn.weight_store import FLOAT_TYPES, is_hollow
 
@@ -175,6 +176,7 @@ def extract(model: onnx.ModelProto) -> WorkGraph:
     data_tensors = {inp.name for inp in graph.input if inp.name not in initializers}
     producer: dict[str, int] = {}
     work: dict[int, WorkNode] = {}
+    compact: set[str] = set()  # one-value constants stored as one element (hnn.ingest.uniform_constants)
 
     for index in topological_order(list(graph.node), {t.name for t in [*graph.initializer, *graph.input]}):
         node = graph.node[index]
@@ -182,12 +184,17 @@ def extract(model: onnx.ModelProto) -> WorkGraph:
         carrying = DATA_INPUTS.get(op, range(len(node.input)))
         data_inputs = [node.input[i] for i in carrying if i < len(node.input) and node.input[i] in data_tensors]
         if op in SHAPE_ONLY_OPS or not data_inputs:
-            folded = (_fold_constant(node, initializers, shapes) or _relaid_weight(node, initializers, shapes)
-                      or _gathered_weight(node, initializers, shapes) or _derived_weight(node, initializers, shapes)
-                      or _cast_like_weight(node, initializers))
+            if any(name in compact for name in node.input):  # only fold_uniform reads a compact tensor right
+                folded = fold_uniform(node, initializers, shapes, compact, MAX_FOLD_ELEMENTS)
+            else:
+                folded = (_fold_constant(node, initializers, shapes) or _relaid_weight(node, initializers, shapes)
+                          or _gathered_weight(node, initializers, shapes)
+                          or _derived_weight(node, initializers, shapes) or _cast_like_weight(node, initializers)
+                          or fold_uniform(node, initializers, shapes, compact, MAX_FOLD_ELEMENTS))
             for name, value in folded.items():
                 initializers[name] = value
-                shapes[name] = list(value.dims)
+                if name not in compact:  # fold_uniform gave a compact tensor its true shape
+                    shapes[name] = list(value.dims)
             continue
         data_tensors.update(name for name in node.output if name)
         for name in node.output:

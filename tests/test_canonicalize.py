@@ -52,6 +52,34 @@ def test_multiplying_by_one_and_adding_zero_are_removed_but_real_arithmetic_stay
     assert ops(ir) == ["Conv", "Relu", "Mul", "Sub"]
 
 
+def _masked(mask_value: float, keep: bool = True):
+    """x + Where(Expand(all-true, [1, 4, 64, 64]), value, -inf): a mask computed from constants, as dynamo
+    writes a ViT's unmasked attention, too large (16384 elements) for folding by value."""
+    constants = [
+        numpy_helper.from_array(np.full((1, 1, 64, 1), keep), "keep"),
+        int_tensor("full", [1, 4, 64, 64]),
+        numpy_helper.from_array(np.array(mask_value, np.float32), "value"),
+        numpy_helper.from_array(np.array(-3.4e38, np.float32), "minimum"),
+    ]
+    nodes = [
+        conv("a", "x", "t1"),
+        helper.make_node("Expand", ["keep", "full"], ["everywhere"]),
+        helper.make_node("Where", ["everywhere", "value", "minimum"], ["mask"]),
+        helper.make_node("Add", ["t1", "mask"], ["t2"]),
+        helper.make_node("Relu", ["t2"], ["y"]),
+    ]
+    built = model(nodes, [("x", [1, 4, 64, 64])], ["y"], conv_weights("a") + constants)
+    return onnx_to_ir(built, simplify=False)
+
+
+def test_a_computed_all_zero_mask_is_added_as_zero_and_any_other_mask_stays():
+    assert ops(_masked(0.0)) == ["Conv", "Relu"]
+    assert ops(_masked(0.5)) == ["Conv", "Add", "Relu"]  # adds one half everywhere: a real op
+    assert ops(_masked(0.0, keep=False)) == ["Conv", "Add", "Relu"]  # masks everything out
+    kept = _masked(0.5).nodes[1]
+    assert kept.params == 0  # a computed mask is no weight, whatever its size
+
+
 def test_a_per_channel_scale_after_a_conv_is_folded_into_it_and_other_products_stay():
     import numpy as np
     from onnx import numpy_helper

@@ -97,6 +97,21 @@ def test_pairwise_matrix_is_symmetric_zero_diagonal_and_cached(resnet18_merged, 
     assert stats["cached"] and (again == matrix).all()
 
 
+def test_a_longer_graph_list_estimates_only_the_pairs_of_its_new_graphs(resnet18_merged, tmp_path):
+    """Adding models to a built zoo reuses the pairs an earlier matrix has (the GED is incremental)."""
+    graphs, known = _with_copies(resnet18_merged, "incremental", copies=4)
+    first, _ = pairwise(graphs[:3], cap=100, known={k: v for k, v in known.items() if k[1] < 3}, workers=1,
+                        cache_dir=tmp_path)
+    fresh, _ = pairwise(graphs, cap=100, known=known, workers=1)
+    matrix, stats = pairwise(graphs, cap=100, known=known, workers=1, cache_dir=tmp_path)
+    assert stats["reused"] == 3 and not stats["cached"]  # the 3 pairs among the first 3 graphs
+    assert (matrix == fresh).all() and (matrix[:3, :3] == first).all()
+    # Another known edit count for one pair: that pair is estimated again, the other 9 of 10 reused.
+    other_known = {**known, (0, 1): known[(0, 1)] + 1}
+    _, stats = pairwise(graphs, cap=100, known=other_known, workers=1, cache_dir=tmp_path)
+    assert stats["reused"] == 9 and not stats["cached"]
+
+
 def test_pairs_among_unestimated_graphs_are_unknown_but_for_known_edits_and_the_bound(resnet18_merged, tmp_path):
     """Transformer graphs are not estimated among themselves (too slow); their other pairs are."""
     from hnn.zoo.ged import UNKNOWN

@@ -108,11 +108,9 @@ def test_dynamos_nan_guard_after_unmasked_attention_is_not_structure():
     assert hash_model(torchscript).hash == hash_model(dynamo).hash
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: without onnxsim, dynamo's ViT keeps an Add of its computed "
-                                       "all-zero attention mask after each QK^T (extraction folds literal zeros, "
-                                       "not computed ones), so `hnn hash` reads two more nodes than TorchScript's")
 def test_hnn_hash_reads_a_dynamo_vit_as_the_torchscript_one():
-    """What `hnn hash` does (no onnxsim): the 0.3 checkpoints happened to give both graphs one code, 0.4's do not."""
+    """What `hnn hash` does (no onnxsim): dynamo's computed all-zero attention mask is added as zero
+    (hnn.ingest.uniform_constants), so both exporters give one IR without simplification too."""
     from hnn.ingest.pipeline import ingest
 
     spec = _preset_spec("vit")

@@ -255,11 +255,12 @@ def ged(g1: GedGraph, g2: GedGraph, cap: int = DEFAULT_CAP, known_edits: int | N
 # --- pairwise matrices, in worker processes, cached on disk ------------------------------
 
 _worker_graphs: list[GedGraph] = []
+_worker_reused: np.ndarray | None = None
 
 
-def _init_worker(graphs: list[GedGraph]) -> None:
-    global _worker_graphs
-    _worker_graphs = graphs
+def _init_worker(graphs: list[GedGraph], reused: np.ndarray | None = None) -> None:
+    global _worker_graphs, _worker_reused
+    _worker_graphs, _worker_reused = graphs, reused
 
 
 def _rows(task: tuple[list[int], int, dict, frozenset]) -> list[tuple[int, int, int, bool]]:
@@ -267,6 +268,9 @@ def _rows(task: tuple[list[int], int, dict, frozenset]) -> list[tuple[int, int, 
     out = []
     for i in rows:
         for j in range(i + 1, len(_worker_graphs)):
+            if _worker_reused is not None and _worker_reused[i, j] != NOT_CACHED:
+                out.append((i, j, int(_worker_reused[i, j]), False))
+                continue
             g1, g2 = _worker_graphs[i], _worker_graphs[j]
             if i in unestimated and j in unestimated and g1.digest != g2.digest and lower_bound(g1, g2) < cap:
                 value = min(known[(i, j)], cap) if (i, j) in known else UNKNOWN
@@ -279,6 +283,8 @@ def _rows(task: tuple[list[int], int, dict, frozenset]) -> list[tuple[int, int, 
 
 # The matrix entry of a pair left unestimated (``pairwise(unestimated=...)``): training leaves it out.
 UNKNOWN = -1
+# In the matrix of values reused from earlier matrices (_reused_pairs): a pair none of them has.
+NOT_CACHED = -2
 
 
 def pairwise(
@@ -310,11 +316,12 @@ def pairwise(
                                   "unknown": int((stored["matrix"] == UNKNOWN).sum() // 2), "cached": True}
     n = len(graphs)
     matrix = np.zeros((n, n), dtype=np.int32)
+    reused = _reused_pairs(Path(cache_dir), graphs, cap, known) if cache_dir else None
     workers = workers or os.cpu_count() or 1
     # Interleave rows so every task has a similar share of long and short rows.
     tasks = [(list(range(start, n, 4 * workers)), cap, known, unestimated) for start in range(4 * workers)]
     settled = pairs = 0
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(graphs,)) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(graphs, reused)) as pool:
         for done, results in enumerate(pool.map(_rows, tasks), 1):
             for i, j, value, by_bound in results:
                 matrix[i, j] = matrix[j, i] = value
@@ -325,7 +332,53 @@ def pairwise(
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez_compressed(tmp, matrix=matrix, pairs=pairs, settled=settled)
+        np.savez_compressed(tmp, matrix=matrix, pairs=pairs, settled=settled, labels=LABELS, cap=cap,
+                            digests=np.array([g.digest for g in graphs]),
+                            known=np.array([(i, j, v) for (i, j), v in sorted(known.items())], dtype=np.int64))
         tmp.replace(cache)
+    reused_count = 0 if reused is None else int((reused[np.triu_indices(n, 1)] != NOT_CACHED).sum())
     return matrix, {"pairs": pairs, "settled_by_bound": settled, "unknown": int((matrix == UNKNOWN).sum() // 2),
-                    "cached": False}
+                    "cached": False, "reused": reused_count}
+
+
+def _reused_pairs(cache_dir: Path, graphs: list[GedGraph], cap: int,
+                  known: dict[tuple[int, int], int]) -> np.ndarray | None:
+    """[n, n] values of pairs an earlier matrix in ``cache_dir`` already estimated, NOT_CACHED elsewhere.
+
+    What makes a zoo's GED incremental: adding models to a built zoo estimates only the pairs that
+    involve a new graph. A pair is reused when an earlier matrix of the same labels and cap holds
+    both graphs (by digest) with the same known edit count (or none) and a value, not UNKNOWN (whether
+    a pair is estimated is this call's choice). Matrices written before they recorded their digests
+    are not read."""
+    reused = None
+    for path in sorted(cache_dir.glob("ged-*.npz"), key=lambda p: p.stat().st_mtime):
+        try:
+            with np.load(path) as stored:
+                if "digests" not in stored or str(stored["labels"]) != LABELS or int(stored["cap"]) != cap:
+                    continue
+                old_matrix, old_digests, old_known = stored["matrix"], stored["digests"], stored["known"]
+        except (OSError, ValueError, KeyError):  # a damaged or foreign file: computed again, not trusted
+            continue
+        position = {str(digest): index for index, digest in enumerate(old_digests)}
+        old_index = np.array([position.get(g.digest, -1) for g in graphs])
+        here = np.flatnonzero(old_index >= 0)
+        if here.size < 2:
+            continue
+        values = np.full((len(graphs), len(graphs)), NOT_CACHED, dtype=np.int32)
+        values[np.ix_(here, here)] = old_matrix[np.ix_(old_index[here], old_index[here])]
+        values[values == UNKNOWN] = NOT_CACHED
+        old_edits = {(int(i), int(j)): int(v) for i, j, v in old_known.reshape(-1, 3)}
+        old_edits.update({(j, i): v for (i, j), v in list(old_edits.items())})
+        for (i, j), edits in known.items():  # a known edit count bounds the estimate: it must be the same
+            if old_edits.get((old_index[i], old_index[j])) != edits:
+                values[i, j] = values[j, i] = NOT_CACHED
+        new_of_old = {}
+        for index, old in enumerate(old_index):
+            new_of_old.setdefault(int(old), []).append(index)
+        for (a, b), edits in old_edits.items():
+            for i in new_of_old.get(a, ()):
+                for j in new_of_old.get(b, ()):
+                    if known.get((min(i, j), max(i, j))) != edits:
+                        values[i, j] = values[j, i] = NOT_CACHED
+        reused = values if reused is None else np.where(reused == NOT_CACHED, values, reused)
+    return reused

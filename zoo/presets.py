@@ -123,12 +123,12 @@ def wide_preset() -> list[ZooEntry]:
 
 
 def training_preset() -> list[ZooEntry]:
-    """CNNs and transformers together: the CNNs of TRAINING_CNNS and the transformer families' training
-    sizes (hnn.zoo.transformer_presets: some families and one size held out). The checkpoints trained on
-    it are candidates, not yet shipped (docs/RESULTS.md, "Training on CNNs and transformers")."""
+    """CNNs and transformers together: the `wide` preset and the transformer families' training sizes
+    (hnn.zoo.transformer_presets: some families and one size held out). The checkpoints trained on it
+    are candidates, not yet shipped (docs/RESULTS.md, "Training on CNNs and transformers")."""
     from hnn.zoo.transformer_presets import training_models
 
-    return list_file_preset(TRAINING_CNNS) + [
+    return wide_preset() + [
         ZooEntry(name=name, family=family, constructor=spec, framework="transformers")
         for name, family, spec in training_models()]
 

@@ -75,4 +75,5 @@ def zoo_ged(
         return
     typer.echo(f"{data} ({kind}): {stats['graphs']} graphs, {stats['pairs']} pairs in {stats['seconds']} s "
                f"({stats['pairs_per_second']}/s), {stats['settled_by_bound']} settled by the lower bound"
-               + (" (from cache)" if stats["cached"] else ""))
+               + (" (from cache)" if stats["cached"] else "")
+               + (f", {stats['reused']} reused from an earlier matrix" if stats.get("reused") else ""))
