@@ -28,7 +28,9 @@ one of k equally near entries scores 1/k), by four rankings on the same merged g
   nearest in scale, then code, then structure distance), weight marks aside: this measures the
   perceptual description, not the weight fingerprint (benchmarks/provenance.py measures that);
 - WL-SimHash at the code's bit count (the evaluation's non-learned baseline);
-- the structure code (hnn.hasher.structure: 128 bits of WL-SimHash, topology then sizes).
+- the structure code (hnn.hasher.structure: 128 bits of WL-SimHash, topology then sizes);
+- the op pattern (hnn.hasher.structure.op_pattern: the set of op-only WL features, nearest by
+  Jaccard similarity): a family description, which siblings share, so weak on exact-model rows.
 
 ``--also-sizes S`` scores each checkpoint a second time with its size setting replaced by S
 (hnn.hasher.features.SIZES; in memory, the file untouched): the encoding's effect on the same
@@ -324,7 +326,13 @@ def score(database: list, queries: dict[str, list], checkpoints: list, labels: l
     """Per row, per seen/unseen: query count and the expected top-1 of every method; and each miss."""
     from hnn.hasher.bits import hamming_matrix
     from hnn.hasher.runtime import hash_graphs, to_hashable_graph
-    from hnn.hasher.structure import structure_distance_matrix, structure_of, wl_simhash
+    from hnn.hasher.structure import (
+        op_pattern,
+        pattern_distance_matrix,
+        structure_distance_matrix,
+        structure_of,
+        wl_simhash,
+    )
     from hnn.index.ranking import ranking_matrix
 
     # Unseen: by every checkpoint of the run, so that each compares on the same queries, none on a family
@@ -338,6 +346,7 @@ def score(database: list, queries: dict[str, list], checkpoints: list, labels: l
     bits = checkpoints[0].bits
     db_wl = np.array([wl_simhash(g, bits) for g in merged_db[0]])
     db_structure_codes = np.array([s.code for s in db_structures[0]])
+    db_patterns = [op_pattern(g) for g in merged_db[0]]
     results = {"database": len(database), "bits": bits, "checkpoints": labels, "rows": {},
                "distinct_codes": {label: len({c.tobytes() for c in codes}) for label, codes in zip(labels, db_codes)}}
     for row, row_queries in queries.items():
@@ -361,6 +370,8 @@ def score(database: list, queries: dict[str, list], checkpoints: list, labels: l
                                               right)
         methods["structure"] = expected_top1(
             structure_distance_matrix(np.array([structure_of(g).code for g in merged]), db_structure_codes), right)
+        methods["op pattern"] = expected_top1(pattern_distance_matrix([op_pattern(g) for g in merged], db_patterns),
+                                              right)
         results["rows"][row] = {
             part: {"queries": int(mask.sum()), **{m: round(float(v[mask].mean()), 3) for m, v in methods.items()}}
             for part, mask in (("unseen", ~seen), ("seen", seen)) if mask.any()}

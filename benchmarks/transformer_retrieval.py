@@ -8,7 +8,9 @@ Each model of the zoo is a query against all the others (leave one out): family 
 share of the nearest others (by Hamming distance; ties credited as a random pick among them)
 that are of the query's family. Methods, in one run on the same graphs: the checkpoint's
 perceptual code (the rules it names applied to the raw IR, as ``hnn hash`` does), WL-SimHash of
-the same graph at the same bit count, and the structure code (hnn.hasher.structure).
+the same graph at the same bit count, the structure code (hnn.hasher.structure), and the op
+pattern (hnn.hasher.structure.op_pattern: which op neighbourhoods a graph has, not how often,
+nearest by Jaccard similarity).
 
 Rows (hnn.zoo.transformer_presets says what the shipped checkpoints train on): *unseen sizes*,
 the held-out size of each training family; *unseen families*, every size of the held-out
@@ -26,9 +28,8 @@ from pathlib import Path
 import numpy as np
 
 
-def family_top1(codes: np.ndarray, families: list[str], queries: list[int]) -> float:
+def family_top1(distances: np.ndarray, families: list[str], queries: list[int]) -> float:
     """Mean over queries of the share of the nearest others (ties included) of the query's family."""
-    distances = (codes[:, None, :] != codes[None, :, :]).sum(axis=2)
     scores = []
     for query in queries:
         row = distances[query].astype(float)
@@ -39,8 +40,9 @@ def family_top1(codes: np.ndarray, families: list[str], queries: list[int]) -> f
 
 
 def main() -> None:
+    from hnn.hasher.bits import hamming_matrix
     from hnn.hasher.runtime import hash_graphs, load, to_hashable_graph
-    from hnn.hasher.structure import structure_of, wl_simhash
+    from hnn.hasher.structure import op_pattern, pattern_distance_matrix, structure_of, wl_simhash
     from hnn.zoo.build import load_dataset_graph, load_manifest
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -56,16 +58,19 @@ def main() -> None:
     families = [model["family"] for model in models]
     checkpoint = load(args.checkpoint, args.bits)
     merged = [to_hashable_graph(graph, checkpoint) for graph in raw]
-    methods = {
+    codes = {
         "hnn code": hash_graphs(merged, checkpoint),
         f"WL-SimHash {args.bits}": np.array([wl_simhash(graph, args.bits) for graph in merged], dtype=bool),
         "structure code": np.array([structure_of(graph).code for graph in merged], dtype=bool),
     }
+    methods = {name: hamming_matrix(values, values) for name, values in codes.items()}
+    patterns = [op_pattern(graph) for graph in merged]
+    methods["op pattern"] = pattern_distance_matrix(patterns, patterns)
     rows = query_rows([model["name"] for model in models], families, args.held_out)
     report = {"models": len(models), "families": len(set(families)), "checkpoint": args.checkpoint or "shipped",
               "rows": {row: {"queries": len(queries),
-                             "family_top1": {name: round(family_top1(codes, families, queries), 3)
-                                             for name, codes in methods.items()}}
+                             "family_top1": {name: round(family_top1(distances, families, queries), 3)
+                                             for name, distances in methods.items()}}
                        for row, queries in rows.items() if queries}}
     if args.json:
         print(json.dumps(report, indent=1))

@@ -144,6 +144,33 @@ def wl_features(graph: Graph, iterations: int = ITERATIONS, sizes: bool = True) 
     return features
 
 
+# WL rounds of the op pattern: 2 is where family retrieval of Keras exports (0.94) and of transformer
+# families at unseen sizes (0.76) are both near their best (docs/RESULTS.md, "Op patterns").
+PATTERN_ITERATIONS = 2
+
+
+def op_pattern(graph: Graph, iterations: int = PATTERN_ITERATIONS) -> frozenset[str]:
+    """Which local op patterns a graph has, not how often: the *set* of its op-only WL features.
+
+    A family's members differ in depth (how often a block repeats) and width (sizes), which the
+    feature bag counts and the code and the structure code read; the set of patterns stays
+    (a transformer of 2 and of 8 layers has the same kinds of layer and neighbourhood). So it
+    is a non-learned description of the *family*, not of the model: siblings share it.
+    """
+    return frozenset(wl_features(graph, iterations=iterations, sizes=False))
+
+
+def pattern_distance_matrix(queries: list[frozenset[str]], database: list[frozenset[str]]) -> np.ndarray:
+    """float [nq, nd]: 1 - Jaccard similarity of every pair of op patterns (0: the same patterns)."""
+    distances = np.ones((len(queries), len(database)))
+    for row, query in enumerate(queries):
+        for column, stored in enumerate(database):
+            union = len(query | stored)
+            if union:
+                distances[row, column] = 1 - len(query & stored) / union
+    return distances
+
+
 def _signs(feature: str, bits: int) -> np.ndarray:
     digest = hashlib.blake2b(feature.encode(), digest_size=(bits + 7) // 8).digest()
     return np.unpackbits(np.frombuffer(digest, dtype=np.uint8))[:bits].astype(np.float64) * 2 - 1

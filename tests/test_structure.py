@@ -53,3 +53,18 @@ def test_one_block_more_is_another_topology_and_names_do_not_matter():
     assert structure_of(renamed).topology == structure_of(three).topology
     assert np.array_equal(structure_of(renamed).code, structure_of(three).code)
     assert np.array_equal(structure_of(renamed).scale, structure_of(three).scale)
+
+
+def test_the_op_pattern_is_one_for_a_family_at_any_depth_and_width_and_tells_families_apart():
+    """A family's members differ in how often a block repeats and how wide it is, not in which blocks it has."""
+    from hnn.hasher.structure import op_pattern, pattern_distance_matrix
+
+    deep = op_pattern(blocks(8, width=64))
+    assert op_pattern(blocks(5, width=16)) == deep  # every kind of neighbourhood is there from 5 blocks on
+    assert structure_of(blocks(5)).topology != structure_of(blocks(8)).topology  # the digest counts blocks
+    plain = blocks(8)  # the same without the residual connections: another family
+    plain = Graph(plain.nodes, [edge for edge in plain.edges if not edge[1].endswith(".add")
+                                or edge[0].endswith(".conv2")], plain.meta)
+    # Fewer blocks than that: some neighbourhoods are missing, and the family is still far nearer.
+    distances = pattern_distance_matrix([op_pattern(blocks(3, width=16))], [deep, op_pattern(plain)])
+    assert 0 < distances[0, 0] < 0.2 and distances[0, 1] > 0.5
