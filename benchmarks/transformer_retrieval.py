@@ -10,7 +10,7 @@ that are of the query's family. Methods, in one run on the same graphs: the chec
 perceptual code (the rules it names applied to the raw IR, as ``hnn hash`` does), WL-SimHash of
 the same graph at the same bit count, the structure code (hnn.hasher.structure), and the op
 pattern (hnn.hasher.structure.op_pattern: which op neighbourhoods a graph has, not how often,
-nearest by Jaccard similarity).
+nearest by Jaccard similarity), and the two together (hnn.hasher.structure.family_distance_matrix).
 
 Rows (hnn.zoo.transformer_presets says what the shipped checkpoints train on): *unseen sizes*,
 the held-out size of each training family; *unseen families*, every size of the held-out
@@ -42,7 +42,13 @@ def family_top1(distances: np.ndarray, families: list[str], queries: list[int]) 
 def main() -> None:
     from hnn.hasher.bits import hamming_matrix
     from hnn.hasher.runtime import hash_graphs, load, to_hashable_graph
-    from hnn.hasher.structure import op_pattern, pattern_distance_matrix, structure_of, wl_simhash
+    from hnn.hasher.structure import (
+        family_distance_matrix,
+        op_pattern,
+        pattern_distance_matrix,
+        structure_of,
+        wl_simhash,
+    )
     from hnn.zoo.build import load_dataset_graph, load_manifest
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -66,6 +72,7 @@ def main() -> None:
     methods = {name: hamming_matrix(values, values) for name, values in codes.items()}
     patterns = [op_pattern(graph) for graph in merged]
     methods["op pattern"] = pattern_distance_matrix(patterns, patterns)
+    methods["code + pattern"] = family_distance_matrix(methods["hnn code"], checkpoint.bits, methods["op pattern"])
     rows = query_rows([model["name"] for model in models], families, args.held_out)
     report = {"models": len(models), "families": len(set(families)), "checkpoint": args.checkpoint or "shipped",
               "rows": {row: {"queries": len(queries),

@@ -171,6 +171,20 @@ def pattern_distance_matrix(queries: list[frozenset[str]], database: list[frozen
     return distances
 
 
+# How much a whole op pattern apart (Jaccard distance 1) weighs against a whole code apart (every bit):
+# chosen on the transformer families a candidate checkpoint trained on (docs/RESULTS.md, "Op patterns").
+FAMILY_PATTERN_WEIGHT = 0.5
+
+
+def family_distance_matrix(code_distances: np.ndarray, bits: int, pattern_distances: np.ndarray,
+                           pattern_weight: float = FAMILY_PATTERN_WEIGHT) -> np.ndarray:
+    """float [nq, nd]: the code's Hamming distance as a share of its bits plus the weighted op-pattern distance.
+
+    The code tells sizes and the families it trained on apart; the op pattern holds a family together
+    across depth and width, and does not depend on training. Where they disagree the sum decides."""
+    return np.asarray(code_distances) / bits + pattern_weight * np.asarray(pattern_distances)
+
+
 def _signs(feature: str, bits: int) -> np.ndarray:
     digest = hashlib.blake2b(feature.encode(), digest_size=(bits + 7) // 8).digest()
     return np.unpackbits(np.frombuffer(digest, dtype=np.uint8))[:bits].astype(np.float64) * 2 - 1

@@ -68,3 +68,17 @@ def test_the_op_pattern_is_one_for_a_family_at_any_depth_and_width_and_tells_fam
     # Fewer blocks than that: some neighbourhoods are missing, and the family is still far nearer.
     distances = pattern_distance_matrix([op_pattern(blocks(3, width=16))], [deep, op_pattern(plain)])
     assert 0 < distances[0, 0] < 0.2 and distances[0, 1] > 0.5
+
+
+def test_the_family_distance_lets_the_op_pattern_outvote_a_few_code_bits():
+    """A query 3 bits from another family's model and 10 bits from a deeper member of its own family."""
+    from hnn.hasher.structure import family_distance_matrix, op_pattern, pattern_distance_matrix
+
+    query, member = op_pattern(blocks(5)), op_pattern(blocks(8))
+    plain = blocks(5)
+    other = op_pattern(Graph(plain.nodes, [edge for edge in plain.edges if not edge[1].endswith(".add")
+                                           or edge[0].endswith(".conv2")], plain.meta))
+    patterns = pattern_distance_matrix([query], [member, other])
+    distances = family_distance_matrix(np.array([[10, 3]]), 64, patterns)
+    assert distances.argmin() == 0
+    assert family_distance_matrix(np.array([[10, 3]]), 64, patterns, pattern_weight=0).argmin() == 1
