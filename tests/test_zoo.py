@@ -278,7 +278,8 @@ def test_the_training_preset_holds_out_families_and_a_size_that_the_transformers
 
 
 def test_the_wide_preset_adds_timm_families_that_the_generalization_database_does_not_hold():
-    """The shipped checkpoints train on `wide`; benchmarks/generalization.py scores its timm models as unseen."""
+    """The shipped checkpoints train on `wide` (and transformers); benchmarks/generalization.py scores its timm
+    models as unseen."""
     import importlib.util
     from pathlib import Path
 

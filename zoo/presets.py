@@ -118,14 +118,15 @@ TIMM_WIDE = Path(__file__).resolve().parent / "lists" / "timm-wide.txt"
 
 
 def wide_preset() -> list[ZooEntry]:
-    """The shipped checkpoints' training set: TRAINING_CNNS and TIMM_WIDE (124 models listed; 122 convert)."""
+    """The CNNs of the shipped checkpoints' training set: TRAINING_CNNS and TIMM_WIDE (124 models listed; 122
+    convert). hnn 0.4's checkpoints trained on it alone."""
     return list_file_preset(TRAINING_CNNS) + list_file_preset(TIMM_WIDE)
 
 
 def training_preset() -> list[ZooEntry]:
-    """CNNs and transformers together: the `wide` preset and the transformer families' training sizes
-    (hnn.zoo.transformer_presets: some families and one size held out). The checkpoints trained on it
-    are candidates, not yet shipped (docs/RESULTS.md, "Training on CNNs and transformers")."""
+    """The shipped checkpoints' training set (hnn 0.5): CNNs and transformers together, the `wide` preset
+    and the transformer families' training sizes (hnn.zoo.transformer_presets: some families and one
+    size held out; 186 models convert). scripts/train_default.sh trains on it."""
     from hnn.zoo.transformer_presets import training_models
 
     return wide_preset() + [
