@@ -520,7 +520,13 @@ def fuse_hard_activations(graph: WorkGraph) -> int:
             return None
         return "HardSwish" if reads_entry_twice else "HardSigmoid"
 
-    return _fuse_regions(graph, "Clip", HARD_ACTIVATION_OPS, name)
+    fused = _fuse_regions(graph, "Clip", HARD_ACTIVATION_OPS, name)
+    # One FLOP per element, as torch's own op counts, however many ops wrote it out (Keras's three
+    # or four: its MobileNetV3 read 3-4 times torch's cost, a size the code could tell apart).
+    for node in graph.nodes.values():
+        if node.op in ("HardSwish", "HardSigmoid") and node.output_shape:
+            node.flops = math.prod(node.output_shape)
+    return fused
 
 
 def _fuse_regions(graph: WorkGraph, seed_op: str, layer_ops: frozenset[str],

@@ -184,13 +184,15 @@ def extract(model: onnx.ModelProto) -> WorkGraph:
         carrying = DATA_INPUTS.get(op, range(len(node.input)))
         data_inputs = [node.input[i] for i in carrying if i < len(node.input) and node.input[i] in data_tensors]
         if op in SHAPE_ONLY_OPS or not data_inputs:
-            if any(name in compact for name in node.input):  # only fold_uniform reads a compact tensor right
-                folded = fold_uniform(node, initializers, shapes, compact, MAX_FOLD_ELEMENTS)
+            # Only fold_uniform reads a compact tensor's values right; Shape and Size read its true shape.
+            if op not in ("Shape", "Size") and any(name in compact for name in node.input):
+                folded = fold_uniform(node, initializers, shapes, compact, MAX_FOLD_ELEMENTS, WEIGHT_ABOVE_ELEMENTS)
             else:
                 folded = (_fold_constant(node, initializers, shapes) or _relaid_weight(node, initializers, shapes)
                           or _gathered_weight(node, initializers, shapes)
                           or _derived_weight(node, initializers, shapes) or _cast_like_weight(node, initializers)
-                          or fold_uniform(node, initializers, shapes, compact, MAX_FOLD_ELEMENTS))
+                          or fold_uniform(node, initializers, shapes, compact, MAX_FOLD_ELEMENTS,
+                                          WEIGHT_ABOVE_ELEMENTS))
             for name, value in folded.items():
                 initializers[name] = value
                 if name not in compact:  # fold_uniform gave a compact tensor its true shape
@@ -202,7 +204,8 @@ def extract(model: onnx.ModelProto) -> WorkGraph:
         if op == "Split" and len([name for name in node.output if name]) > 1:
             _split_as_slices(node, index, work, producer, shapes, data_inputs, graph_outputs, len(graph.node))
             continue
-        if op == "Gather" and _gathers_everything_in_order(node, initializers, shapes):
+        if (op == "Gather" and not compact.intersection(node.input)  # compact indices: a repeat, not a view
+                and _gathers_everything_in_order(node, initializers, shapes)):
             op = "Reshape"  # dynamo's as_strided (torch's adaptive pooling on channels-last data)
         attrs = _attributes(node)
         input_shapes = [shapes.get(name) for name in node.input]
@@ -307,6 +310,10 @@ def _fold_constant(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto],
     """Outputs of a node computed from constants (or a Shape of a known shape); {} when not foldable."""
     import numpy as np
 
+    if (node.op_type == "Size" and node.input and shapes.get(node.input[0]) is not None
+            and all(isinstance(d, int) and d >= 0 for d in shapes[node.input[0]])):
+        return {node.output[0]: onnx.numpy_helper.from_array(np.array(prod(shapes[node.input[0]]), dtype=np.int64),
+                                                            node.output[0])}
     if node.op_type == "Shape" and node.input and shapes.get(node.input[0]) is not None:
         dims = shapes[node.input[0]]
         attrs = {a.name: a.i for a in node.attribute}

@@ -10,7 +10,8 @@ stored as a one-element tensor of its rank (*compact*), its true shape in extrac
 node then reads it as a small constant, ``[0.0]``, and never as a weight.
 
 Only tensors extraction could read anyway are looked at (at most MAX_FOLD_ELEMENTS elements, none
-hollow), so an upload's large weights are never read here.
+hollow), and never a weight's values (float constants above WEIGHT_ABOVE_ELEMENTS), so a fresh
+model's zero bias is not a zero, and an upload's large weights are never read here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from math import prod
 import numpy as np
 import onnx
 
-from hnn.weight_store import is_hollow
+from hnn.weight_store import FLOAT_TYPES, is_hollow
 
 # Ops whose output elements are each a function of the broadcast input elements at the same place.
 ELEMENTWISE = frozenset({
@@ -33,20 +34,26 @@ ELEMENT_MOVING = frozenset({"Expand", "Reshape", "Unsqueeze", "Squeeze", "Flatte
                             "Tile", "Gather"})
 
 
+# A rank no real tensor has (numpy's own limit is 64): such a declared shape is not folded.
+MAX_RANK = 32
+
+
 def fold_uniform(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto], shapes: dict[str, list[int] | None],
-                 compact: set[str], max_elements: int) -> dict[str, onnx.TensorProto]:
+                 compact: set[str], max_elements: int, weight_above: int) -> dict[str, onnx.TensorProto]:
     """The output of ``node`` (inputs all constants) when it is one value throughout; {} when not.
 
     A result of at most ``max_elements`` elements is written out in full (extraction's other folding
     then reads it as any small constant); a larger one is compact: its name joins ``compact`` and
-    its true shape goes into ``shapes``.
+    its true shape goes into ``shapes``. Float constants of more than ``weight_above`` elements are
+    weights, whose values never decide the structure (a fresh model's zero bias, expanded, is not a
+    zero to drop), so they are never read as one value.
     """
     if len([name for name in node.output if name]) != 1:
         return {}
     output = node.output[0]
-    value = _uniform_result(node, tensors, compact, max_elements)
+    value = _uniform_result(node, tensors, compact, max_elements, weight_above)
     shape = shapes.get(output) or _broadcast_shape(node, shapes)
-    if value is None or shape is None or any(d < 0 for d in shape):
+    if value is None or shape is None or len(shape) > MAX_RANK or any(d < 0 for d in shape):
         return {}
     if prod(shape) <= max_elements:
         return {output: onnx.numpy_helper.from_array(np.full(shape, value, dtype=value.dtype), output)}
@@ -56,20 +63,21 @@ def fold_uniform(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto], sha
 
 
 def _uniform_result(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto], compact: set[str],
-                    max_elements: int):
+                    max_elements: int, weight_above: int):
     """The one value (a 0-d array) of the node's output, or None."""
     inputs = [name for name in node.input if name]
     if node.op_type == "ConstantOfShape":
         attribute = next((a.t for a in node.attribute if a.name == "value"), None)
-        return (np.array(0.0, dtype=np.float32) if attribute is None
-                else onnx.numpy_helper.to_array(attribute).reshape(-1)[0])
+        if attribute is None:
+            return np.array(0.0, dtype=np.float32)
+        return _one_value(attribute, False, 1, 1) if prod(attribute.dims) == 1 else None
     if not inputs or any(name not in tensors for name in inputs):
         return None
     if node.op_type in ELEMENT_MOVING:
-        return _one_value(tensors[node.input[0]], node.input[0] in compact, max_elements)
+        return _one_value(tensors[node.input[0]], node.input[0] in compact, max_elements, weight_above)
     if node.op_type not in ELEMENTWISE:
         return None
-    values = [_one_value(tensors[name], name in compact, max_elements) for name in inputs]
+    values = [_one_value(tensors[name], name in compact, max_elements, weight_above) for name in inputs]
     if any(v is None for v in values):
         return None
     from onnx.reference import ReferenceEvaluator
@@ -82,17 +90,18 @@ def _uniform_result(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto], 
     return result.reshape(-1)[0] if result.size == 1 else None
 
 
-def _one_value(tensor: onnx.TensorProto, is_compact: bool, max_elements: int):
+def _one_value(tensor: onnx.TensorProto, is_compact: bool, max_elements: int, weight_above: int):
     """The tensor's value as a 0-d array when every element is that value (compact ones are)."""
     if is_hollow(tensor) or prod(tensor.dims) == 0:
         return None
-    if not is_compact and prod(tensor.dims) > max_elements:
+    if not is_compact and (prod(tensor.dims) > max_elements
+                           or (tensor.data_type in FLOAT_TYPES and prod(tensor.dims) > weight_above)):
         return None  # a weight: its values are not read here
     try:
         array = onnx.numpy_helper.to_array(tensor).reshape(-1)
-    except ValueError:
+    except Exception:  # data that does not fit its declared type or shape: not folded
         return None
-    if array.dtype == object or not (array == array[0]).all():
+    if array.size == 0 or array.dtype.kind not in "biuf" or not (array == array[0]).all():
         return None
     return np.array(array[0], dtype=array.dtype)
 

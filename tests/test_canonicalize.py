@@ -536,3 +536,21 @@ def test_gelu_written_with_erfc_as_keras_exports_it_under_tensorflow_is_one_gelu
              helper.make_node("Mul", ["up", "g3"], ["g4"]), helper.make_node("Mul", ["g4", "half"], ["y"])]
     ir = onnx_to_ir(model(nodes, [("x", [1, 4, 8])], ["y"], [weight("w", 8, 16), *constants]), simplify=False)
     assert ops(ir) == ["Gemm", "Gelu"]
+
+
+def test_a_weight_of_one_value_is_no_constant_to_drop_and_compact_indices_are_no_view():
+    """A fresh model's zero bias, expanded, is a weight like any other (values never decide the structure);
+    a Gather of a computed index tensor of one value repeats a slice, which is no reshape."""
+    shapes = {"zeros": np.zeros((1, 4, 1, 64), np.float32), "random": np.random.default_rng(0).normal(
+        size=(1, 4, 1, 64)).astype(np.float32)}
+    graphs = []
+    for name, values in shapes.items():
+        nodes = [conv("a", "x", "t1"), helper.make_node("Expand", ["bias", "full"], ["wide"]),
+                 helper.make_node("Add", ["t1", "wide"], ["t2"]), helper.make_node("Relu", ["t2"], ["y"])]
+        weights = conv_weights("a") + [numpy_helper.from_array(values, "bias"), int_tensor("full", [1, 4, 64, 64])]
+        graphs.append(onnx_to_ir(model(nodes, [("x", [1, 4, 64, 64])], ["y"], weights), simplify=False))
+    assert ops(graphs[0]) == ops(graphs[1]) == ["Conv", "Add", "Relu"]
+    nodes = [helper.make_node("Expand", ["zero", "many"], ["indices"]),
+             helper.make_node("Gather", ["x", "indices"], ["t1"], axis=1), helper.make_node("Relu", ["t1"], ["y"])]
+    built = model(nodes, [("x", [2, 1, 3])], ["y"], [int_tensor("zero", [0]), int_tensor("many", [5000])])
+    assert ops(onnx_to_ir(built, simplify=False)) == ["Gather", "Relu"]

@@ -110,6 +110,16 @@ def test_a_longer_graph_list_estimates_only_the_pairs_of_its_new_graphs(resnet18
     other_known = {**known, (0, 1): known[(0, 1)] + 1}
     _, stats = pairwise(graphs, cap=100, known=other_known, workers=1, cache_dir=tmp_path)
     assert stats["reused"] == 9 and not stats["cached"]
+    # Pairs among unestimated graphs hold another kind of value: not reused where they are estimated.
+    _, stats = pairwise(graphs, cap=101, known=known, workers=1, cache_dir=tmp_path, unestimated=frozenset({0, 1}))
+    _, stats = pairwise(graphs, cap=101, known=known, workers=1, cache_dir=tmp_path)
+    assert stats["reused"] == 9
+    # A write cut short (or any file that is not a matrix) is passed over, not read.
+    (tmp_path / "ged-interrupted.npz.tmp.npz").write_bytes(b"PK\x03\x04 cut")
+    (tmp_path / "ged-damaged.npz").write_bytes(b"not a matrix")
+    part, stats = pairwise(graphs[:4], cap=100, known={k: v for k, v in known.items() if k[1] < 4}, workers=1,
+                           cache_dir=tmp_path)
+    assert stats["reused"] == 6 and (part == fresh[:4, :4]).all()
 
 
 def test_pairs_among_unestimated_graphs_are_unknown_but_for_known_edits_and_the_bound(resnet18_merged, tmp_path):

@@ -285,6 +285,9 @@ def _rows(task: tuple[list[int], int, dict, frozenset]) -> list[tuple[int, int, 
 UNKNOWN = -1
 # In the matrix of values reused from earlier matrices (_reused_pairs): a pair none of them has.
 NOT_CACHED = -2
+# Stored with each matrix; a change to the estimator (ged, estimate, refine) must raise it, so that
+# no pair it estimated the old way is reused.
+ESTIMATE_VERSION = 1
 
 
 def pairwise(
@@ -316,7 +319,7 @@ def pairwise(
                                   "unknown": int((stored["matrix"] == UNKNOWN).sum() // 2), "cached": True}
     n = len(graphs)
     matrix = np.zeros((n, n), dtype=np.int32)
-    reused = _reused_pairs(Path(cache_dir), graphs, cap, known) if cache_dir else None
+    reused = _reused_pairs(Path(cache_dir), graphs, cap, known, unestimated) if cache_dir else None
     workers = workers or os.cpu_count() or 1
     # Interleave rows so every task has a similar share of long and short rows.
     tasks = [(list(range(start, n, 4 * workers)), cap, known, unestimated) for start in range(4 * workers)]
@@ -333,52 +336,83 @@ def pairwise(
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(cache.name + ".tmp.npz")
         np.savez_compressed(tmp, matrix=matrix, pairs=pairs, settled=settled, labels=LABELS, cap=cap,
-                            digests=np.array([g.digest for g in graphs]),
-                            known=np.array([(i, j, v) for (i, j), v in sorted(known.items())], dtype=np.int64))
+                            estimate_version=ESTIMATE_VERSION, digests=np.array([g.digest for g in graphs]),
+                            known=np.array([(i, j, v) for (i, j), v in sorted(known.items())], dtype=np.int64),
+                            unestimated=np.array(sorted(unestimated), dtype=np.int64))
         tmp.replace(cache)
     reused_count = 0 if reused is None else int((reused[np.triu_indices(n, 1)] != NOT_CACHED).sum())
     return matrix, {"pairs": pairs, "settled_by_bound": settled, "unknown": int((matrix == UNKNOWN).sum() // 2),
                     "cached": False, "reused": reused_count}
 
 
-def _reused_pairs(cache_dir: Path, graphs: list[GedGraph], cap: int,
-                  known: dict[tuple[int, int], int]) -> np.ndarray | None:
-    """[n, n] values of pairs an earlier matrix in ``cache_dir`` already estimated, NOT_CACHED elsewhere.
+def _reused_pairs(cache_dir: Path, graphs: list[GedGraph], cap: int, known: dict[tuple[int, int], int],
+                  unestimated: frozenset[int]) -> np.ndarray | None:
+    """[n, n] values of pairs an earlier matrix in ``cache_dir`` already has, NOT_CACHED elsewhere.
 
     What makes a zoo's GED incremental: adding models to a built zoo estimates only the pairs that
-    involve a new graph. A pair is reused when an earlier matrix of the same labels and cap holds
-    both graphs (by digest) with the same known edit count (or none) and a value, not UNKNOWN (whether
-    a pair is estimated is this call's choice). Matrices written before they recorded their digests
-    are not read."""
+    involve a new graph. A pair is reused when an earlier matrix of the same labels, cap and
+    estimator holds both graphs (by digest) with the same known edit count (or none), was or was
+    not estimated as this call would (``unestimated`` on both sides or not), and has a value, not
+    UNKNOWN. The newest such matrix wins. A file that cannot be read whole (an interrupted write,
+    a matrix written before matrices recorded their graphs) is not used."""
     reused = None
-    for path in sorted(cache_dir.glob("ged-*.npz"), key=lambda p: p.stat().st_mtime):
-        try:
-            with np.load(path) as stored:
-                if "digests" not in stored or str(stored["labels"]) != LABELS or int(stored["cap"]) != cap:
-                    continue
-                old_matrix, old_digests, old_known = stored["matrix"], stored["digests"], stored["known"]
-        except (OSError, ValueError, KeyError):  # a damaged or foreign file: computed again, not trusted
-            continue
-        position = {str(digest): index for index, digest in enumerate(old_digests)}
-        old_index = np.array([position.get(g.digest, -1) for g in graphs])
-        here = np.flatnonzero(old_index >= 0)
-        if here.size < 2:
-            continue
-        values = np.full((len(graphs), len(graphs)), NOT_CACHED, dtype=np.int32)
-        values[np.ix_(here, here)] = old_matrix[np.ix_(old_index[here], old_index[here])]
-        values[values == UNKNOWN] = NOT_CACHED
-        old_edits = {(int(i), int(j)): int(v) for i, j, v in old_known.reshape(-1, 3)}
-        old_edits.update({(j, i): v for (i, j), v in list(old_edits.items())})
-        for (i, j), edits in known.items():  # a known edit count bounds the estimate: it must be the same
-            if old_edits.get((old_index[i], old_index[j])) != edits:
-                values[i, j] = values[j, i] = NOT_CACHED
-        new_of_old = {}
-        for index, old in enumerate(old_index):
-            new_of_old.setdefault(int(old), []).append(index)
-        for (a, b), edits in old_edits.items():
-            for i in new_of_old.get(a, ()):
-                for j in new_of_old.get(b, ()):
-                    if known.get((min(i, j), max(i, j))) != edits:
-                        values[i, j] = values[j, i] = NOT_CACHED
-        reused = values if reused is None else np.where(reused == NOT_CACHED, values, reused)
+    for path in sorted(_matrix_files(cache_dir), key=lambda item: item[0], reverse=True):
+        values = _reusable_values(path[1], graphs, cap, known, unestimated)
+        if values is not None:
+            reused = values if reused is None else np.where(reused == NOT_CACHED, values, reused)
     return reused
+
+
+def _matrix_files(cache_dir: Path) -> list[tuple[float, Path]]:
+    files = []
+    for path in cache_dir.glob("ged-*.npz"):
+        if path.name.endswith(".tmp.npz"):
+            continue
+        try:
+            files.append((path.stat().st_mtime, path))
+        except OSError:  # removed meanwhile by another build
+            continue
+    return files
+
+
+def _reusable_values(path: Path, graphs: list[GedGraph], cap: int, known: dict[tuple[int, int], int],
+                     unestimated: frozenset[int]) -> np.ndarray | None:
+    """The reusable pair values of one cached matrix (see _reused_pairs), or None when it has none."""
+    try:
+        with np.load(path) as stored:
+            if ("digests" not in stored or str(stored["labels"]) != LABELS or int(stored["cap"]) != cap
+                    or int(stored["estimate_version"]) != ESTIMATE_VERSION):
+                return None
+            old_matrix, old_digests = stored["matrix"], [str(digest) for digest in stored["digests"]]
+            old_known, old_unestimated = stored["known"].reshape(-1, 3), set(stored["unestimated"].tolist())
+        if old_matrix.shape != (len(old_digests), len(old_digests)):
+            return None
+    except Exception:  # a damaged or foreign file: its pairs are estimated again, not trusted
+        return None
+    n = len(graphs)
+    position = {digest: index for index, digest in enumerate(old_digests)}
+    old_index = np.array([position.get(g.digest, -1) for g in graphs])
+    here = np.flatnonzero(old_index >= 0)
+    if here.size < 2:
+        return None
+    values = np.full((n, n), NOT_CACHED, dtype=np.int32)
+    values[np.ix_(here, here)] = old_matrix[np.ix_(old_index[here], old_index[here])]
+    values[values == UNKNOWN] = NOT_CACHED
+    # Pairs among unestimated graphs get another kind of value: reused only between like pairs.
+    new_flag = np.isin(np.arange(n), sorted(unestimated))
+    old_flag = np.isin(old_index, sorted(old_unestimated)) & (old_index >= 0)
+    values[np.outer(new_flag, new_flag) != np.outer(old_flag, old_flag)] = NOT_CACHED
+    old_edits = {(int(i), int(j)): int(v) for i, j, v in old_known}
+    old_edits.update({(j, i): v for (i, j), v in list(old_edits.items())})
+    for (i, j), edits in known.items():  # a known edit count bounds the estimate: it must be the same
+        if old_edits.get((int(old_index[i]), int(old_index[j]))) != edits:
+            values[i, j] = values[j, i] = NOT_CACHED
+    new_of_old: dict[int, list[int]] = {}
+    for index, old in enumerate(old_index):
+        new_of_old.setdefault(int(old), []).append(index)
+    for (a, b), edits in old_edits.items():
+        for i in new_of_old.get(a, ()):
+            for j in new_of_old.get(b, ()):
+                if known.get((min(i, j), max(i, j))) != edits:
+                    values[i, j] = values[j, i] = NOT_CACHED
+    return values
