@@ -10,7 +10,9 @@ that are of the query's family. Methods, in one run on the same graphs: the chec
 perceptual code (the rules it names applied to the raw IR, as ``hnn hash`` does), WL-SimHash of
 the same graph at the same bit count, the structure code (hnn.hasher.structure), and the op
 pattern (hnn.hasher.structure.op_pattern: which op neighbourhoods a graph has, not how often,
-nearest by Jaccard similarity), and the two together (hnn.hasher.structure.family_distance_matrix).
+nearest by Jaccard similarity), the two together (hnn.hasher.structure.family_distance_matrix),
+and that sum as an index answers it ("index family": the Jaccard similarity estimated from the
+MinHash signatures an index stores, hnn.hasher.structure.pattern_signature).
 
 Rows (hnn.zoo.transformer_presets says what the shipped checkpoints train on): *unseen sizes*,
 the held-out size of each training family; *unseen families*, every size of the held-out
@@ -43,9 +45,11 @@ def main() -> None:
     from hnn.hasher.bits import hamming_matrix
     from hnn.hasher.runtime import hash_graphs, load, to_hashable_graph
     from hnn.hasher.structure import (
+        estimated_pattern_similarity,
         family_distance_matrix,
         op_pattern,
         pattern_distance_matrix,
+        pattern_signature,
         structure_of,
         wl_simhash,
     )
@@ -73,6 +77,11 @@ def main() -> None:
     patterns = [op_pattern(graph) for graph in merged]
     methods["op pattern"] = pattern_distance_matrix(patterns, patterns)
     methods["code + pattern"] = family_distance_matrix(methods["hnn code"], checkpoint.bits, methods["op pattern"])
+    # What an index answers (hnn check's "family"): the same sum, the pattern's Jaccard estimated from
+    # the signatures its entries store.
+    signatures = np.array([pattern_signature(pattern) for pattern in patterns])
+    estimated = 1 - np.array([estimated_pattern_similarity(signature, signatures) for signature in signatures])
+    methods["index family"] = family_distance_matrix(methods["hnn code"], checkpoint.bits, estimated)
     rows = query_rows([model["name"] for model in models], families, args.held_out)
     report = {"models": len(models), "families": len(set(families)), "checkpoint": args.checkpoint or "shipped",
               "rows": {row: {"queries": len(queries),

@@ -12,7 +12,7 @@ with warnings.catch_warnings():  # torch_geometric's import warns about torch.ji
     warnings.simplefilter("ignore")
     from torch_geometric.nn import GCNConv
 
-from hnn.hasher.layers import AttentionPooling
+from hnn.hasher.layers import AttentionPooling, normalized_adjacency
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,8 @@ class HNNNet(nn.Module):
             raise ValueError(f"{self.__class__.__name__}: bits and in_channels must be positive, got {config}")
         self.config = config
         widths = (config.in_channels, *config.gcn)
+        # GCNConv holds each layer's weight and bias (the checkpoint's names: convs.K.lin.weight,
+        # convs.K.bias); forward applies them to the batch's one propagation matrix.
         self.convs = nn.ModuleList(GCNConv(a, b) for a, b in zip(widths, widths[1:]))
         self.pools = nn.ModuleList(AttentionPooling(width) for width in config.gcn)
         fc_widths = (sum(config.gcn), *config.fc)
@@ -83,9 +85,10 @@ class HNNNet(nn.Module):
 
     def forward(self, x: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int | None = None) -> dict:
         num_graphs = int(batch.max()) + 1 if num_graphs is None else num_graphs
+        propagation = normalized_adjacency(edge_index, x.shape[0], x.dtype)
         pooled = []
         for conv, pool in zip(self.convs, self.pools):
-            x = torch.relu(conv(x, edge_index))
+            x = torch.relu(torch.sparse.mm(propagation, conv.lin(x)) + conv.bias)
             pooled.append(pool(x, batch, num_graphs))
         h = torch.cat(pooled, dim=-1)
         embedding = None

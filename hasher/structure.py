@@ -4,7 +4,7 @@ The perceptual code is trained to give a model and its light derivatives one
 code, so close siblings can share it too (squeezenet1_0 and 1_1 with the shipped
 64-bit checkpoint; vgg11, vgg13 and vgg16 with the 16-bit one), and it is made
 of FLOPs and parameter buckets, so a copy whose every layer was narrowed
-(structured pruning) drifts towards a narrower sibling. Three non-learned
+(structured pruning) drifts towards a narrower sibling. Four non-learned
 descriptions of the same merged graph help:
 
 - the *topology digest*: BLAKE2 of the whole bag of Weisfeiler-Lehman subtree
@@ -23,6 +23,11 @@ descriptions of the same merged graph help:
   features). It measures how far two structures are where the digest only says
   equal or not (densenet121 and densenet201, which differ only in how often a
   block repeats, share the topology half, not the digest).
+- the *op pattern* (:func:`op_pattern`): the set, not the bag, of op-only WL
+  features of two rounds, which kinds of op neighbourhood a graph has. Depth
+  and width leave it alone, so a family shares it; an index stores its MinHash
+  (:func:`pattern_signature`) and answers a query's family with it
+  (hnn.index.store.Index.family).
 
 WL features: each node starts with its label; ``ITERATIONS`` rounds of WL
 refinement (networkx) give every node a hash per round; the graph's feature bag
@@ -62,6 +67,7 @@ class Structure:
     code: np.ndarray  # bool [STRUCTURE_BITS]: topology half, then sizes half
     topology: str | None = None  # 16 hex digits
     scale: np.ndarray | None = None  # float64 [2]: mean log2(params), mean log2(flops) (scale_of)
+    pattern: np.ndarray | None = None  # uint8 [PATTERN_SLOTS]: the op pattern's MinHash (pattern_signature)
 
     def same_topology(self, other: "Structure | None") -> bool:
         """One digest on both sides, and a scale to order by (an entry of an older index has neither)."""
@@ -70,13 +76,16 @@ class Structure:
 
 
 def structure_of(graph: Graph) -> Structure:
-    """The structure code, topology digest and scale of a (merged) graph.
+    """The structure code, topology digest, scale and op-pattern signature of a (merged) graph.
 
-    The op-only WL features are computed once and serve both the topology half and the digest.
+    The op-only WL rounds are computed once: all of them make the topology half and the digest, the
+    first PATTERN_ITERATIONS the op pattern.
     """
-    topology = wl_features(graph, sizes=False)
+    labels, rounds = _wl_rounds(graph, ITERATIONS, sizes=False)
+    topology = _feature_bag(labels, rounds, ITERATIONS)
     code = np.concatenate([simhash(topology, HALF_BITS), wl_simhash(graph, HALF_BITS, sizes=True)])
-    return Structure(code, topology_digest(topology), scale_of(graph))
+    pattern = frozenset(_feature_bag(labels, rounds, PATTERN_ITERATIONS))
+    return Structure(code, topology_digest(topology), scale_of(graph), pattern_signature(pattern))
 
 
 def topology_digest(features: Counter) -> str:
@@ -131,6 +140,12 @@ def structure_distance_matrix(queries: np.ndarray, database: np.ndarray) -> np.n
 
 def wl_features(graph: Graph, iterations: int = ITERATIONS, sizes: bool = True) -> Counter:
     """The WL feature bag; node labels are op and size buckets, or the op alone (``sizes=False``)."""
+    return _feature_bag(*_wl_rounds(graph, iterations, sizes), iterations)
+
+
+def _wl_rounds(graph: Graph, iterations: int, sizes: bool) -> tuple[list[str], list[list[str]]]:
+    """Each node's label, and each node's WL hash of every round (a round's hash depends on the rounds
+    before it only, so the first k of ``iterations`` rounds are what k rounds give)."""
     import networkx as nx
 
     undirected = nx.Graph()
@@ -138,9 +153,15 @@ def wl_features(graph: Graph, iterations: int = ITERATIONS, sizes: bool = True) 
         undirected.add_node(node.id, label=f"{node.op}/{enc(node.flops)}/{enc(node.params)}" if sizes else node.op)
     undirected.add_edges_from(graph.edges)
     hashes = nx.weisfeiler_lehman_subgraph_hashes(undirected, node_attr="label", iterations=iterations)
-    features = Counter(undirected.nodes[n]["label"] for n in undirected.nodes)
-    for per_node in hashes.values():
-        features.update(per_node)
+    return [undirected.nodes[n]["label"] for n in undirected.nodes], list(hashes.values())
+
+
+def _feature_bag(labels: list[str], rounds: list[list[str]], iterations: int) -> Counter:
+    """The bag of the labels and the first ``iterations`` rounds of :func:`_wl_rounds`."""
+    assert all(len(per_node) >= iterations for per_node in rounds), "fewer WL rounds computed than asked for"
+    features = Counter(labels)
+    for per_node in rounds:
+        features.update(per_node[:iterations])
     return features
 
 
@@ -158,6 +179,33 @@ def op_pattern(graph: Graph, iterations: int = PATTERN_ITERATIONS) -> frozenset[
     is a non-learned description of the *family*, not of the model: siblings share it.
     """
     return frozenset(wl_features(graph, iterations=iterations, sizes=False))
+
+
+# MinHash slots of an op pattern's signature, one byte each (b-bit MinHash, Li and Koenig, WWW 2010): what
+# an index stores per entry to find the nearest family. 128 slots estimate a Jaccard similarity within
+# about 0.045 (one standard deviation at 0.5) for 128 bytes an entry.
+PATTERN_SLOTS = 128
+_SLOT_VALUES = 256
+_SLOT_BLOCKS = [b"hnn-pattern-%d" % block for block in range(PATTERN_SLOTS // 16)]  # 16 slots per BLAKE2 digest
+
+
+def pattern_signature(pattern: frozenset[str]) -> np.ndarray | None:
+    """uint8 [PATTERN_SLOTS]: per slot, the low byte of the smallest of the features' hashes (None: no feature).
+
+    Two signatures agree in a slot with probability J + (1 - J) / 256 for op patterns of Jaccard
+    similarity J (:func:`estimated_pattern_similarity` undoes the second term)."""
+    if not pattern:
+        return None
+    hashes = np.array([np.frombuffer(b"".join(hashlib.blake2b(feature.encode(), digest_size=64, person=block).digest()
+                                              for block in _SLOT_BLOCKS), "<u4") for feature in sorted(pattern)])
+    return (hashes.min(axis=0) % _SLOT_VALUES).astype(np.uint8)
+
+
+def estimated_pattern_similarity(query: np.ndarray, stored: np.ndarray) -> np.ndarray:
+    """float [n]: the Jaccard similarity of the op patterns behind ``query`` [S] and each row of ``stored`` [n, S]."""
+    agree = (np.asarray(stored) == np.asarray(query)).mean(axis=-1)
+    chance = 1 / _SLOT_VALUES
+    return np.clip((agree - chance) / (1 - chance), 0.0, 1.0)
 
 
 def pattern_distance_matrix(queries: list[frozenset[str]], database: list[frozenset[str]]) -> np.ndarray:

@@ -6,14 +6,15 @@ the digest of the checkpoint that made it, the IR digest, the time it was
 added, its structure (hnn.hasher.structure: structure code, topology
 digest, scale), its weight marks (hnn.ingest.weights; in their own table,
 with an SQL index from mark to entry) and its provenance fingerprint with its
-probe (hnn.provenance; in their own table), and the content digests of the
+probe (hnn.provenance; in their own table), the MinHash signature of its op
+pattern (hnn.hasher.structure; in its own table: :meth:`Index.family`), and the content digests of the
 files it was added from (hnn.index.contents: a rerun of a bulk add skips a file
 already indexed without converting it). A search ranks its candidates as
 hnn.index.ranking says: the entries that share the query's weights first, then
 those of the query's topology, then the others by the perceptual code. Older
 indexes are upgraded when opened (version 1 had no structure, version 2 no
 digest and scale, version 3 no weight marks, version 4 no fingerprints, version 5 no content
-digests); their entries keep their codes,
+digests, version 6 no op-pattern signatures); their entries keep their codes,
 lack what they lack, and so never count as sharing weights or as the query's
 topology, and come after entries with a structure code at the same distance.
 An index holds codes of one checkpoint only: the first entry fixes it, and
@@ -59,7 +60,13 @@ import numpy as np
 from hnn.errors import InputError, UsageError
 from hnn.hasher import bits
 from hnn.hasher.bits import to_words
-from hnn.hasher.structure import STRUCTURE_BITS, Structure
+from hnn.hasher.structure import (
+    PATTERN_SLOTS,
+    STRUCTURE_BITS,
+    Structure,
+    estimated_pattern_similarity,
+    family_distance_matrix,
+)
 from hnn.index.ranking import StructureColumns, rank
 from hnn.index.search import PackedCodes
 from hnn.index.verdicts import SHARED_SUSPECT
@@ -69,9 +76,12 @@ from hnn.provenance.selection import smallest
 
 FORMAT = "hnn-index"
 # 2: the structure column; 3: the topology and scale columns; 4: weight marks, one entry per IR and weights;
-# 5: provenance fingerprints; 6: content digests
-VERSION = 6
+# 5: provenance fingerprints; 6: content digests; 7: op-pattern signatures
+VERSION = 7
 BUSY_TIMEOUT_MS = 60_000
+# Index.family compares the signatures of the code's nearest entries first, then of those whose code alone
+# could still beat the best of them.
+FAMILY_SEED_ENTRIES = 64
 SQL_BATCH = 500  # ids per `IN (...)`: below SQLite's smallest limit on bound parameters (999)
 
 # The probes alone, in the order of their entries: a query reads every probe, and this SQL index holds
@@ -115,9 +125,13 @@ CREATE TABLE IF NOT EXISTS contents (
     entry INTEGER NOT NULL REFERENCES entries (id) ON DELETE CASCADE  -- its entry, or the entry it duplicated
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS contents_by_entry ON contents (entry);
+CREATE TABLE IF NOT EXISTS patterns (
+    entry INTEGER PRIMARY KEY REFERENCES entries (id) ON DELETE CASCADE,
+    signature BLOB NOT NULL  -- hnn.hasher.structure.pattern_signature: read for every entry by a family answer
+);
 """
 # The tables a file of each version has beside meta and entries: a file without one is damaged.
-TABLES_SINCE = {4: "weight_marks", 5: "fingerprints", 6: "contents"}
+TABLES_SINCE = {4: "weight_marks", 5: "fingerprints", 6: "contents", 7: "patterns"}
 # Named, not `SELECT *`: an upgraded file has the same columns, but say which order _entry reads.
 COLUMNS = "id, name, source, framework, label, code, bits, checkpoint, ir_digest, added, structure, topology, scale"
 # Of the marks of the model with fewer, how many another model of the same IR must share to be the
@@ -204,6 +218,10 @@ def transaction(db: sqlite3.Connection, refused: Callable[[sqlite3.OperationalEr
         raise
 
 
+class _UpgradeRefused(InputError):
+    """An older index whose upgrade cannot write (a read-only file or folder)."""
+
+
 class DuplicateEntry(Exception):
     def __init__(self, existing: Entry):
         super().__init__(f"already indexed as #{existing.id} ({existing.name})")
@@ -247,6 +265,7 @@ class Index:
             raise InputError(f"{self.path}: not an hnn index ({exc})") from None
         self._table: _EntryTable | None = None  # what a query reads of every entry, in memory (codes())
         self._probe_table: _ProbeTable | None = None  # every probe, in memory (probes())
+        self._pattern_table: _PatternTable | None = None  # every op-pattern signature, in memory (_patterns())
         self._version = None  # PRAGMA data_version when the tables were last brought up to date
         # A process's first query (all `hnn check` makes) reads what it needs; a long-lived one (that called
         # codes() to read everything up front, as `hnn serve` does, or asks again) reads every column.
@@ -299,7 +318,13 @@ class Index:
         if missing:
             raise InputError(f"{self.path}: a damaged hnn index (its {' and '.join(missing)} table is missing)")
         if int(version) < VERSION:
-            self._upgrade(int(version))
+            try:
+                self._upgrade(int(version))
+            except _UpgradeRefused:
+                if int(version) != 6:
+                    raise
+                # Version 7 only adds the patterns table: a version-6 file that cannot be written
+                # (a read-only file, folder or mount) is read as it is, without a family answer.
         self._index_probes()
 
     def _index_probes(self) -> None:
@@ -321,11 +346,12 @@ class Index:
         """An older file -> VERSION in one transaction. Versions 1 to 3: the entries table is rebuilt
         with the columns it lacks (empty) and without version 3's one-entry-per-IR constraint, which
         SQLite cannot drop in place; entries keep their ids and codes, and later ids never reuse one.
-        Versions 4 and 5 gain the tables they lack, empty: a version-4 entry has no fingerprint, so
-        it is never called derived, only what its code and marks say; an entry of either has no
-        content digest, so a bulk add converts its file again (and finds it a duplicate)."""
+        Versions 4 to 6 gain the tables they lack, empty: a version-4 entry has no fingerprint, so
+        it is never called derived, only what its code and marks say; an entry of 4 or 5 has no
+        content digest, so a bulk add converts its file again (and finds it a duplicate); an entry
+        of 4 to 6 has no op-pattern signature, so it is never a query's family (:meth:`family`)."""
         def refused(exc: sqlite3.OperationalError) -> InputError:  # a read-only file or folder: say why
-            return InputError(f"{self.path}: a version-{self.meta('version')} index, which this hnn upgrades to "
+            return _UpgradeRefused(f"{self.path}: a version-{self.meta('version')} index, which this hnn upgrades to "
                               f"version {VERSION} when it opens it, and the upgrade cannot write ({exc})")
 
         with transaction(self.db, refused):
@@ -413,7 +439,7 @@ class Index:
             if existing is None:
                 existing = self._insert(name, source, framework, label, packed, len(code), checkpoint_digest,
                                         ir_digest, packed_structure, topology, scale, weight_marks, fingerprint,
-                                        probed, content_digest)
+                                        probed, content_digest, structure)
                 added = True
             else:
                 added = False
@@ -430,10 +456,13 @@ class Index:
             self._table.append(self, (existing.id, packed, packed_structure, topology, scale))
         if self._probe_table is not None:
             self._probe_table.append(existing.id, probed)
+        if self._pattern_table is not None and structure is not None and structure.pattern is not None:
+            self._pattern_table.append(existing.id, np.asarray(structure.pattern, np.uint8).tobytes())
         return existing
 
     def _insert(self, name, source, framework, label, packed, bit_count, checkpoint_digest, ir_digest,
-                packed_structure, topology, scale, weight_marks, fingerprint, probed, content_digest) -> Entry:
+                packed_structure, topology, scale, weight_marks, fingerprint, probed, content_digest,
+                structure=None) -> Entry:
         """Inside add's transaction: the rows of one new entry (``probed``: the fingerprint's probe)."""
         cursor = self.db.execute(
             "INSERT INTO entries (name, source, framework, label, code, bits, checkpoint, ir_digest, added, "
@@ -446,6 +475,9 @@ class Index:
         if fingerprint is not None:
             self.db.execute("INSERT INTO fingerprints (entry, probe, data) VALUES (?, ?, ?)",
                             (cursor.lastrowid, probed, fingerprint.to_bytes()))
+        if structure is not None and structure.pattern is not None:
+            self.db.execute("INSERT INTO patterns (entry, signature) VALUES (?, ?)",
+                            (cursor.lastrowid, np.asarray(structure.pattern, np.uint8).tobytes()))
         if content_digest is not None:  # a digest already recorded (another entry's file) stays with it
             self.db.execute("INSERT OR IGNORE INTO contents (digest, entry) VALUES (?, ?)",
                             (content_digest, cursor.lastrowid))
@@ -493,6 +525,8 @@ class Index:
             self._table.remove(entry_id)
         if self._probe_table is not None:
             self._probe_table.remove(entry_id, fingerprinted is not None)
+        if self._pattern_table is not None:
+            self._pattern_table.remove(entry_id)
         return entry
 
     def _cannot_write_error(self, exc: sqlite3.OperationalError) -> InputError:
@@ -551,7 +585,7 @@ class Index:
         if version == self._version:
             return
         self._version = version
-        if self._table is None and self._probe_table is None:
+        if self._table is None and self._probe_table is None and self._pattern_table is None:
             return
         with _snapshot(self.db):
             if self._table is not None:
@@ -562,6 +596,14 @@ class Index:
                     self._table = None
                 else:
                     self._table.extend(self, rows)
+            if self._pattern_table is not None:
+                count = self.db.execute("SELECT COUNT(*) FROM patterns").fetchone()[0]
+                rows = self.db.execute("SELECT entry, signature FROM patterns WHERE entry > ? ORDER BY entry",
+                                       (self._pattern_table.last_id,)).fetchall()
+                if count != self._pattern_table.rows_read + len(rows):  # removed: read again when next needed
+                    self._pattern_table = None
+                else:
+                    self._pattern_table.extend(rows)
             if self._probe_table is not None:
                 count = self.db.execute("SELECT COUNT(*) FROM fingerprints").fetchone()[0]
                 rows = self.db.execute("SELECT entry, probe FROM fingerprints WHERE entry > ? ORDER BY entry",
@@ -644,6 +686,56 @@ class Index:
                 except (ValueError, TypeError):
                     continue
         return found
+
+    def family(self, code: np.ndarray, signature: np.ndarray | None) -> dict | None:
+        """The entry of the query's family: nearest by the code's distance as a share of its bits plus
+        FAMILY_PATTERN_WEIGHT times the op patterns' Jaccard distance, estimated from the signatures
+        (hnn.hasher.structure.family_distance_matrix); the lowest id of a tie. A different answer from
+        the ranking's first: it asks which known models this one is *like* (its family, its kind of
+        layers), not which one it is, and holds where the code is far, as for a family at a size
+        never trained on. None when the query or no entry has a signature (entries of version 6
+        and older files have none); ``patterns`` says among how many entries it chose.
+
+        The pattern term is at least 0, so an entry whose code share alone is past the best sum of
+        the code's nearest entries cannot win: only the others' signatures are compared."""
+        if signature is None:
+            return None
+        patterns = self._patterns()
+        if patterns is None or not len(patterns):
+            return None
+        table = self._entries_table(full=False)
+        at, kept = patterns.positions_in(table)
+        if not len(at):
+            return None
+        code_distances = table.distances(code)[at]
+        nearest = np.argpartition(code_distances, min(FAMILY_SEED_ENTRIES, len(at)) - 1)[:FAMILY_SEED_ENTRIES]
+        signatures = patterns.rows["signatures"][kept]
+        seeded = family_distance_matrix(code_distances[None, nearest], table.bits,
+                                        1 - estimated_pattern_similarity(signature, signatures[nearest])[None, :])[0]
+        candidates = np.union1d(nearest, np.flatnonzero(code_distances < seeded.min() * table.bits))
+        similarity = estimated_pattern_similarity(signature, signatures[candidates])
+        distances = family_distance_matrix(code_distances[None, candidates], table.bits, 1 - similarity[None, :])[0]
+        best = int(np.argmin(distances))  # candidates are in id order: the lowest id of a tie
+        try:
+            entry = self.get(int(patterns.rows["ids"][kept][candidates[best]]))
+        except InputError:  # removed by another process since the tables were read
+            return None
+        return {"id": entry.id, "name": entry.name, "label": entry.label, "distance": round(float(distances[best]), 4),
+                "code_distance": int(code_distances[candidates[best]]),
+                "pattern_similarity": round(float(similarity[best]), 3), "patterns": int(len(at))}
+
+    def _patterns(self) -> _PatternTable | None:
+        """Every entry's op-pattern signature in memory: read once, then kept up to date (:meth:`_sync`).
+        None for a version-6 file opened read-only, which has no patterns table and cannot gain one."""
+        self._sync()
+        if self._pattern_table is None:
+            exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'patterns'"
+            if self.db.execute(exists).fetchone() is None:
+                return None
+            with _snapshot(self.db):
+                self._pattern_table = _PatternTable(self.db.execute(
+                    "SELECT entry, signature FROM patterns ORDER BY entry").fetchall())
+        return self._pattern_table
 
     def shared_marks(self, weight_marks: list[int] | None) -> dict[int, int]:
         """{entry id: weight marks it shares with ``weight_marks``}, for entries sharing any.
@@ -730,6 +822,56 @@ class _Rows:
             rows = self._rows(name, data)
             rows[position:self.count - 1] = rows[position + 1:self.count]  # numpy copies overlapping rows right
         self.count -= 1
+
+
+class _PatternTable:
+    """The op-pattern signatures of the entries that have one, in id order (Index.family reads them all).
+    ``rows_read``: the rows read, damaged ones included; ``last_id``: the largest entry id read."""
+
+    def __init__(self, rows: list[tuple]):
+        self.rows_read, self.last_id = 0, 0
+        self.rows = _Rows({"ids": np.zeros(0, np.int64), "signatures": np.zeros((0, PATTERN_SLOTS), np.uint8)})
+        self.extend(rows)
+        self._aligned = None  # (the entry table, its length and last id, this table's length), positions
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def extend(self, rows: list[tuple]) -> None:
+        for entry_id, signature in rows:
+            self.append(int(entry_id), signature)
+
+    def append(self, entry_id: int, signature) -> None:
+        """One entry's signature, unless the table holds it already (a row of the wrong length is skipped)."""
+        if entry_id <= self.last_id:
+            return
+        self.rows_read, self.last_id = self.rows_read + 1, entry_id
+        if isinstance(signature, (bytes, np.ndarray)) and len(signature) == PATTERN_SLOTS:
+            self.rows.append(ids=entry_id, signatures=np.frombuffer(bytes(signature), np.uint8))
+            self._aligned = None
+
+    def remove(self, entry_id: int) -> None:
+        ids = self.rows["ids"]
+        at = int(np.searchsorted(ids, entry_id))
+        if at < len(ids) and ids[at] == entry_id:
+            self.rows.delete(at)
+            self.rows_read -= 1
+            self._aligned = None
+
+    def positions_in(self, table: _EntryTable) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in ``table`` of the entries here that it holds, which rows of this table they are);
+        kept until either table changes."""
+        key = (table, len(table), table.last_id, len(self))
+        if self._aligned is None or self._aligned[0] != key:
+            known, ids = table.rows["ids"], self.rows["ids"]
+            if not len(known) or not len(ids):
+                found = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+            else:
+                at = np.minimum(np.searchsorted(known, ids), len(known) - 1)
+                kept = np.flatnonzero(known[at] == ids)
+                found = (at[kept], kept)
+            self._aligned = key, found
+        return self._aligned[1]
 
 
 def _room(rows: int) -> int:

@@ -4,6 +4,7 @@ Every hostile input is built here, in the test's own folder: nothing committed i
 dangerous to open.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -239,9 +240,18 @@ def test_a_busy_index_is_one_line_and_loses_nothing(tmp_path, monkeypatch):
     assert len(store.Index(index)) == 1
 
 
-def test_a_read_only_index_is_read_and_refuses_writes_in_one_line(tmp_path):
+@pytest.mark.parametrize("version", ["current", "6"])
+def test_a_read_only_index_is_read_and_refuses_writes_in_one_line(tmp_path, version):
+    # A version-6 file (hnn 0.5.0) lacks only the patterns table, which it gains when it can be
+    # written; read-only, it is read as it is.
     index = tmp_path / "models.db"
     assert run_hnn("index", "add", index, EXAMPLE_MODEL).returncode == 0
+    if version == "6":
+        db = sqlite3.connect(index)
+        db.execute("DROP TABLE patterns")
+        db.execute("UPDATE meta SET value = '6' WHERE key = 'version'")
+        db.commit()
+        db.close()
     if subprocess.run(["chattr", "+i", str(index)], capture_output=True).returncode != 0:
         os.chmod(index, 0o444)
         os.chmod(tmp_path, 0o555)
@@ -250,7 +260,9 @@ def test_a_read_only_index_is_read_and_refuses_writes_in_one_line(tmp_path):
             pytest.skip("root ignores permissions and chattr is unavailable: no read-only file to test")
     try:
         assert run_hnn("index", "list", index).returncode == 0
-        assert run_hnn("check", index, EXAMPLE_MODEL).returncode == 4
+        checked = run_hnn("check", index, EXAMPLE_MODEL, "--json")
+        assert checked.returncode == 4, checked.stderr
+        assert (json.loads(checked.stdout)["family"] is None) == (version == "6")
         one_line_error(run_hnn("index", "remove", index, "1"), 1, "cannot write")
     finally:
         subprocess.run(["chattr", "-i", str(index)], capture_output=True)

@@ -109,6 +109,10 @@ def test_index_add_list_query_check_remove(model_files, tmp_path):
     assert json.loads(match.stdout)["derived_from"]["name"] == "resnet18.onnx"
     new = run_hnn("check", db, model_files["mobilenet_v2"])
     assert new.returncode in (0, 3) and new.stdout.split(":")[0] in ("new", "same-architecture")
+    # Beside the verdict, the family answer: the entry nearest by code and op pattern together.
+    family = json.loads(run_hnn("check", db, model_files["mobilenet_v2"], "--json").stdout)["family"]
+    assert family["name"] in ("resnet18.onnx", "squeezenet1_0.onnx") and family["label"] == "zoo"
+    assert f"family: zoo (#{family['id']} {family['name']}: " in new.stdout
 
     removed = run_hnn("index", "remove", db, "1")
     assert removed.returncode == 0

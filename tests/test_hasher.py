@@ -11,7 +11,7 @@ pytest.importorskip("torch_geometric")
 from hnn.errors import InputError  # noqa: E402
 from hnn.hasher.batching import collate, to_tensors  # noqa: E402
 from hnn.hasher.features import BUCKETS, OTHER, build_vocabulary, enc, node_features  # noqa: E402
-from hnn.hasher.layers import AttentionPooling  # noqa: E402
+from hnn.hasher.layers import AttentionPooling, normalized_adjacency  # noqa: E402
 from hnn.hasher.model import HNNNet, HNNNetConfig  # noqa: E402
 from hnn.hasher.training.losses import LossWeights, pair_loss  # noqa: E402
 from hnn.ingest.ir import Graph, GraphMeta, Node  # noqa: E402
@@ -51,6 +51,21 @@ def test_attention_pooling_shape_formula_and_repr():
     assert repr(pool) == "AttentionPooling(4)"
     with pytest.raises(ValueError, match="AttentionPooling"):
         AttentionPooling(0)
+
+
+def test_one_propagation_matrix_gives_every_gcnconv_layer_its_output():
+    # HNN-Net applies GCNConv's weights to one sparse matrix per batch instead of calling GCNConv:
+    # the layers must give what GCNConv gives, also on a self-loop, a repeated edge and a lone node.
+    from torch_geometric.nn import GCNConv
+
+    torch.manual_seed(0)
+    edge_index = torch.tensor([[0, 1, 1, 2, 2, 3, 0, 1], [1, 0, 2, 1, 2, 0, 1, 3]])
+    x = torch.randn(5, 6)
+    conv = GCNConv(6, 4)
+    torch.nn.init.normal_(conv.bias)
+    expected = conv(x, edge_index)
+    got = torch.sparse.mm(normalized_adjacency(edge_index, 5), conv.lin(x)) + conv.bias
+    assert torch.allclose(got, expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("bits", [16, 32, 64])

@@ -284,7 +284,7 @@ def one_entry_index_as(path, version, *statements):
 
 
 @pytest.mark.parametrize("version, table", [(4, "weight_marks"), (VERSION, "weight_marks"), (VERSION, "fingerprints"),
-                                            (VERSION, "contents")])
+                                            (VERSION, "contents"), (VERSION, "patterns")])
 def test_an_index_without_a_table_its_version_has_is_refused_as_damaged(tmp_path, version, table):
     path = one_entry_index_as(tmp_path / "i.db", version, f"DROP TABLE {table}")
     with pytest.raises(InputError, match=f"damaged hnn index \\(its {table} table is missing"):
@@ -597,3 +597,61 @@ def test_fine_tunes_of_one_architecture_rank_as_the_formula_says_on_the_first_qu
         for k in (5, 150, 5):
             assert [entry.id for entry, _ in index.query(query_code, k=k, structure=query, shared=shared)] == expected[:k]
         assert [entry.id for entry, _ in index.query(query_code, radius=16, structure=query, shared=shared)] == expected
+
+
+def patterned(*features, seed=0):
+    """A structure whose op pattern is ``features`` (the rest random: the family answer reads the pattern)."""
+    from hnn.hasher.structure import pattern_signature
+
+    rng = np.random.default_rng(seed)
+    return Structure(rng.random(STRUCTURE_BITS) < 0.5, f"{seed:016x}", rng.random(2),
+                     pattern_signature(frozenset(features)))
+
+
+def test_the_family_answer_is_the_entry_nearest_by_code_and_op_pattern_together(tmp_path):
+    layers = [f"op{i}" for i in range(40)]
+    query_code = code(1, bits=64)
+    near_code = query_code.copy()
+    near_code[:4] ^= True  # 4 bits from the query
+    far_code = query_code.copy()
+    far_code[:16] ^= True  # 16 bits from the query
+    with Index(tmp_path / "i.db", create=True) as index:
+        index.add("other kind", "x", "onnx", near_code, "ck", "d1", label="cnn",
+                  structure=patterned("conv", "relu", seed=1))
+        index.add("own kind", "x", "onnx", far_code, "ck", "d2", label="bert", structure=patterned(*layers, seed=2))
+        index.add("no pattern", "x", "onnx", query_code, "ck", "d3", structure=Structure(code(3, STRUCTURE_BITS)))
+        family = index.family(query_code, patterned(*layers[:36], seed=4).pattern)
+        # The entry without a signature (code distance 0) is never the answer; the op patterns (36 of 40
+        # alike, against none) outweigh 12 more bits of code distance.
+        assert family["name"] == "own kind" and family["label"] == "bert" and family["code_distance"] == 16
+        assert 0.75 < family["pattern_similarity"] < 1.0
+        assert index.family(query_code, patterned("conv", "relu", seed=5).pattern)["name"] == "other kind"
+        assert index.family(query_code, None) is None
+        newer = index.add("own kind, nearer", "x", "onnx", near_code, "ck", "d4", structure=patterned(*layers, seed=6))
+        assert index.family(query_code, patterned(*layers, seed=7).pattern)["id"] == newer.id  # the cache is read again
+        index.remove(newer.id)
+        assert index.family(query_code, patterned(*layers, seed=7).pattern)["name"] == "own kind"
+
+
+def test_a_version_6_index_gains_an_empty_patterns_table_and_has_no_family_answer_until_an_add(tmp_path):
+    path = one_entry_index_as(tmp_path / "i.db", 6, "DROP TABLE patterns")
+    with Index(path) as index:
+        assert index.meta("version") == str(VERSION) and [e.name for e in index.entries()] == ["a"]
+        assert index.family(code(1), patterned("conv").pattern) is None
+        index.add("b", "b", "onnx", code(2), "ck", "d2", structure=patterned("conv"))
+        assert index.family(code(1), patterned("conv").pattern)["name"] == "b"
+
+
+def test_the_family_answer_of_an_open_index_sees_another_connections_adds_and_removes(tmp_path):
+    path = tmp_path / "i.db"
+    layers = [f"op{i}" for i in range(20)]
+    with Index(path, create=True) as reader:
+        reader.add("cnn", "x", "onnx", code(1, 64), "ck", "d1", structure=patterned("conv", "relu", seed=1))
+        query = patterned(*layers, seed=2).pattern
+        assert reader.family(code(2, 64), query)["name"] == "cnn"  # the only one: the signatures are read
+        with Index(path) as writer:
+            added = writer.add("own kind", "x", "onnx", code(3, 64), "ck", "d2", structure=patterned(*layers, seed=3))
+            assert reader.family(code(2, 64), query)["name"] == "own kind"  # the other's add, read as rows after
+            writer.remove(added.id)
+        family = reader.family(code(2, 64), query)
+        assert family["name"] == "cnn" and family["patterns"] == 1  # a removal: read again

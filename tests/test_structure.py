@@ -82,3 +82,28 @@ def test_the_family_distance_lets_the_op_pattern_outvote_a_few_code_bits():
     distances = family_distance_matrix(np.array([[10, 3]]), 64, patterns)
     assert distances.argmin() == 0
     assert family_distance_matrix(np.array([[10, 3]]), 64, patterns, pattern_weight=0).argmin() == 1
+
+
+def test_the_stored_signature_estimates_the_op_patterns_jaccard_similarity():
+    """What an index stores of the op pattern (structure_of's MinHash) answers as the exact sets do."""
+    from hnn.hasher.structure import (
+        PATTERN_SLOTS,
+        estimated_pattern_similarity,
+        op_pattern,
+        pattern_distance_matrix,
+        pattern_signature,
+    )
+
+    graphs = [blocks(3, width=16), blocks(8, width=64), blocks(8)]
+    plain = blocks(8)
+    graphs.append(Graph(plain.nodes, [edge for edge in plain.edges if not edge[1].endswith(".add")
+                                      or edge[0].endswith(".conv2")], plain.meta))
+    signatures = np.array([structure_of(graph).pattern for graph in graphs])
+    assert signatures.shape == (4, PATTERN_SLOTS) and signatures.dtype == np.uint8
+    assert np.array_equal(signatures[1], pattern_signature(op_pattern(graphs[1])))  # the shared WL rounds
+    assert np.array_equal(signatures[1], signatures[2])  # one pattern at two widths: one signature
+    exact = 1 - pattern_distance_matrix([op_pattern(graphs[0])], [op_pattern(g) for g in graphs])[0]
+    estimated = estimated_pattern_similarity(signatures[0], signatures)
+    assert estimated[0] == 1.0 and np.abs(estimated - exact).max() < 0.15
+    assert estimated[1] > estimated[3]  # its own family nearer than the one without residuals
+    assert pattern_signature(frozenset()) is None

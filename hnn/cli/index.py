@@ -13,6 +13,7 @@ from hnn.cli.options import (
     Progress,
     about,
     echo_json,
+    family_line,
     model_options,
     relation_mark,
 )
@@ -141,6 +142,8 @@ def index_query(
     typer.echo(f"{printable(model)}: {result['hash']}")
     for hit in result["neighbours"]:
         typer.echo(f"  {hit['distance']:>3}  #{hit['id']:<5} {hit['name']}  {hit['label'] or ''}{relation_mark(hit)}")
+    if family_line(result["family"]):
+        typer.echo(family_line(result["family"]))
 
 
 @model_options("framework", "checkpoint")
@@ -167,4 +170,6 @@ def check(
                    f"{result['thresholds']['match']}, suspect <= {result['thresholds']['suspect']}{unweighed})")
         for hit in result["neighbours"][1:]:
             typer.echo(f"  {hit['distance']:>3}  #{hit['id']:<5} {hit['name']}{relation_mark(hit)}")
+        if family_line(result["family"]):
+            typer.echo(family_line(result["family"]))
     raise typer.Exit(CHECK_EXIT_CODES[result["verdict"]])

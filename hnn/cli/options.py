@@ -139,6 +139,15 @@ def relation_mark(hit: dict) -> str:
     return f" ({', '.join(marks)})" if marks else ""
 
 
+def family_line(family: dict | None) -> str | None:
+    """``family: resnet (#4 resnet18: 3 bits apart, 92% of op patterns alike)``: the index's family
+    answer (hnn.index.store.Index.family), or None when it has none."""
+    if family is None:
+        return None
+    return (f"family: {family['label'] or family['name']} (#{family['id']} {family['name']}: "
+            f"{family['code_distance']} bits apart, {family['pattern_similarity']:.0%} of op patterns alike)")
+
+
 def provenance_summary(said: dict) -> str:
     """``p < 1e-300, positional test, 20 of 21 layers``: the provenance test's result in a few words."""
     p_value = f"p = {said['p_value']:.2g}" if said["log10_p"] > -300 else f"p < 1e{int(said['log10_p'])}"
