@@ -63,9 +63,18 @@ def test_one_propagation_matrix_gives_every_gcnconv_layer_its_output():
     x = torch.randn(5, 6)
     conv = GCNConv(6, 4)
     torch.nn.init.normal_(conv.bias)
+    x.requires_grad_(True)
     expected = conv(x, edge_index)
     got = torch.sparse.mm(normalized_adjacency(edge_index, 5), conv.lin(x)) + conv.bias
     assert torch.allclose(got, expected, atol=1e-6)
+    # Training follows the gradients: those of the input and the weights must be GCNConv's too.
+    weights = torch.randn_like(expected)
+    expected_grads = torch.autograd.grad((expected * weights).sum(), [x, conv.lin.weight])
+    got_grads = torch.autograd.grad((got * weights).sum(), [x, conv.lin.weight])
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got_grads, expected_grads))
+    lone = torch.zeros((2, 0), dtype=torch.long)  # no edges: every node its own neighbour
+    assert torch.allclose(torch.sparse.mm(normalized_adjacency(lone, 5), conv.lin(x)) + conv.bias, conv(x, lone),
+                          atol=1e-6)
 
 
 @pytest.mark.parametrize("bits", [16, 32, 64])

@@ -145,7 +145,8 @@ def family_line(family: dict | None) -> str | None:
     if family is None:
         return None
     return (f"family: {family['label'] or family['name']} (#{family['id']} {family['name']}: "
-            f"{family['code_distance']} bits apart, {family['pattern_similarity']:.0%} of op patterns alike)")
+            f"{family['code_distance']} bit{'' if family['code_distance'] == 1 else 's'} apart, "
+            f"{family['pattern_similarity']:.0%} of op patterns alike)")
 
 
 def provenance_summary(said: dict) -> str:
