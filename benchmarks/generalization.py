@@ -30,7 +30,9 @@ one of k equally near entries scores 1/k), by four rankings on the same merged g
 - WL-SimHash at the code's bit count (the evaluation's non-learned baseline);
 - the structure code (hnn.hasher.structure: 128 bits of WL-SimHash, topology then sizes);
 - the op pattern (hnn.hasher.structure.op_pattern: the set of op-only WL features, nearest by
-  Jaccard similarity): a family description, which siblings share, so weak on exact-model rows.
+  Jaccard similarity): a family description, which siblings share, so weak on exact-model rows;
+- on the keras row, `hnn check`'s family answer of each checkpoint (hnn.index.store.Index.family:
+  code and op-pattern signature together).
 
 ``--also-sizes S`` scores each checkpoint a second time with its size setting replaced by S
 (hnn.hasher.features.SIZES; in memory, the file untouched): the encoding's effect on the same
@@ -327,6 +329,8 @@ def score(database: list, queries: dict[str, list], checkpoints: list, labels: l
     from hnn.hasher.bits import hamming_matrix
     from hnn.hasher.runtime import hash_graphs, to_hashable_graph
     from hnn.hasher.structure import (
+        estimated_pattern_similarity,
+        family_distance_matrix,
         op_pattern,
         pattern_distance_matrix,
         structure_distance_matrix,
@@ -365,6 +369,10 @@ def score(database: list, queries: dict[str, list], checkpoints: list, labels: l
                 placements[label] = {part: placement(distances[mask], right[mask])
                                      for part, mask in (("unseen", ~seen), ("seen", seen)) if mask.any()}
             methods[f"index {label}"] = expected_top1(ranking_matrix(distances, query_structures, structures), right)
+            if row == "keras":  # a family question: what `hnn check` answers as `family`
+                signatures = np.array([s.pattern for s in structures])
+                patterns = 1 - np.array([estimated_pattern_similarity(q.pattern, signatures) for q in query_structures])
+                methods[f"family {label}"] = expected_top1(family_distance_matrix(distances, bits, patterns), right)
         merged = [to_hashable_graph(graph, checkpoints[0]) for _, _, graph, _ in row_queries]
         methods["wl-simhash"] = expected_top1(hamming_matrix(np.array([wl_simhash(g, bits) for g in merged]), db_wl),
                                               right)

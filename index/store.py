@@ -433,13 +433,15 @@ class Index:
         topology = None if structure is None else structure.topology
         scale = None if structure is None or structure.scale is None else np.asarray(structure.scale, "<f8").tobytes()
         probed = None if fingerprint is None else probe(fingerprint)
+        pattern = (None if structure is None or structure.pattern is None
+                   else np.asarray(structure.pattern, np.uint8).tobytes())
         with transaction(self.db, self._cannot_write_error):
             self._claim_checkpoint(checkpoint_digest, len(code))
             existing = self._same_model(ir_digest, weight_marks or [])
             if existing is None:
                 existing = self._insert(name, source, framework, label, packed, len(code), checkpoint_digest,
                                         ir_digest, packed_structure, topology, scale, weight_marks, fingerprint,
-                                        probed, content_digest, structure)
+                                        probed, content_digest, pattern)
                 added = True
             else:
                 added = False
@@ -456,14 +458,15 @@ class Index:
             self._table.append(self, (existing.id, packed, packed_structure, topology, scale))
         if self._probe_table is not None:
             self._probe_table.append(existing.id, probed)
-        if self._pattern_table is not None and structure is not None and structure.pattern is not None:
-            self._pattern_table.append(existing.id, np.asarray(structure.pattern, np.uint8).tobytes())
+        if self._pattern_table is not None and pattern is not None:
+            self._pattern_table.append(existing.id, pattern)
         return existing
 
     def _insert(self, name, source, framework, label, packed, bit_count, checkpoint_digest, ir_digest,
                 packed_structure, topology, scale, weight_marks, fingerprint, probed, content_digest,
-                structure=None) -> Entry:
-        """Inside add's transaction: the rows of one new entry (``probed``: the fingerprint's probe)."""
+                pattern=None) -> Entry:
+        """Inside add's transaction: the rows of one new entry (``probed``: the fingerprint's probe,
+        ``pattern``: the op-pattern signature's bytes)."""
         cursor = self.db.execute(
             "INSERT INTO entries (name, source, framework, label, code, bits, checkpoint, ir_digest, added, "
             "structure, topology, scale, marks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -475,9 +478,8 @@ class Index:
         if fingerprint is not None:
             self.db.execute("INSERT INTO fingerprints (entry, probe, data) VALUES (?, ?, ?)",
                             (cursor.lastrowid, probed, fingerprint.to_bytes()))
-        if structure is not None and structure.pattern is not None:
-            self.db.execute("INSERT INTO patterns (entry, signature) VALUES (?, ?)",
-                            (cursor.lastrowid, np.asarray(structure.pattern, np.uint8).tobytes()))
+        if pattern is not None:
+            self.db.execute("INSERT INTO patterns (entry, signature) VALUES (?, ?)", (cursor.lastrowid, pattern))
         if content_digest is not None:  # a digest already recorded (another entry's file) stays with it
             self.db.execute("INSERT OR IGNORE INTO contents (digest, entry) VALUES (?, ?)",
                             (content_digest, cursor.lastrowid))
@@ -851,10 +853,9 @@ class _PatternTable:
             self._aligned = None
 
     def remove(self, entry_id: int) -> None:
-        ids = self.rows["ids"]
-        at = int(np.searchsorted(ids, entry_id))
-        if at < len(ids) and ids[at] == entry_id:
-            self.rows.delete(at)
+        at, _ = _located(self.rows["ids"], np.array([entry_id]))
+        if len(at):
+            self.rows.delete(int(at[0]))
             self.rows_read -= 1
             self._aligned = None
 
@@ -863,15 +864,17 @@ class _PatternTable:
         kept until either table changes."""
         key = (table, len(table), table.last_id, len(self))
         if self._aligned is None or self._aligned[0] != key:
-            known, ids = table.rows["ids"], self.rows["ids"]
-            if not len(known) or not len(ids):
-                found = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-            else:
-                at = np.minimum(np.searchsorted(known, ids), len(known) - 1)
-                kept = np.flatnonzero(known[at] == ids)
-                found = (at[kept], kept)
-            self._aligned = key, found
+            self._aligned = key, _located(table.rows["ids"], self.rows["ids"])
         return self._aligned[1]
+
+
+def _located(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(where in the sorted ``ids`` those of ``wanted`` are that it holds, which of ``wanted`` they are)."""
+    if not len(ids) or not len(wanted):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    at = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
+    found = np.flatnonzero(ids[at] == wanted)
+    return at[found], found
 
 
 def _room(rows: int) -> int:
@@ -1019,12 +1022,7 @@ class _EntryTable:
 
     def positions(self, entry_ids) -> np.ndarray:
         """Where those of ``entry_ids`` that the table holds are."""
-        ids = self.rows["ids"]
-        wanted = np.fromiter(entry_ids, dtype=np.int64)
-        if not len(ids) or not len(wanted):
-            return np.zeros(0, dtype=np.int64)
-        at = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
-        return at[ids[at] == wanted]
+        return _located(self.rows["ids"], np.fromiter(entry_ids, dtype=np.int64))[0]
 
     def related(self, index: Index, structure: Structure, shared: dict[int, int]) -> np.ndarray:
         """Positions of the entries that share weights with the query, or its topology (the digest
