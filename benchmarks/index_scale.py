@@ -89,7 +89,7 @@ def template_fingerprints() -> dict:
 
 def architectures(count: int, entries: int, skew: float, templates: dict, seed: int) -> list[dict]:
     """One dict per architecture: its code, structure, IR digest, fingerprint shapes and Gram spread, entries."""
-    from hnn.hasher.structure import HALF_BITS, STRUCTURE_BITS
+    from hnn.hasher.structure import HALF_BITS, PATTERN_SLOTS, STRUCTURE_BITS
 
     rng = np.random.default_rng([seed, 1])
     weights = 1.0 / np.arange(1, count + 1) ** skew
@@ -101,6 +101,10 @@ def architectures(count: int, entries: int, skew: float, templates: dict, seed: 
         if number % FAMILY == 0:
             family_code = rng.random(64) < 0.5
             family_topology = rng.random(HALF_BITS) < 0.5
+            family_pattern = rng.integers(0, 256, PATTERN_SLOTS).astype(np.uint8)
+        pattern = family_pattern.copy()  # siblings: op patterns of Jaccard similarity about 0.9
+        changed = rng.choice(PATTERN_SLOTS, int(rng.integers(0, PATTERN_SLOTS // 10)), replace=False)
+        pattern[changed] = rng.integers(0, 256, len(changed)).astype(np.uint8)
         code = family_code.copy()
         code[rng.choice(64, int(rng.integers(0, 3)), replace=False)] ^= True  # siblings: 0 to 2 bits apart
         structure = np.concatenate([family_topology, rng.random(STRUCTURE_BITS - HALF_BITS) < 0.5])
@@ -117,6 +121,7 @@ def architectures(count: int, entries: int, skew: float, templates: dict, seed: 
             "scale": np.array([18.0 + 6 * rng.random(), 22.0 + 6 * rng.random()]),
             "ir_digest": hashlib.sha256(f"ir {seed} {number}".encode()).hexdigest(),
             "shapes": tuple(shapes), "gram_std": grams.std(axis=1).astype(np.float32), "entries": int(sizes[number]),
+            "pattern": pattern,
         })
     return found
 
@@ -175,7 +180,8 @@ def make_rows(spec: tuple[int, int, list[tuple[int, int]]], keep: list | None = 
         rows.append((name, f"hub/owner{owner}/{name}.onnx", "onnx", f"owner{owner}" if owner % 2 else None,
                      bits.to_bytes(arch["code"]).tobytes(), 64, arch["ir_digest"], _pack_structure(arch["structure"]),
                      arch["topology"], np.asarray(arch["scale"], "<f8").tobytes(), probe(made), made.to_bytes(),
-                     "sha256:" + hashlib.sha256(f"content {seed} {number}".encode()).hexdigest()))
+                     "sha256:" + hashlib.sha256(f"content {seed} {number}".encode()).hexdigest(),
+                     arch["pattern"].tobytes()))
     return rows
 
 
@@ -191,6 +197,8 @@ def bulk_insert(db: sqlite3.Connection, rows: list[tuple], checkpoint: str, firs
                    [(first_id + i, row[10], row[11]) for i, row in enumerate(rows)])
     db.executemany("INSERT OR IGNORE INTO contents (digest, entry) VALUES (?, ?)",
                    [(row[12], first_id + i) for i, row in enumerate(rows)])
+    db.executemany("INSERT INTO patterns (entry, signature) VALUES (?, ?)",
+                   [(first_id + i, row[13]) for i, row in enumerate(rows)])
     if marks is not None:
         db.executemany("INSERT OR IGNORE INTO weight_marks (mark, entry) VALUES (?, ?)",
                        [(int(mark), first_id + i) for i, row in enumerate(marks) for mark in row])
@@ -219,7 +227,7 @@ def check_rows_are_what_add_writes(found: list[dict], checkpoint: str, folder: P
         for row, entry_marks, print_ in zip(rows, marks, made):
             arch = next(a for a in found if a["topology"] == row[8])
             index.add(row[0], row[1], row[2], arch["code"], checkpoint, row[6], label=row[3],
-                      structure=Structure(arch["structure"], arch["topology"], arch["scale"]),
+                      structure=Structure(arch["structure"], arch["topology"], arch["scale"], arch["pattern"]),
                       weight_marks=[int(m) for m in entry_marks], fingerprint=print_,
                       content_digest=row[12])
     tables = {"meta": "SELECT * FROM meta ORDER BY key",
@@ -227,7 +235,8 @@ def check_rows_are_what_add_writes(found: list[dict], checkpoint: str, folder: P
                          "structure, topology, scale, marks FROM entries ORDER BY id",
               "weight_marks": "SELECT * FROM weight_marks ORDER BY mark, entry",
               "fingerprints": "SELECT * FROM fingerprints ORDER BY entry",
-              "contents": "SELECT * FROM contents ORDER BY digest", "sqlite_sequence": "SELECT * FROM sqlite_sequence"}
+              "contents": "SELECT * FROM contents ORDER BY digest", "patterns": "SELECT * FROM patterns ORDER BY entry",
+              "sqlite_sequence": "SELECT * FROM sqlite_sequence"}
     first, second = sqlite3.connect(bulk), sqlite3.connect(added)
     for table, sql in tables.items():
         assert first.execute(sql).fetchall() == second.execute(sql).fetchall(), f"bulk rows differ from Index.add's: {table}"
@@ -311,7 +320,7 @@ def make_query(index, kind: str, number: int, seed: int, facts: dict):
     """(what hash_with would return for the upload, the entry it derives from or None)."""
     from hnn.hasher.bits import to_hex
     from hnn.hasher.runtime import HashResult
-    from hnn.hasher.structure import STRUCTURE_BITS, Structure
+    from hnn.hasher.structure import PATTERN_SLOTS, STRUCTURE_BITS, Structure
 
     rng = np.random.default_rng([seed, 5, KINDS.index(kind), number])
     if kind == "derived-largest":
@@ -328,7 +337,10 @@ def make_query(index, kind: str, number: int, seed: int, facts: dict):
     stored = index.fingerprints([source_id])[source_id]
     marks = [row[0] for row in index.db.execute("SELECT mark FROM weight_marks WHERE entry = ? ORDER BY mark",
                                                 (source_id,))]
-    code, structure, ir_digest = source.code, source.structure, source.ir_digest
+    signature = index.db.execute("SELECT signature FROM patterns WHERE entry = ?", (source_id,)).fetchone()
+    code, ir_digest = source.code, source.ir_digest
+    structure = Structure(source.structure.code, source.structure.topology, source.structure.scale,
+                          np.frombuffer(signature[0], np.uint8) if signature else None)
     derives = source_id
     if kind == "derived-marks":
         kept = rng.choice(len(marks), KEPT_MARKS, replace=False)
@@ -343,7 +355,7 @@ def make_query(index, kind: str, number: int, seed: int, facts: dict):
         if kind == "new":
             code = rng.random(64) < 0.5
             structure = Structure(rng.random(STRUCTURE_BITS) < 0.5, f"{int(rng.integers(0, 1 << 62)):016x}",
-                                  rng.random(2) * 10 + 15)
+                                  rng.random(2) * 10 + 15, rng.integers(0, 256, PATTERN_SLOTS).astype(np.uint8))
             ir_digest = hashlib.sha256(f"new {seed} {number}".encode()).hexdigest()
             shapes = tuple((shape[0] + 1, *shape[1:]) for shape in shapes)  # a layer sequence nobody has
         made = independent_fingerprint(shapes, stored.grams.std(axis=1), rng)
@@ -382,7 +394,8 @@ def one_fresh_query(path: Path, kind: str, number: int, seed: int, facts: dict) 
 
 def warm_parts(index, hashed) -> dict:
     """A warm check's parts, run alone (ms): the structural search (shared marks, the ranked query, the
-    nearest code), the probe scan, and the exact provenance tests with the fingerprints they read."""
+    nearest code), the probe scan, the exact provenance tests with the fingerprints they read, and
+    the family answer (Index.family: code distances and op-pattern signatures)."""
     from hnn.index.derivation import PROBE_CANDIDATES, derivation_evidence
     from hnn.provenance.probe import best_probes, probe
 
@@ -395,8 +408,10 @@ def warm_parts(index, hashed) -> dict:
     probed = time.perf_counter()
     derivation_evidence(index, hashed.fingerprint, [entry.id for entry, _ in found])
     tested = time.perf_counter()
+    index.family(hashed.code, hashed.structure.pattern)
+    family = time.perf_counter()
     return {"structural": (structural - began) * 1000, "probes": (probed - structural) * 1000,
-            "tests": (tested - probed - (probed - structural)) * 1000}
+            "tests": (tested - probed - (probed - structural)) * 1000, "family": (family - tested) * 1000}
 
 
 def peak_rss_mb() -> float:

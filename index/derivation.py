@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from hnn.provenance.evidence import Evidence, Query
 from hnn.provenance.fingerprint import Fingerprint
-from hnn.provenance.probe import best_probes, probe
+from hnn.provenance.probe import best_for_tensors, best_probes, probe
 
 # Entries tested per probe kind (positional, anchored), beside the structural neighbours.
 PROBE_CANDIDATES = 4
+# Entries tested for bare weights, which have no structural neighbours and no anchored probe.
+WEIGHTS_CANDIDATES = 8
 
 
 def derivation_evidence(index, fingerprint: Fingerprint | None, neighbour_ids) -> dict[int, Evidence]:
@@ -27,6 +29,17 @@ def derivation_evidence(index, fingerprint: Fingerprint | None, neighbour_ids) -
         for best in best_probes(probe(fingerprint), probes, PROBE_CANDIDATES):
             candidates.update(int(entry_id) for entry_id in ids[best])
     query = Query(fingerprint)  # prepared once for all the candidates
+    return {entry_id: query.against(stored) for entry_id, stored in index.fingerprints(candidates).items()}
+
+
+def weights_evidence(index, fingerprint: Fingerprint | None) -> dict[int, Evidence]:
+    """{entry id: the evidence that bare weights (an unordered fingerprint) derive from it} for the
+    WEIGHTS_CANDIDATES entries whose probe sketches come nearest the weights' own."""
+    if fingerprint is None:
+        return {}
+    ids, probes = index.probes()
+    candidates = {int(ids[best]) for best in best_for_tensors(fingerprint, probes, WEIGHTS_CANDIDATES)}
+    query = Query(fingerprint)
     return {entry_id: query.against(stored) for entry_id, stored in index.fingerprints(candidates).items()}
 
 

@@ -11,9 +11,9 @@ from hnn.hasher.bits import to_hex
 from hnn.hasher.runtime import hash_with, load
 from hnn.hasher.structure import compare_structures
 from hnn.index.contents import content_digest
-from hnn.index.derivation import derivation_evidence, describe
+from hnn.index.derivation import derivation_evidence, describe, weights_evidence
 from hnn.index.store import DuplicateEntry, Index, IndexBusy
-from hnn.index.verdicts import check_verdict, thresholds, weight_sharing
+from hnn.index.verdicts import DERIVED, NEW, check_verdict, thresholds, weight_sharing
 from hnn.ingest.forkserver import WarmWorkers
 
 
@@ -139,7 +139,12 @@ def query_hashed(index: Index, loaded, hashed, model: str, k: int = 10, radius: 
 def check_model(index_path: str | Path, model: str, k: int = 5, checkpoint=None, **ingest_options) -> dict:
     """The nearest known models and a verdict: ``derived``, ``same-architecture`` or ``new``
     (:func:`hnn.index.verdicts.check_verdict`), and ``derived_from``: the entry the weights come
-    from (the strongest evidence), or None."""
+    from (the strongest evidence), or None. A bare ``.safetensors`` file (no config.json beside it)
+    is checked by its weights alone: :func:`check_weights`."""
+    from hnn.provenance.weights_only import is_bare_weights
+
+    if is_bare_weights(model):
+        return check_weights(index_path, model, k)
     with Index(index_path) as index:
         loaded = _loaded_for(index, checkpoint)
         return check_hashed(index, loaded, hash_with(loaded, model, **ingest_options), model, k)
@@ -161,6 +166,38 @@ def check_hashed(index: Index, loaded, hashed, model: str, k: int = 5) -> dict:
                                                           "shared_marks": source["shared_marks"]},
             "verdict": check_verdict(result["nearest_distance"], result["thresholds"], same_topology, shared,
                                      derived=source is not None)}
+
+
+# What a check of bare weights cannot say, in its JSON and its text line.
+WEIGHTS_ONLY = ("weights only: without a config.json there is no graph, so no code, topology or family; "
+                "only whether the weights derive from a known model's")
+
+
+def check_weights(index_path: str | Path, model: str, k: int = 5) -> dict:
+    """:func:`check_model` for a bare weights file: ``derived`` when its tensors' positional sketches
+    say its weights come from an entry's (hnn.provenance.weights_only), else ``new``; the entries
+    tested, strongest evidence first. Nothing here needs a checkpoint: there is no code to make."""
+    from hnn.provenance.weights_only import read_weights_file
+
+    weights = read_weights_file(model)
+    with Index(index_path) as index:
+        return check_weights_in(index, weights, model, k)
+
+
+def check_weights_in(index: Index, weights, model: str, k: int = 5) -> dict:
+    """:func:`check_weights` of a read weights file (hnn.provenance.weights_only.WeightsFile) in an open
+    index (what a service calls), reported as ``model``."""
+    evidence = weights_evidence(index, weights.fingerprint)
+    tested = sorted(evidence, key=lambda entry_id: (-evidence[entry_id].z, entry_id))[:k]
+    neighbours = [{**index.get(entry_id).to_dict(), "provenance": describe(evidence[entry_id])}
+                  for entry_id in tested]
+    source = next((hit for hit in neighbours if hit["provenance"]["derived"]), None)
+    return {"model": model, "weights_only": True, "cannot_tell": WEIGHTS_ONLY, "weights": weights.to_dict(),
+            "hash": None, "structure": None, "topology": None, "fingerprint": weights.fingerprint is not None,
+            "neighbours": neighbours, "family": None,
+            "derived_from": None if source is None else {"id": source["id"], "name": source["name"],
+                                                          "label": source["label"], "provenance": source["provenance"]},
+            "verdict": DERIVED if source is not None else NEW}
 
 
 def _derived(hit: dict) -> bool:

@@ -79,9 +79,6 @@ FORMAT = "hnn-index"
 # 5: provenance fingerprints; 6: content digests; 7: op-pattern signatures
 VERSION = 7
 BUSY_TIMEOUT_MS = 60_000
-# Index.family compares the signatures of the code's nearest entries first, then of those whose code alone
-# could still beat the best of them.
-FAMILY_SEED_ENTRIES = 64
 SQL_BATCH = 500  # ids per `IN (...)`: below SQLite's smallest limit on bound parameters (999)
 
 # The probes alone, in the order of their entries: a query reads every probe, and this SQL index holds
@@ -696,35 +693,37 @@ class Index:
         the ranking's first: it asks which known models this one is *like* (its family, its kind of
         layers), not which one it is, and holds where the code is far, as for a family at a size
         never trained on. None when the query or no entry has a signature (entries of version 6
-        and older files have none); ``patterns`` says among how many entries it chose.
-
-        The pattern term is at least 0, so an entry whose code share alone is past the best sum of
-        the code's nearest entries cannot win: only the others' signatures are compared."""
+        and older files have none); ``patterns`` says among how many entries it chose."""
         if signature is None:
             return None
         patterns = self._patterns()
         if patterns is None or not len(patterns):
             return None
         table = self._entries_table(full=False)
-        at, kept = patterns.positions_in(table)
+        at, groups = patterns.aligned(table)
         if not len(at):
             return None
-        code_distances = table.distances(code)[at]
-        nearest = np.argpartition(code_distances, min(FAMILY_SEED_ENTRIES, len(at)) - 1)[:FAMILY_SEED_ENTRIES]
-        signatures = patterns.rows["signatures"][kept]
-        seeded = family_distance_matrix(code_distances[None, nearest], table.bits,
-                                        1 - estimated_pattern_similarity(signature, signatures[nearest])[None, :])[0]
-        candidates = np.union1d(nearest, np.flatnonzero(code_distances < seeded.min() * table.bits))
-        similarity = estimated_pattern_similarity(signature, signatures[candidates])
-        distances = family_distance_matrix(code_distances[None, candidates], table.bits, 1 - similarity[None, :])[0]
-        best = int(np.argmin(distances))  # candidates are in id order: the lowest id of a tie
+        # Entries of one op-pattern signature (a base and its fine-tunes: most of a hub) share the pattern
+        # term, so the family distance is computed once per distinct signature, at its entries' nearest
+        # code: a query costs a pass over the entries' code distances, not over their signatures.
+        code_distances = table.distances(code)[at].astype(np.int64)
+        nearest_code = np.full(patterns.distinct, np.iinfo(np.int64).max)
+        np.minimum.at(nearest_code, groups, code_distances)
+        present = np.flatnonzero(nearest_code < np.iinfo(np.int64).max)
+        similarity = estimated_pattern_similarity(signature, patterns.signatures[present])
+        distances = family_distance_matrix(nearest_code[None, present], table.bits, 1 - similarity[None, :])[0]
+        winning = np.zeros(patterns.distinct, dtype=bool)
+        winning[present[distances == distances.min()]] = True
+        # The lowest id of a tie: the first entry (they are in id order) of a winning signature at its nearest code.
+        first = int(np.flatnonzero(winning[groups] & (code_distances == nearest_code[groups]))[0])
+        group = int(np.searchsorted(present, groups[first]))
         try:
-            entry = self.get(int(patterns.rows["ids"][kept][candidates[best]]))
+            entry = self.get(int(table.rows["ids"][at[first]]))
         except InputError:  # removed by another process since the tables were read
             return None
-        return {"id": entry.id, "name": entry.name, "label": entry.label, "distance": round(float(distances[best]), 4),
-                "code_distance": int(code_distances[candidates[best]]),
-                "pattern_similarity": round(float(similarity[best]), 3), "patterns": int(len(at))}
+        return {"id": entry.id, "name": entry.name, "label": entry.label, "distance": round(float(distances[group]), 4),
+                "code_distance": int(code_distances[first]),
+                "pattern_similarity": round(float(similarity[group]), 3), "patterns": int(len(at))}
 
     def _patterns(self) -> _PatternTable | None:
         """Every entry's op-pattern signature in memory: read once, then kept up to date (:meth:`_sync`).
@@ -827,17 +826,31 @@ class _Rows:
 
 
 class _PatternTable:
-    """The op-pattern signatures of the entries that have one, in id order (Index.family reads them all).
+    """The op-pattern signatures of the entries that have one, in id order (Index.family reads them all):
+    each entry's number of its signature among the distinct ones (``rows["groups"]``), and those
+    (``signatures``: an index holds few architectures for its entries, so few distinct signatures).
     ``rows_read``: the rows read, damaged ones included; ``last_id``: the largest entry id read."""
 
     def __init__(self, rows: list[tuple]):
         self.rows_read, self.last_id = 0, 0
-        self.rows = _Rows({"ids": np.zeros(0, np.int64), "signatures": np.zeros((0, PATTERN_SLOTS), np.uint8)})
-        self.extend(rows)
+        self.rows = _Rows({"ids": np.zeros(0, np.int64), "groups": np.zeros(0, np.int64)})
+        self._numbers: dict[bytes, int] = {}  # a distinct signature -> its number
+        self._distinct = np.zeros((64, PATTERN_SLOTS), np.uint8)
         self._aligned = None  # (the entry table, its length and last id, this table's length), positions
+        self.extend(rows)
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    @property
+    def distinct(self) -> int:
+        return len(self._numbers)
+
+    @property
+    def signatures(self) -> np.ndarray:
+        """uint8 [distinct, PATTERN_SLOTS]: the distinct signatures, by number (one that no entry has any
+        more stays: it is never any entry's group)."""
+        return self._distinct[:self.distinct]
 
     def extend(self, rows: list[tuple]) -> None:
         for entry_id, signature in rows:
@@ -849,7 +862,13 @@ class _PatternTable:
             return
         self.rows_read, self.last_id = self.rows_read + 1, entry_id
         if isinstance(signature, (bytes, np.ndarray)) and len(signature) == PATTERN_SLOTS:
-            self.rows.append(ids=entry_id, signatures=np.frombuffer(bytes(signature), np.uint8))
+            key = bytes(signature)
+            if key not in self._numbers:
+                if self.distinct == len(self._distinct):
+                    self._distinct = np.concatenate([self._distinct, np.zeros_like(self._distinct)])
+                self._distinct[self.distinct] = np.frombuffer(key, np.uint8)
+                self._numbers[key] = self.distinct
+            self.rows.append(ids=entry_id, groups=self._numbers[key])
             self._aligned = None
 
     def remove(self, entry_id: int) -> None:
@@ -859,12 +878,13 @@ class _PatternTable:
             self.rows_read -= 1
             self._aligned = None
 
-    def positions_in(self, table: _EntryTable) -> tuple[np.ndarray, np.ndarray]:
-        """(positions in ``table`` of the entries here that it holds, which rows of this table they are);
-        kept until either table changes."""
+    def aligned(self, table: _EntryTable) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in ``table`` of the entries here that it holds, in id order, and their signatures'
+        numbers); kept until either table changes."""
         key = (table, len(table), table.last_id, len(self))
         if self._aligned is None or self._aligned[0] != key:
-            self._aligned = key, _located(table.rows["ids"], self.rows["ids"])
+            at, kept = _located(table.rows["ids"], self.rows["ids"])
+            self._aligned = key, (at, self.rows["groups"][kept])
         return self._aligned[1]
 
 

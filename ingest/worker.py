@@ -5,7 +5,8 @@ exhausts memory in shape inference, a graph that makes a converter loop, a file
 beside the upload that shadows a module. So the conversion runs in a child
 process (``python -P -m hnn.ingest.worker_main``, hnn.isolation) with
 
-* an address-space limit (``RLIMIT_AS``, ``--max-memory``, default 4 GiB),
+* a memory limit (``RLIMIT_DATA``: private writable memory, ``--max-memory``, default 4 GiB) and an
+  address-space ceiling 8 GiB above it for the frameworks' shared libraries,
 * a CPU-time limit (``RLIMIT_CPU``) and a wall-clock limit (``--timeout``, default 300 s)
   that holds even when the worker blocks (an alarm in the child as well as the parent's
   wait) and when the parent is killed (the worker dies with it),
@@ -37,6 +38,8 @@ from hnn.errors import InputError, UsageError
 from hnn.isolation import clean_environment, die_with_parent, hide_environment_from_children, python_command
 
 DEFAULT_MAX_MEMORY = 4 * 1024**3
+# Address space allowed beyond --max-memory for the frameworks' shared libraries (apply_limits says why).
+LIBRARY_MAPPINGS = 8 * 1024**3
 DEFAULT_TIMEOUT_S = 300
 ERROR_PREFIX = "hnn-worker-error: "  # how hnn.ingest.worker_main reports an error on stderr
 # The largest IR the worker returns and the parent reads: the biggest models hubs hold have tens
@@ -98,7 +101,13 @@ def apply_limits(max_memory: int, timeout: float) -> None:
     """In the worker before it reads the request (between fork and exec, or after a fork server's fork)."""
     import resource
 
-    resource.setrlimit(resource.RLIMIT_AS, (max_memory, max_memory))
+    # The limit is on private writable memory (RLIMIT_DATA: the heap and anonymous mappings, what a
+    # conversion allocates), not on address space: a CUDA build of torch maps 3.1 GB of shared-library
+    # files at import (read-only code, 0.5 GB of it resident), so a 4 GiB address-space limit refused
+    # a 9 M-parameter Llama folder whose conversion peaked at 1.2 GB resident. The address space
+    # keeps a ceiling too, LIBRARY_MAPPINGS above the limit.
+    resource.setrlimit(resource.RLIMIT_DATA, (max_memory, max_memory))
+    resource.setrlimit(resource.RLIMIT_AS, (max_memory + LIBRARY_MAPPINGS, max_memory + LIBRARY_MAPPINGS))
     cpu = max(1, math.ceil(timeout))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
     os.setsid()  # its own process group: a timeout kills converter children too

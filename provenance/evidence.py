@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import lru_cache
+from statistics import NormalDist
 
 import numpy as np
 
@@ -149,6 +150,8 @@ class Query:
 
 
 def positional_test(first: Fingerprint, second: Fingerprint) -> Test:
+    if not (first.ordered and second.ordered):
+        return unordered_positional_test(first, second)
     pairs = shape_pairs(first.shapes, second.shapes)
     if not pairs:
         return Test(0.0, 0.0, 0, 0)
@@ -164,6 +167,53 @@ def positional_test(first: Fingerprint, second: Fingerprint) -> Test:
     cosines = np.cos(np.pi * differing / SKETCH_BITS)
     return Test(similarity=float(cosines.mean()), z=float(layer_z.sum() / np.sqrt(len(pairs))),
                 layers_compared=len(pairs), layers_matched=int((cosines >= LAYER_MATCH).sum()))
+
+
+def unordered_positional_test(first: Fingerprint, second: Fingerprint) -> Test:
+    """The positional test where one side is bare weights (hnn.provenance.weights_only): no order to pair
+    layers by, so each tensor of that side is set against every layer of the other side with its shape
+    (in either of its layouts), and its best agreement is its evidence, as a p-value corrected for the
+    k candidates it was chosen from (the best of k independent agreements: 1 - (1 - p)^k). The tensors'
+    z's add up as Stouffer's. Of two bare sides, the one with fewer tensors asks."""
+    if first.ordered or (not second.ordered and _tensor_count(second) < _tensor_count(first)):
+        first, second = second, first
+    rows_of_shape: dict[tuple, list[int]] = {}
+    for row, shape in enumerate(second.shapes):
+        rows_of_shape.setdefault(tuple(shape), []).append(row)
+    candidates = {shape: second.sketches[rows] for shape, rows in rows_of_shape.items()}
+    tensor_z, cosines = [], []
+    for rows in np.split(np.arange(len(first.shapes)), np.flatnonzero(np.diff(first.tensors)) + 1):
+        best, tried, best_shape = SKETCH_BITS + 1, 0, None
+        for row in rows:
+            theirs = candidates.get(tuple(first.shapes[row]))
+            if theirs is None:
+                continue
+            differing = int(np.bitwise_count(np.bitwise_xor(theirs, first.sketches[row])).sum(axis=1).min())
+            tried += len(theirs)
+            if differing < best:
+                best, best_shape = differing, first.shapes[row]
+        if not tried:
+            continue
+        sketched = min(POSITIONS, math.prod(best_shape))
+        z = (SKETCH_BITS / 2 - best) / math.sqrt(SKETCH_BITS / 4 + SKETCH_BITS**2 / (math.pi**2 * sketched))
+        tensor_z.append(_best_of(min(z, 37.0), tried))
+        cosines.append(math.cos(math.pi * best / SKETCH_BITS))
+    if not tensor_z:
+        return Test(0.0, 0.0, 0, 0)
+    return Test(similarity=float(np.mean(cosines)), z=float(sum(tensor_z) / math.sqrt(len(tensor_z))),
+                layers_compared=len(tensor_z), layers_matched=int(sum(c >= LAYER_MATCH for c in cosines)))
+
+
+def _tensor_count(fingerprint: Fingerprint) -> int:
+    return len(np.unique(fingerprint.tensors))
+
+
+def _best_of(z: float, count: int) -> float:
+    """The z of the best of ``count`` independent tries whose best scored ``z``: its p-value is
+    1 - (1 - p)^count, back on the normal scale (so a chance best of many is no evidence)."""
+    tail = normal_tail(z)
+    p = 1.0 if tail >= 1.0 else -math.expm1(count * math.log1p(-tail))
+    return -NormalDist().inv_cdf(min(max(p, 1e-300), 1.0 - 1e-16))
 
 
 def shape_pairs(first: tuple, second: tuple) -> list[tuple[int, int]]:

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hnn.provenance")
 
 FORMAT_VERSION = 1
+UNORDERED_VERSION = 2  # bare weights: no Grams, no order, each sketch's tensor
 MAX_GRAM_LAYERS = 48
 MAX_POSITIONAL_LAYERS = 256
 POSITIONS = 4096
@@ -76,11 +77,20 @@ _SKETCH_BYTES = SKETCH_BITS // 8
 @dataclass(frozen=True, eq=False)
 class Fingerprint:
     """grams: one row per sampled weight layer reached from the input, the upper triangle of its anchor
-    Gram; shapes and sketches: one per weight layer, its (out, in, kernel...) shape and positional sketch."""
+    Gram; shapes and sketches: one per weight layer, its (out, in, kernel...) shape and positional sketch.
+
+    ``tensors``: None for a graph's fingerprint, whose layers are in the walk's canonical order. A file
+    of bare weights (hnn.provenance.weights_only) has no order and no Grams: ``tensors`` then gives,
+    per sketch, the stored tensor it was made from (a 2-D tensor is sketched in both layouts)."""
 
     grams: np.ndarray  # (layers, FEATURES) float32
     shapes: tuple[tuple[int, ...], ...]
     sketches: np.ndarray  # (layers, SKETCH_BITS // 8) uint8
+    tensors: np.ndarray | None = None  # (layers,) int64, ascending, or None
+
+    @property
+    def ordered(self) -> bool:
+        return self.tensors is None
 
     def __eq__(self, other) -> bool:  # by what is stored: arrays have no single truth value
         return isinstance(other, Fingerprint) and self.to_bytes() == other.to_bytes()
@@ -91,13 +101,16 @@ class Fingerprint:
     def to_bytes(self) -> bytes:
         """The compact form the index and IR files keep: a header, the shapes, the sketches, and the Grams
         as int8 with one float32 scale per layer (a Gram's entries are small; 1/254 of the largest is
-        far below what tells a copy from an independent model)."""
+        far below what tells a copy from an independent model). An unordered fingerprint is version 2:
+        its tensor numbers follow the sketches (a graph's fingerprint is written as version 1 always)."""
         scales = np.abs(self.grams).max(axis=1) / 127.0 if len(self.grams) else np.zeros(0)
         scales = np.where(scales > 0, scales, 1.0).astype("<f4")
         grams = np.round(self.grams / scales[:, None]).astype(np.int8)
         shapes = b"".join(bytes([len(shape)]) + np.asarray(shape, "<i8").tobytes() for shape in self.shapes)
-        header = np.asarray([FORMAT_VERSION, ANCHOR_DIMS, len(self.grams), len(self.shapes)], "<u2").tobytes()
-        return header + shapes + self.sketches.tobytes() + scales.tobytes() + grams.tobytes()
+        version = FORMAT_VERSION if self.ordered else UNORDERED_VERSION
+        header = np.asarray([version, ANCHOR_DIMS, len(self.grams), len(self.shapes)], "<u2").tobytes()
+        tensors = b"" if self.ordered else np.asarray(self.tensors, "<u4").tobytes()
+        return header + shapes + self.sketches.tobytes() + tensors + scales.tobytes() + grams.tobytes()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Fingerprint:
@@ -106,10 +119,13 @@ class Fingerprint:
         if len(view) < 8:
             raise ValueError("too short to be a fingerprint")
         version, dims, gram_count, shape_count = (int(v) for v in np.frombuffer(view[:8], "<u2"))
-        if version != FORMAT_VERSION or dims != ANCHOR_DIMS:
-            raise ValueError(f"not a version-{FORMAT_VERSION} fingerprint of {ANCHOR_DIMS} anchor dimensions")
-        if gram_count > MAX_GRAM_LAYERS or shape_count > MAX_POSITIONAL_LAYERS:
-            raise ValueError(f"more than {MAX_GRAM_LAYERS} Gram layers or {MAX_POSITIONAL_LAYERS} weight layers")
+        if version not in (FORMAT_VERSION, UNORDERED_VERSION) or dims != ANCHOR_DIMS:
+            raise ValueError(f"not a version-{FORMAT_VERSION} or {UNORDERED_VERSION} fingerprint of "
+                             f"{ANCHOR_DIMS} anchor dimensions")
+        ordered = version == FORMAT_VERSION
+        most = MAX_POSITIONAL_LAYERS if ordered else 2 * MAX_POSITIONAL_LAYERS
+        if gram_count > (MAX_GRAM_LAYERS if ordered else 0) or shape_count > most:
+            raise ValueError(f"more than {MAX_GRAM_LAYERS} Gram layers or {most} weight layers")
         at, shapes = 8, []
         for _ in range(shape_count):
             rank = view[at] if at < len(view) else 0
@@ -120,17 +136,24 @@ class Fingerprint:
                 raise ValueError("a shape with a dimension out of range")
             shapes.append(shape)
             at += 1 + 8 * rank
-        expected = at + shape_count * _SKETCH_BYTES + gram_count * (4 + FEATURES)
+        tensor_bytes = 0 if ordered else 4 * shape_count
+        expected = at + shape_count * _SKETCH_BYTES + tensor_bytes + gram_count * (4 + FEATURES)
         if len(view) != expected:
             raise ValueError(f"{len(view)} bytes where the header says {expected}")
         sketches = np.frombuffer(view[at:at + shape_count * _SKETCH_BYTES], np.uint8).reshape(shape_count, _SKETCH_BYTES)
         at += shape_count * _SKETCH_BYTES
+        tensors = None
+        if not ordered:
+            tensors = np.frombuffer(view[at:at + tensor_bytes], "<u4").astype(np.int64)
+            if np.any(np.diff(tensors) < 0):
+                raise ValueError("tensor numbers out of order")
+            at += tensor_bytes
         scales = np.frombuffer(view[at:at + 4 * gram_count], "<f4").astype(np.float32)
         at += 4 * gram_count
         if not np.all(np.isfinite(scales)) or np.any(scales <= 0) or np.any(scales > 1.0):
             raise ValueError("a Gram scale that is not in (0, 1]")
         grams = np.frombuffer(view[at:], np.int8).reshape(gram_count, FEATURES).astype(np.float32) * scales[:, None]
-        return cls(grams, tuple(shapes), sketches.copy())
+        return cls(grams, tuple(shapes), sketches.copy(), tensors)
 
     def to_dict(self) -> dict:
         return {"format": FORMAT_VERSION, "data": base64.b64encode(self.to_bytes()).decode("ascii")}
@@ -179,19 +202,33 @@ def _sketch(weight: np.ndarray) -> np.ndarray | None:
 def positional_sketch(weight: np.ndarray) -> np.ndarray | None:
     """SKETCH_BITS signs of random projections of the (centred) weights at the layer shape's fixed positions;
     None for a layer too small to tell, or one whose values do not vary or are not finite (no evidence)."""
-    if weight.size < MIN_POSITIONAL:
+    positions = sketch_positions(weight.shape)
+    if positions is None:
         return None
-    flat = weight.reshape(-1)
-    rng = np.random.default_rng([_SEED, *weight.shape])
-    count = min(POSITIONS, flat.size)
-    positions = np.arange(flat.size) if flat.size <= POSITIONS else rng.integers(0, flat.size, POSITIONS)
-    values = flat[positions].astype(np.float32)
+    return sketch_of(weight.reshape(-1)[positions])
+
+
+def sketch_positions(shape) -> np.ndarray | None:
+    """Where a layer of this (out, in, kernel...) shape is sketched, as flat positions: every one of a
+    layer up to POSITIONS weights, else POSITIONS drawn by a generator seeded with the shape, so that
+    two models read a layer of one shape at the same places. None for a layer too small to tell."""
+    size = int(np.prod(shape, dtype=np.int64))
+    if size < MIN_POSITIONAL:
+        return None
+    if size <= POSITIONS:
+        return np.arange(size)
+    return np.random.default_rng([_SEED, *shape]).integers(0, size, POSITIONS)
+
+
+def sketch_of(values: np.ndarray) -> np.ndarray | None:
+    """The sketch of a layer's values at its :func:`sketch_positions`; None where they are not finite or all equal."""
+    values = values.astype(np.float32)
     if not np.all(np.isfinite(values)):
         return None
     values -= values.mean(dtype=np.float64)
     if not np.any(values):
         return None
-    signs = _hyperplanes()[:, :count] @ values > 0
+    signs = _hyperplanes()[:, :len(values)] @ values > 0
     return np.packbits(signs)
 
 

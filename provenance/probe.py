@@ -137,6 +137,34 @@ def differing_bits(rows: np.ndarray, words: np.ndarray) -> np.ndarray:
     return total
 
 
+def best_for_tensors(fingerprint: Fingerprint, probes: ProbeColumns, count: int) -> np.ndarray:
+    """Positions of the ``count`` probes whose positional sketches come nearest any sketch of an
+    unordered fingerprint (bare weights, hnn.provenance.weights_only), best first: its tensors have
+    no layer sequence to group the probes by, so every probe's every sketch is compared with every
+    one of the query's (a scan of entries x PROBE_LAYERS x the query's sketches; a copy's probe
+    sketches are among its original's tensors', an independent model's agree in about half)."""
+    queries = np.ascontiguousarray(fingerprint.sketches, dtype=np.uint8).view(np.uint64)  # (rows, words)
+    if not len(probes) or not len(queries):
+        return np.zeros(0, np.int64)
+    positions = np.concatenate([group for group, _ in probes.sequences.values()])
+    sketches = np.concatenate([words for _, words in probes.sequences.values()], axis=1)  # [POSITIONAL_WORDS, n]
+    words_per_sketch = SKETCH_BITS // 64
+    nearest = np.full(len(probes), SKETCH_BITS, np.int64)
+    for start in range(0, len(positions), _TENSOR_SCAN_CHUNK):
+        span = slice(start, start + _TENSOR_SCAN_CHUNK)
+        best = np.full(len(positions[span]), SKETCH_BITS, np.int64)
+        for slot in range(PROBE_LAYERS):
+            theirs = sketches[slot * words_per_sketch:(slot + 1) * words_per_sketch, span].T  # (chunk, words)
+            differing = np.bitwise_count(queries[:, None, :] ^ theirs[None, :, :]).sum(axis=2, dtype=np.int64)
+            np.minimum(best, differing.min(axis=0), out=best)
+        nearest[positions[span]] = best
+    return smallest(nearest, count)
+
+
+# Entries compared at once with an unordered query's sketches: (query sketches x chunk x 8) words of temporaries.
+_TENSOR_SCAN_CHUNK = 512
+
+
 def _probe_layers(count: int) -> np.ndarray:
     return np.linspace(0, count - 1, PROBE_LAYERS).round().astype(int)
 

@@ -11,5 +11,5 @@ fi
 # This machine's pip configuration lists extra local indexes with gaps; pip warns once per
 # missing package folder. Those lines say nothing about this install, so they are dropped.
 quiet_pip() { .venv/bin/python -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
-quiet_pip install --quiet --disable-pip-version-check -r requirements.txt
+quiet_pip install --quiet --disable-pip-version-check --no-cache-dir -r requirements.txt
 quiet_pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .

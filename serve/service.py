@@ -27,7 +27,7 @@ from pathlib import Path
 from hnn.errors import InputError
 from hnn.hasher.runtime import hash_with, load
 from hnn.index.contents import content_digest
-from hnn.index.registry import add_hashed, check_hashed, duplicate_result
+from hnn.index.registry import add_hashed, check_hashed, check_weights_in, duplicate_result
 from hnn.index.store import Index
 from hnn.ingest.forkserver import WarmWorkers
 from hnn.ingest.pipeline import EXAMPLE_MODEL
@@ -65,7 +65,14 @@ class CheckService:
         return {"trust": False, "limits": self.settings.limits, "worker": self.workers, "framework": framework}
 
     def check(self, path: Path, name: str, k: int, framework: str | None = None) -> dict:
-        """`hnn check --json` of the model at ``path``, reported as ``name``."""
+        """`hnn check --json` of the model at ``path``, reported as ``name``; a bare ``.safetensors``
+        upload (no config.json: an upload alone in its folder) by its weights alone."""
+        from hnn.provenance.weights_only import is_bare_weights, read_weights_file
+
+        if is_bare_weights(path):
+            weights = read_weights_file(path)  # a checked header, 16 MiB at most; nothing is converted
+            with self.lock:
+                return check_weights_in(self.index, weights, name, k)
         hashed = hash_with(self.loaded, str(path), **self.ingest_options(framework))
         with self.lock:
             return check_hashed(self.index, self.loaded, hashed, name, k)

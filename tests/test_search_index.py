@@ -633,6 +633,36 @@ def test_the_family_answer_is_the_entry_nearest_by_code_and_op_pattern_together(
         assert index.family(query_code, patterned(*layers, seed=7).pattern)["name"] == "own kind"
 
 
+def test_the_family_answer_is_the_nearest_of_every_entry_and_the_lowest_id_of_a_tie(tmp_path):
+    """Against every entry's family distance computed one by one: many entries share a signature (a base
+    and its fine-tunes), some none; 16-bit codes make ties common."""
+    from hnn.hasher.structure import estimated_pattern_similarity, family_distance_matrix
+
+    rng = np.random.default_rng(3)
+    kinds = [patterned(*(f"op{j}" for j in rng.choice(60, 30, replace=False)), seed=i).pattern for i in range(12)]
+    stored = []
+    with Index(tmp_path / "i.db", create=True) as index:
+        for number in range(300):
+            signature = kinds[int(rng.integers(0, len(kinds)))] if number % 10 else None
+            entry_code = code(int(rng.integers(0, 40)))
+            structure = Structure(code(number, STRUCTURE_BITS), f"{number:016x}", rng.random(2), signature)
+            entry = index.add(f"m{number}", "x", "onnx", entry_code, "ck", f"d{number}", structure=structure)
+            if signature is not None:
+                stored.append((entry.id, entry_code, signature))
+        removed = stored.pop(7)
+        index.remove(removed[0])
+        for query in range(40):
+            query_code = code(1000 + query)
+            signature = kinds[query % len(kinds)] if query % 4 else patterned("conv", seed=query).pattern
+            expected = family_distance_matrix(
+                np.array([[int((query_code != c).sum()) for _, c, _ in stored]]), 16,
+                1 - estimated_pattern_similarity(signature, np.stack([s for _, _, s in stored]))[None, :])[0]
+            best = int(np.argmin(expected))  # stored is in id order: the first of a tie is the lowest id
+            family = index.family(query_code, signature)
+            assert family["id"] == stored[best][0] and family["distance"] == round(float(expected[best]), 4)
+            assert family["patterns"] == len(stored)
+
+
 def test_a_version_6_index_gains_an_empty_patterns_table_and_has_no_family_answer_until_an_add(tmp_path):
     path = one_entry_index_as(tmp_path / "i.db", 6, "DROP TABLE patterns")
     with Index(path) as index:

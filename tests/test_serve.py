@@ -189,6 +189,22 @@ def test_a_zip_of_a_hugging_face_folder_is_checked_as_the_cli_checks_the_folder(
     assert {**got, "model": None} == {**expected, "model": None}
 
 
+def test_bare_weights_are_checked_by_their_provenance_as_the_cli_checks_them(service, models, tmp_path):
+    """An upload of a known ONNX model's weights alone, as a .safetensors file: derived from it."""
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    running, index = service
+    weights = {tensor.name: numpy_helper.to_array(tensor) for tensor in onnx.load(str(models["known"])).graph.initializer}
+    upload = tmp_path / "bare" / "weights.safetensors"
+    upload.parent.mkdir()
+    safetensors_numpy.save_file(weights, str(upload))
+    response = running.post("/v1/check", upload)
+    assert response.status_code == 200, response.text
+    got = response.json()
+    assert got["weights_only"] and got["verdict"] == "derived" and got["derived_from"]["name"] == "known.onnx"
+    expected = json.loads(run_hnn("check", index, upload, "--json").stdout)
+    assert {**got, "model": None} == {**expected, "model": None}
+
+
 def test_writes_need_the_token_and_add_list_get_delete_work_with_it(service, models):
     running, _ = service
     assert running.post("/v1/models", models["other"]).status_code == 401
@@ -277,7 +293,15 @@ def test_hostile_requests_get_one_line_errors_and_leave_nothing_behind(tmp_path,
         data[60:80] = b"\xff" * 20  # inside the deflate stream
         response = running.post("/v1/check", name="corrupt.zip", content=bytes(data))
         assert response.status_code == 422 and "\n" not in response.json()["error"], response.text
-        over = running.post("/v1/check", models["other"])  # the worker's 100 MiB limit
+        # The worker's 100 MiB limit: a 64 MiB weight is more than the conversion may allocate beside
+        # what the warm fork server it is forked from holds (onnx and numpy: about 100 MiB).
+        heavy = tmp_path / "heavy.onnx"
+        weight = numpy_helper.from_array(np.ones((4096, 4096), np.float32), "w")
+        onnx.save(helper.make_model(helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["y"])], "heavy",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4096])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight])), str(heavy))
+        over = running.post("/v1/check", heavy)
         assert over.status_code == 422 and ("memory limit" in over.json()["error"] or
                                             "crashed" in over.json()["error"]), over.text
         for path in ("/v1/models/99999999999999999999", "/v1/models?offset=99999999999999999999"):

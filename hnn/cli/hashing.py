@@ -62,6 +62,12 @@ def compare(
     if as_json:
         echo_json(result)
         return
+    if result.get("weights_only"):
+        said = result["provenance"]
+        evidence = (f"positional z {said['positional']['z']:.1f}, {said['positional']['layers_matched']} of "
+                    f"{said['positional']['layers_compared']} tensors matched" if said else "no tensor to test")
+        typer.echo(f"{result['verdict']}: {evidence} ({result['cannot_tell']})")
+        return
     typer.echo(f"{result['verdict']}: distance {result['distance']}/{result['a']['bits']} bits, similarity "
                f"{result['similarity']:.3f}{relation_mark(result)} (code match <= {result['thresholds']['match']}, "
                f"suspect <= {result['thresholds']['suspect']})")

@@ -146,6 +146,20 @@ def index_query(
         typer.echo(family_line(result["family"]))
 
 
+def weights_only_line(result: dict, model: str) -> str:
+    """`hnn check`'s line for bare weights: the entry they derive from (or the best tested), and what it cannot tell."""
+    source = result["derived_from"] or (result["neighbours"][0] if result["neighbours"] else None)
+    if source is None:
+        found = "no weights tested: the index holds no fingerprint" if result["fingerprint"] else \
+            "no tensor large enough to test"
+    else:
+        said = source["provenance"]
+        found = (f"{'from' if result['derived_from'] else 'strongest evidence:'} #{source['id']} {source['name']}: "
+                 f"positional z {said['positional']['z']:.1f}, {said['positional']['layers_matched']} of "
+                 f"{said['positional']['layers_compared']} tensors matched")
+    return f"{result['verdict']}: {printable(model)} ({found}; {result['cannot_tell']})"
+
+
 @model_options("framework", "checkpoint")
 def check(
     index: IndexArgument,
@@ -161,6 +175,8 @@ def check(
     result = check_model(index, model, k=k, checkpoint=options.checkpoint, **options.ingest)
     if as_json:
         echo_json(result)
+    elif result.get("weights_only"):
+        typer.echo(weights_only_line(result, model))
     else:
         first = result["neighbours"][0] if result["neighbours"] else None
         closest = (f"first #{first['id']} {first['name']} at distance {first['distance']}{relation_mark(first)}"

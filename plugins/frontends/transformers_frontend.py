@@ -85,7 +85,8 @@ def _model_folder(path: Path) -> ModelFolder:
     if path.is_file() and path.name.lower().endswith(".safetensors"):
         if not is_model_folder(path.parent):
             raise InputError(f"{path}: weights without a config.json beside them: the tensors alone do not say "
-                             "the architecture; hash the folder save_pretrained wrote (config.json and weights)")
+                             "the architecture, so they have no code; `hnn check` and `hnn compare` test where "
+                             "they come from, and the folder save_pretrained wrote (config.json and weights) hashes")
         folder = read_folder(path.parent)
         if path.resolve() not in {shard.resolve() for shard in folder.safetensors}:
             raise InputError(f"{path}: not the folder's weights ({SAFETENSORS} or the shards its index lists)")
