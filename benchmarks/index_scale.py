@@ -443,8 +443,7 @@ def measure_queries(path: Path, queries: int, seed: int, facts: dict, fresh: int
             opened = time.perf_counter()
             results = [check_hashed(index, loaded, prepared[0][0], kind, k=5)]
             cold = time.perf_counter()
-            index.codes()  # what `hnn serve` reads before its first request: every column of every entry
-            index.probes()
+            index.warm_up()  # what `hnn serve` reads before its first request: every column of every entry
             warmed = time.perf_counter()
             warm = []
             for hashed, _ in prepared[1:]:
@@ -484,8 +483,7 @@ def measure_adds(path: Path, adds: int, seed: int, facts: dict, interleaved: int
                    for number in range(adds + interleaved)]
         probe_queries = [make_query(index, kind, 20_000 + number, seed, facts)
                          for number, kind in enumerate(KINDS * 2)]
-        index.codes()  # as `hnn serve` starts: everything a query reads, in memory before the adds
-        index.probes()
+        index.warm_up()  # as `hnn serve` starts: everything a query reads, in memory before the adds
         added = []
         start = time.perf_counter()
         for number, hashed in enumerate(sources[:adds]):

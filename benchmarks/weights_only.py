@@ -177,8 +177,10 @@ def provenance_run(args) -> dict:
         result = check_weights(index, str(path), k=len(originals))
         own = next((hit for hit in result["neighbours"] if hit["name"] == family), None)
         row = {"family": family, "derived_from": (result["derived_from"] or {}).get("name"),
-               "z_own": None if own is None else own["provenance"]["z"],
-               "z_max": max((hit["provenance"]["z"] for hit in result["neighbours"]), default=None)}
+               # the positional test's z: the evidence's own z is the larger of it and the anchored test's,
+               # which bare weights do not have (0), so it would floor the null at 0
+               "z_own": None if own is None else own["provenance"]["positional"]["z"],
+               "z_max": max((hit["provenance"]["positional"]["z"] for hit in result["neighbours"]), default=None)}
         rows.setdefault(kind if not kind.startswith("independent") else "independent", []).append(row)
     summary = {}
     for kind, found in rows.items():

@@ -310,6 +310,30 @@ def flatten_concat(graph: WorkGraph) -> int:
     return changed
 
 
+def drop_cache_concats(graph: WorkGraph) -> int:
+    """A Concat of a tensor the graph is given with the one tensor it computes, read by attention's
+    MatMuls only, is a KV cache: ``cat([past_keys, keys], seq)`` of a decoder exported to take its
+    past keys and values as inputs. The layer graph is the export's without a cache (which keeps
+    ``keys``): the Concat is dropped. A Concat of computed tensors, or of a graph input read by
+    layers (an input image joined to a feature map), stays."""
+    doomed = [key for key, node in graph.nodes.items()
+              if node.op == "Concat" and not node.constants and len(node.preds) == 1 and node.outside_inputs >= 1
+              and node.data_inputs == node.outside_inputs + 1 and node.succs
+              and all(_into_attention(graph, graph.nodes[succ]) for succ in node.succs)]
+    for key in doomed:
+        graph.remove_bypassing(key)
+    return len(doomed)
+
+
+def _into_attention(graph: WorkGraph, node: WorkNode) -> bool:
+    """An attention MatMul, or a scaling by a constant read only by them (dynamo scales the keys by
+    d^-1/4 before ``q @ k^T``, and the queries alike)."""
+    if node.op == "MatMul":
+        return True
+    return (node.op in ("Mul", "Div") and bool(node.constants) and node.data_inputs == 1 and bool(node.succs)
+            and all(graph.nodes[succ].op == "MatMul" for succ in node.succs))
+
+
 def _concat_axis(node: WorkNode) -> int | None:
     """The axis as a non-negative number (exporters write -3 and 1 for the same one), if the rank is known."""
     axis = node.attrs.get("axis")
@@ -748,6 +772,7 @@ def _layer_attributes(node: WorkNode) -> dict:
 
 PASSES: tuple[Callable[[WorkGraph], int], ...] = (
     remove_layout_ops,
+    drop_cache_concats,  # after remove_layout_ops: the cache's Concat feeds attention through Transposes
     remove_fixed_selections,
     remove_whole_slices,
     remove_identity_arithmetic,

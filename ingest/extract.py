@@ -220,6 +220,7 @@ def extract(model: onnx.ModelProto) -> WorkGraph:
             params=_parameter_count(node, initializers),
             constants=_small_constants(node, initializers),
             data_inputs=len(set(data_inputs)),
+            outside_inputs=len({name for name in data_inputs if name not in producer}),
             preds={producer[name] for name in data_inputs if name in producer},
             is_output=any(name in graph_outputs for name in node.output),
         )

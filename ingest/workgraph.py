@@ -29,6 +29,7 @@ class WorkNode:
     params: int
     constants: dict[int, list] = field(default_factory=dict)
     data_inputs: int = 1
+    outside_inputs: int = 0  # of the data inputs, those that are graph inputs (computed by no node)
     preds: set[int] = field(default_factory=set)
     succs: set[int] = field(default_factory=set)
     is_output: bool = False

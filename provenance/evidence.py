@@ -45,6 +45,8 @@ DEPTH_WINDOW = 0.12
 # A layer whose evidence is at least this is reported as matched (a Gram correlation, or a positional
 # sketch's estimated cosine); the tests use every layer.
 LAYER_MATCH = 0.5
+# Two tensors of one bare file whose sketches agree this many spreads beyond chance are one tensor to the test.
+ALIKE_SPREADS = 5.0
 _TRIU = np.triu_indices(ANCHOR_DIMS, k=1)
 
 
@@ -182,26 +184,54 @@ def unordered_positional_test(first: Fingerprint, second: Fingerprint) -> Test:
         rows_of_shape.setdefault(tuple(shape), []).append(row)
     candidates = {shape: second.sketches[rows] for shape, rows in rows_of_shape.items()}
     tensor_z, cosines = [], []
-    for rows in np.split(np.arange(len(first.shapes)), np.flatnonzero(np.diff(first.tensors)) + 1):
+    for rows in _independent_tensors(first):
         best, tried, best_shape = SKETCH_BITS + 1, 0, None
         for row in rows:
             theirs = candidates.get(tuple(first.shapes[row]))
             if theirs is None:
                 continue
-            differing = int(np.bitwise_count(np.bitwise_xor(theirs, first.sketches[row])).sum(axis=1).min())
+            differing = _nearest(theirs, first.sketches[row])
             tried += len(theirs)
             if differing < best:
                 best, best_shape = differing, first.shapes[row]
         if not tried:
             continue
-        sketched = min(POSITIONS, math.prod(best_shape))
-        z = (SKETCH_BITS / 2 - best) / math.sqrt(SKETCH_BITS / 4 + SKETCH_BITS**2 / (math.pi**2 * sketched))
+        z = (SKETCH_BITS / 2 - best) / _spread(best_shape)
         tensor_z.append(_best_of(min(z, 37.0), tried))
         cosines.append(math.cos(math.pi * best / SKETCH_BITS))
     if not tensor_z:
         return Test(0.0, 0.0, 0, 0)
     return Test(similarity=float(np.mean(cosines)), z=float(sum(tensor_z) / math.sqrt(len(tensor_z))),
                 layers_compared=len(tensor_z), layers_matched=int(sum(c >= LAYER_MATCH for c in cosines)))
+
+
+def _independent_tensors(fingerprint: Fingerprint) -> list[np.ndarray]:
+    """The sketch rows of each tensor of an unordered fingerprint, less the tensors whose sketch is not
+    independent of an earlier tensor's of its shape (agreeing beyond chance by ALIKE_SPREADS: a tensor
+    stored twice, experts copied from one). Each copy would find the same best layer on the other
+    side, and their z's would add up, against independent weights, to any z at all."""
+    kept: dict[tuple, list[np.ndarray]] = {}
+    found = []
+    for rows in np.split(np.arange(len(fingerprint.shapes)), np.flatnonzero(np.diff(fingerprint.tensors)) + 1):
+        shapes = [tuple(fingerprint.shapes[row]) for row in rows]
+        if any(kept.get(shape) and _nearest(np.stack(kept[shape]), fingerprint.sketches[row])
+               < SKETCH_BITS / 2 - ALIKE_SPREADS * _spread(shape) for row, shape in zip(rows, shapes)):
+            continue
+        found.append(rows)
+        for row, shape in zip(rows, shapes):
+            kept.setdefault(shape, []).append(fingerprint.sketches[row])
+    return found
+
+
+def _nearest(sketches: np.ndarray, sketch: np.ndarray) -> int:
+    """The fewest bits in which ``sketch`` differs from any of ``sketches``."""
+    return int(np.bitwise_count(np.bitwise_xor(sketches, sketch)).sum(axis=1).min())
+
+
+def _spread(shape) -> float:
+    """The standard deviation of two independent layers' sign agreement (positional_test says why)."""
+    sketched = min(POSITIONS, math.prod(shape))
+    return math.sqrt(SKETCH_BITS / 4 + SKETCH_BITS**2 / (math.pi**2 * sketched))
 
 
 def _tensor_count(fingerprint: Fingerprint) -> int:

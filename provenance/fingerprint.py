@@ -156,7 +156,8 @@ class Fingerprint:
         return cls(grams, tuple(shapes), sketches.copy(), tensors)
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT_VERSION, "data": base64.b64encode(self.to_bytes()).decode("ascii")}
+        return {"format": FORMAT_VERSION if self.ordered else UNORDERED_VERSION,
+                "data": base64.b64encode(self.to_bytes()).decode("ascii")}
 
     @classmethod
     def from_dict(cls, data: dict) -> Fingerprint:

@@ -26,6 +26,7 @@ is executed; the header is checked against the file first (hnn.plugins.frontends
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -95,11 +96,17 @@ def read_weights_file(path: str | Path) -> WeightsFile:
                   and sketch_positions(entry.shape) is not None]
     chosen = _evenly(sketchable, MAX_POSITIONAL_LAYERS)
     shapes, sketches, tensors = [], [], []
-    for number, entry in enumerate(chosen):
-        for shape, sketch in _sketches(path, entry):
-            shapes.append(shape)
-            sketches.append(sketch)
-            tensors.append(number)
+    with path.open("rb") as handle:
+        # One descriptor for every tensor, of the file whose header was checked: a file replaced since is
+        # refused (one that shrinks under a mapping would kill the process with SIGBUS when read).
+        size = entries[-1].data_start + entries[-1].end if entries else 0
+        if entries and os.fstat(handle.fileno()).st_size != size:
+            raise InputError(f"{path}: the file changed while it was read")
+        for number, entry in enumerate(chosen):
+            for shape, sketch in _sketches(handle, path, entry):
+                shapes.append(shape)
+                sketches.append(sketch)
+                tensors.append(number)
     fingerprint = None
     if sketches:
         fingerprint = Fingerprint(np.zeros((0, FEATURES), np.float32), tuple(shapes),
@@ -114,9 +121,9 @@ def read_weights_file(path: str | Path) -> WeightsFile:
                        sketched=len(set(tensors)))
 
 
-def _sketches(path: Path, entry) -> list[tuple[tuple[int, ...], np.ndarray]]:
+def _sketches(handle, path: Path, entry) -> list[tuple[tuple[int, ...], np.ndarray]]:
     """(shape, sketch) of the tensor as stored and, for a 2-D one, transposed; none where it tells nothing."""
-    values = _mapped(path, entry)
+    values = _mapped(handle, path, entry)
     shape = tuple(int(d) for d in entry.shape)
     layouts = [(shape, sketch_positions(shape))]
     if len(shape) == 2:
@@ -134,7 +141,7 @@ def _sketches(path: Path, entry) -> list[tuple[tuple[int, ...], np.ndarray]]:
     return found
 
 
-def _mapped(path: Path, entry) -> np.ndarray:
+def _mapped(handle, path: Path, entry) -> np.ndarray:
     """The tensor's values as a read-only memory map of its checked byte range (nothing read until indexed)."""
     dtype = _FLOAT_DTYPES[entry.dtype]
     if dtype == "bfloat16":
@@ -146,7 +153,7 @@ def _mapped(path: Path, entry) -> np.ndarray:
         # The kernel's read-ahead brings in pages around each value touched (most of a tensor, at 4,096 values):
         # resident while the tensor is read, released with its mapping. Without it (MADV_RANDOM) a cold read
         # of a 2.2 GB file took 32 s instead of 2.6 s, and the resident peak was the same.
-        return np.memmap(path, dtype=np.dtype(dtype).newbyteorder("<"), mode="r",
+        return np.memmap(handle, dtype=np.dtype(dtype).newbyteorder("<"), mode="r",
                          offset=entry.data_start + entry.begin, shape=(count,))
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: tensor {entry.name!r} cannot be read ({exc})") from None

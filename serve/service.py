@@ -48,8 +48,7 @@ class CheckService:
             self.index.check_compatible(self.loaded.digest, self.loaded.bits)
             self.lock = threading.Lock()
             with self.lock:  # read once now, so that the first request does not pay for it
-                self.index.codes()
-                self.index.probes()
+                self.index.warm_up()
             # Private (0700): uploads of all requests live below it, each in a folder of its own.
             self.scratch = Path(tempfile.mkdtemp(prefix="hnn-serve-"))
             self.workers = WarmWorkers()  # each conversion a fresh process, forked from a warm one

@@ -21,6 +21,12 @@ def ops(graph):
     return [node.op for node in graph.nodes]
 
 
+def op_edges(graph):
+    """The edges as (op, op) pairs, sorted: the layer graph whatever the nodes are numbered."""
+    op_of = {node.id: node.op for node in graph.nodes}
+    return sorted((op_of[a], op_of[b]) for a, b in graph.edges)
+
+
 def test_identity_and_dropout_are_removed_and_their_edges_joined():
     nodes = [
         conv("a", "x", "t1"),
@@ -294,6 +300,32 @@ def test_single_input_and_nested_concats_take_the_flat_form_and_other_concats_st
     nested, flat = build(nested=True), build(nested=False)
     assert sorted(ops(flat)) == ["Concat", "Concat", "Conv", "Conv", "Conv"]
     assert ops(nested) == ops(flat) and nested.edges == flat.edges
+
+
+def test_a_kv_cache_concat_into_attention_is_dropped_and_an_input_joined_to_features_stays():
+    """cat([past, k]) of a graph input with a computed tensor, read by attention's MatMuls (through a
+    Transpose and a constant scale), is a KV cache; the same Concat read by a convolution is a layer."""
+    def attention(past: bool, into_conv: bool = False):
+        keys = "kp" if past else "k"
+        nodes = [helper.make_node("MatMul", ["x", "wq"], ["q"]), helper.make_node("MatMul", ["x", "wk"], ["k"])]
+        if past:
+            nodes.append(helper.make_node("Concat", ["past", "k"], ["kp"], axis=1))
+        nodes += [helper.make_node("Transpose", [keys], ["kt"], perm=[0, 2, 1]),
+                  helper.make_node("Mul", ["kt", "scale"], ["ks"]), helper.make_node("MatMul", ["q", "ks"], ["s"]),
+                  helper.make_node("Softmax", ["s"], ["y"], axis=-1)]
+        inputs = [("x", [1, 4, 16])] + ([("past", [1, 3, 16])] if past else [])
+        return model(nodes, inputs, ["y"], [weight("wq", 16, 16), weight("wk", 16, 16),
+                                            numpy_helper.from_array(np.array(0.5, np.float32), "scale")])
+
+    plain, cached = (onnx_to_ir(attention(flag), simplify=False) for flag in (False, True))
+    assert "Concat" not in ops(cached) and sorted(ops(cached)) == sorted(ops(plain))
+    assert op_edges(cached) == op_edges(plain)
+
+    joined = [conv("a", "x", "features"), helper.make_node("Concat", ["x", "features"], ["both"], axis=1),
+              conv("b", "both", "y")]
+    ir = onnx_to_ir(model(joined, [("x", [1, 4, 8, 8])], ["y"], conv_weights("a") + [weight("b_w", 4, 8, 3, 3)]),
+                    simplify=False)
+    assert sorted(ops(ir)) == ["Concat", "Conv", "Conv"]
 
 
 def test_a_transposed_weight_counts_as_the_matmuls_parameters_and_makes_it_a_dense_layer():

@@ -641,17 +641,23 @@ def test_the_family_answer_is_the_nearest_of_every_entry_and_the_lowest_id_of_a_
     rng = np.random.default_rng(3)
     kinds = [patterned(*(f"op{j}" for j in rng.choice(60, 30, replace=False)), seed=i).pattern for i in range(12)]
     stored = []
+
+    def add(index, number):
+        signature = kinds[int(rng.integers(0, len(kinds)))] if number % 10 else None
+        entry_code = code(int(rng.integers(0, 40)))
+        structure = Structure(code(number, STRUCTURE_BITS), f"{number:016x}", rng.random(2), signature)
+        entry = index.add(f"m{number}", "x", "onnx", entry_code, "ck", f"d{number}", structure=structure)
+        if signature is not None:
+            stored.append((entry.id, entry_code, signature))
+
     with Index(tmp_path / "i.db", create=True) as index:
         for number in range(300):
-            signature = kinds[int(rng.integers(0, len(kinds)))] if number % 10 else None
-            entry_code = code(int(rng.integers(0, 40)))
-            structure = Structure(code(number, STRUCTURE_BITS), f"{number:016x}", rng.random(2), signature)
-            entry = index.add(f"m{number}", "x", "onnx", entry_code, "ck", f"d{number}", structure=structure)
-            if signature is not None:
-                stored.append((entry.id, entry_code, signature))
+            add(index, number)
         removed = stored.pop(7)
         index.remove(removed[0])
-        for query in range(40):
+        for query in range(80):
+            if query >= 40:  # adds between queries: the positions are extended, not located again
+                add(index, 300 + query)
             query_code = code(1000 + query)
             signature = kinds[query % len(kinds)] if query % 4 else patterned("conv", seed=query).pattern
             expected = family_distance_matrix(

@@ -83,6 +83,50 @@ def test_onnxsim_leaves_the_ir_as_it_is(name):
     model = EXPORTER_CASES[name]().eval()
     assert ingest(model, simplify=True).digest() == ingest(model, simplify=False).digest()
 
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_a_decoder_exported_with_a_kv_cache_has_the_layer_graph_of_one_without(name, tmp_path):
+    """A decoder exported for decoding takes its past keys and values as inputs and concatenates them
+    to the new ones: the same layer graph as the export without a cache (one topology, the same ops);
+    the attention's sizes are those of the longer key sequence, as for any other sequence length."""
+    from collections import Counter
+
+    from hnn.ingest.pipeline import ingest
+
+    torch.manual_seed(0)
+    model = EXPORTER_CASES[name]().eval()
+    config = model.config
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = config.hidden_size // config.num_attention_heads
+    tokens = torch.randint(0, 500, (1, 8))
+
+    class WithPast(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, tokens, *past):
+            cache = transformers.DynamicCache(config=config)
+            for layer in range(config.num_hidden_layers):
+                cache.update(past[2 * layer], past[2 * layer + 1], layer)
+            out = self.inner(input_ids=tokens, past_key_values=cache, use_cache=True)
+            return (out.logits, *(t for layer in out.past_key_values.layers for t in (layer.keys, layer.values)))
+
+    class WithoutCache(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, tokens):
+            return self.inner(input_ids=tokens, use_cache=False).logits
+
+    past = [torch.randn(1, heads, 5, head_dim) for _ in range(2 * config.num_hidden_layers)]
+    torch.onnx.export(WithPast(model).eval(), (tokens, *past), tmp_path / "past.onnx", dynamo=True, opset_version=18)
+    torch.onnx.export(WithoutCache(model).eval(), (tokens,), tmp_path / "plain.onnx", dynamo=True, opset_version=18)
+    with_past, plain = (ingest(tmp_path / f"{file}.onnx", simplify=False) for file in ("past", "plain"))
+    assert Counter(node.op for node in with_past.nodes) == Counter(node.op for node in plain.nodes)
+    assert hash_model(with_past).structure.topology == hash_model(plain).structure.topology
+
+
 def _preset_spec(family):
     from hnn.zoo.transformer_presets import models
 

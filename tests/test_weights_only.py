@@ -70,12 +70,37 @@ def test_a_copy_is_derived_and_independent_weights_are_not(tmp_path):
     assert abs(float(np.mean(nulls))) < 1.0 and float(np.std(nulls)) < 2.0, nulls
 
 
+def test_copies_of_one_tensor_count_once(tmp_path):
+    """A file of 64 copies of one random tensor, against a model of 8 independent layers of that shape:
+    each copy would find the same best layer, and their z's add up to `derived` (4 of 40 such files
+    before the copies counted once)."""
+    from hnn.provenance.fingerprint import FEATURES
+
+    rng = np.random.default_rng(0)
+    found = []
+    for trial in range(30):
+        tensor = rng.standard_normal((64, 96)).astype(np.float32)
+        copies = {f"layers.{i}.weight": tensor for i in range(64)}
+        safetensors_numpy.save_file(copies, str(tmp_path / "copies.safetensors"))
+        upload = read_weights_file(tmp_path / "copies.safetensors")
+        assert upload.sketched == 64
+        other = Fingerprint(np.zeros((0, FEATURES), np.float32), ((64, 96),) * 8,
+                            rng.integers(0, 256, (8, 64)).astype(np.uint8))  # 8 independent layers
+        test = compare(upload.fingerprint, other).positional
+        assert test.layers_compared == 1  # the copies are one tensor
+        found.append(test.z)
+    assert max(found) < DERIVED_Z and abs(float(np.mean(found))) < 1.0, found
+
+
 @pytest.mark.parametrize("case, fragment", [
     ("truncated", "truncated"),
     ("offsets", "offsets"),
     ("header length", "header declares"),
     ("not safetensors", "header"),
     ("header too large", "header declares"),
+    ("nested header", "not JSON"),
+    ("huge dimension", "bad shape"),
+    ("too many dimensions", "bad shape"),
 ])
 def test_hostile_bare_weights_get_one_line_errors(tmp_path, hnn_cli, case, fragment):
     weights = tmp_path / "up" / "model.safetensors"
@@ -97,6 +122,13 @@ def test_hostile_bare_weights_get_one_line_errors(tmp_path, hnn_cli, case, fragm
         weights.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 8)
     elif case == "header too large":  # within the format's own 100 MB, over what is parsed in-process
         text = json.dumps({"__metadata__": {"pad": "x" * (17 * 1024**2)}}).encode()
+        weights.write_bytes(struct.pack("<Q", len(text)) + text)
+    elif case == "nested header":  # deeper than Python's JSON parser recurses
+        text = b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        weights.write_bytes(struct.pack("<Q", len(text)) + text)
+    elif case in ("huge dimension", "too many dimensions"):
+        shape = [0, 2**64] if case == "huge dimension" else [1] * 300
+        text = json.dumps({"w": {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}}).encode()
         weights.write_bytes(struct.pack("<Q", len(text)) + text)
     index = tmp_path / "index.db"
     for command in (("check", index, weights), ("compare", weights, weights)):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from math import prod
 from pathlib import Path
 
-from hnn.errors import InputError
+from hnn.errors import InputError, summary
 
 CONFIG = "config.json"
 SAFETENSORS = "model.safetensors"
@@ -31,6 +31,7 @@ SAFETENSORS_INDEX = "model.safetensors.index.json"
 PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 MAX_CONFIG_BYTES = 4 * 1024**2
 MAX_HEADER_BYTES = 100 * 1024**2  # the safetensors library's own limit
+MAX_RANK = 8
 # Bytes per element of each safetensors dtype (the format's own list).
 DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2,
                "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8}
@@ -91,8 +92,8 @@ def read_config(path: Path) -> dict:
         raise InputError(f"{path}: {path.stat().st_size} bytes is over the {MAX_CONFIG_BYTES}-byte limit for a config")
     try:
         config = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not JSON ({exc})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InputError(f"{path}: not JSON ({summary(exc)})") from None
     if not isinstance(config, dict):
         raise InputError(f"{path}: a config is a JSON object, not {type(config).__name__}")
     if "auto_map" in config:
@@ -149,8 +150,8 @@ def read_header(path: Path, max_header_bytes: int = MAX_HEADER_BYTES) -> list[Te
         raw = handle.read(length)
     try:
         header = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: the safetensors header is not JSON ({exc})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested past the parser's depth
+        raise InputError(f"{path}: the safetensors header is not JSON ({summary(exc)})") from None
     if not isinstance(header, dict):
         raise InputError(f"{path}: the safetensors header is not a JSON object")
     header.pop("__metadata__", None)
@@ -176,8 +177,10 @@ def _entry(path: Path, name: str, fields, data_start: int) -> TensorEntry:
         raise InputError(f"{path}: tensor {name!r}: a header entry has dtype, shape and data_offsets") from None
     if dtype not in DTYPE_BYTES:
         raise InputError(f"{path}: tensor {name!r} has an unknown dtype {dtype!r}")
-    if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
-        raise InputError(f"{path}: tensor {name!r} has a bad shape {shape!r}")
+    # No real tensor has more than MAX_RANK dimensions or one of 2^40 elements; numpy cannot take either.
+    if not (isinstance(shape, list) and len(shape) <= MAX_RANK
+            and all(isinstance(d, int) and 0 <= d < 1 << 40 for d in shape)):
+        raise InputError(f"{path}: tensor {name!r} has a bad shape {str(shape):.80}")
     if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
         raise InputError(f"{path}: tensor {name!r} has bad data offsets {[begin, end]!r}")
     if end - begin != prod(shape) * DTYPE_BYTES[dtype]:
