@@ -23,6 +23,11 @@ from hnn.stdio import stdout_to_stderr
 log = logging.getLogger("hnn.ingest")
 
 DEFAULT_BATCH = 1
+# A dynamic last axis of an integer input (token ids, their attention mask, token types, positions) is
+# the sequence: it gets the transformers front-end's own length (its TEXT_LENGTH), so that an ONNX
+# export with dynamic axes hashes as `hnn hash` of the folder it came from does.
+DEFAULT_TOKENS = 128
+_TOKEN_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32})
 
 
 def check_text_fields(model: onnx.ModelProto) -> None:
@@ -79,7 +84,8 @@ def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
 def resolve_trigger_shapes(
     model: onnx.ModelProto, requested: dict[str, list[int]] | list[int] | None
 ) -> dict[str, list[int]]:
-    """Concrete shapes for every graph input: the user's, else the declared ones, batch set to 1."""
+    """Concrete shapes for every graph input: the user's, else the declared ones, a dynamic batch set to 1
+    and a dynamic sequence of token ids to DEFAULT_TOKENS."""
     inputs = graph_inputs(model)
     if isinstance(requested, list):
         if len(inputs) != 1:
@@ -102,6 +108,8 @@ def resolve_trigger_shapes(
                 resolved.append(dim.dim_value)
             elif axis == 0:
                 resolved.append(DEFAULT_BATCH)  # a symbolic batch dimension is the common case
+            elif axis == len(dims) - 1 and inp.type.tensor_type.elem_type in _TOKEN_TYPES:
+                resolved.append(DEFAULT_TOKENS)
             else:
                 raise UsageError(
                     f"input {inp.name!r} has a dynamic dimension {axis} "

@@ -279,6 +279,24 @@ def test_dynamic_input_needs_an_input_shape():
     assert ir.nodes[0].output_shape == [1, 3, 16, 16]
 
 
+def test_a_dynamic_sequence_of_token_ids_gets_the_transformers_front_ends_length():
+    """An ONNX export of a text model with dynamic axes ([batch, sequence] of int64 ids): the sequence is
+    the transformers front-end's 128 tokens, as `hnn hash` of the folder builds it; a float input's
+    dynamic axis (an image's height) still needs --input-shape."""
+    from hnn.errors import UsageError
+    from hnn.plugins.frontends.transformers_frontend import TEXT_LENGTH
+
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["embedded"]), helper.make_node("Relu", ["embedded"], ["y"])]
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"])
+    graph = helper.make_graph(nodes, "text", [ids], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [weight("table", 50, 8)])
+    ir = onnx_to_ir(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), simplify=False)
+    assert ir.meta.input_shapes == {"ids": [1, TEXT_LENGTH]} and TEXT_LENGTH == 128
+    image = model([helper.make_node("Relu", ["x"], ["y"])], [("x", [1, 3, "height", 16])], ["y"])
+    with pytest.raises(UsageError, match="--input-shape"):
+        onnx_to_ir(image, simplify=False)
+
+
 def test_symbolic_batch_alone_defaults_to_one():
     built = model([helper.make_node("Relu", ["x"], ["y"])], [("x", ["N", 3, 4, 4])], ["y"])
     assert onnx_to_ir(built).meta.input_shapes == {"x": [1, 3, 4, 4]}

@@ -127,6 +127,27 @@ def test_a_decoder_exported_with_a_kv_cache_has_the_layer_graph_of_one_without(n
     assert hash_model(with_past).structure.topology == hash_model(plain).structure.topology
 
 
+def test_an_onnx_export_with_dynamic_axes_hashes_as_its_folder(saved, tmp_path):
+    """What a hub holds beside the folder: model.onnx with a dynamic batch and sequence. hnn reads the
+    sequence as its own 128 tokens (no --input-shape needed), so the file and the folder get one code."""
+    folder, model = saved
+
+    class Encoder(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, ids, mask):
+            return self.inner(input_ids=ids, attention_mask=mask).logits
+
+    path = tmp_path / "model.onnx"
+    torch.onnx.export(Encoder(model).eval(), (torch.randint(0, 500, (2, 16)), torch.ones(2, 16, dtype=torch.long)),
+                      str(path), dynamo=False, opset_version=17, input_names=["input_ids", "attention_mask"],
+                      dynamic_axes={name: {0: "batch", 1: "sequence"} for name in ("input_ids", "attention_mask")})
+    exported, whole = hash_model(str(path)), hash_model(str(folder / "bert"))
+    assert exported.hash == whole.hash and exported.structure.topology == whole.structure.topology
+
+
 def _preset_spec(family):
     from hnn.zoo.transformer_presets import models
 

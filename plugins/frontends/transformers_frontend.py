@@ -32,7 +32,7 @@ from hnn.plugins.frontend import ConvertOptions, Frontend, is_spec, parse_spec
 from hnn.plugins.frontends.hf_folder import SAFETENSORS, ModelFolder, is_model_folder, read_folder
 from hnn.plugins.hookspecs import hookimpl
 
-TEXT_LENGTH = 128
+TEXT_LENGTH = 128  # hnn.ingest.onnx_prepare.DEFAULT_TOKENS is the same: an ONNX export with dynamic axes hashes alike
 # Models up to this many parameters are built in memory with their weights (float32, about 17 bytes
 # a parameter at the peak) and exported by the exporter asked for; larger ones take the
 # bounded-memory path (transformers_meta: the dynamo exporter from the meta device, the weights
