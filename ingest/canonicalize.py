@@ -317,21 +317,26 @@ def drop_cache_concats(graph: WorkGraph) -> int:
     ``keys``): the Concat is dropped. A Concat of computed tensors, or of a graph input read by
     layers (an input image joined to a feature map), stays."""
     doomed = [key for key, node in graph.nodes.items()
-              if node.op == "Concat" and not node.constants and len(node.preds) == 1 and node.outside_inputs >= 1
-              and node.data_inputs == node.outside_inputs + 1 and node.succs
-              and all(_into_attention(graph, graph.nodes[succ]) for succ in node.succs)]
+              if node.op == "Concat" and not node.constants and len(node.input_shapes) == node.data_inputs
+              and len(node.preds) == 1 and node.outside_inputs >= 1 and node.data_inputs == node.outside_inputs + 1
+              and node.succs and all(_into_attention(graph, graph.nodes[succ]) for succ in node.succs)]
     for key in doomed:
         graph.remove_bypassing(key)
     return len(doomed)
 
 
 def _into_attention(graph: WorkGraph, node: WorkNode) -> bool:
-    """An attention MatMul, or a scaling by a constant read only by them (dynamo scales the keys by
-    d^-1/4 before ``q @ k^T``, and the queries alike)."""
-    if node.op == "MatMul":
-        return True
-    return (node.op in ("Mul", "Div") and bool(node.constants) and node.data_inputs == 1 and bool(node.succs)
-            and all(graph.nodes[succ].op == "MatMul" for succ in node.succs))
+    """An attention MatMul (of two computed tensors: ``q @ k^T``, ``p @ v``; a Linear layer is still a
+    MatMul with a weight here), or a scaling by a constant read only by them (dynamo scales the keys
+    by d^-1/4 before ``q @ k^T``, and the queries alike)."""
+    if node.op in ("Mul", "Div"):
+        return (bool(node.constants) and node.data_inputs == 1 and bool(node.succs)
+                and all(_attention_matmul(graph.nodes[succ]) for succ in node.succs))
+    return _attention_matmul(node)
+
+
+def _attention_matmul(node: WorkNode) -> bool:
+    return node.op == "MatMul" and node.params == 0 and node.data_inputs == 2
 
 
 def _concat_axis(node: WorkNode) -> int | None:

@@ -23,9 +23,9 @@ from hnn.stdio import stdout_to_stderr
 log = logging.getLogger("hnn.ingest")
 
 DEFAULT_BATCH = 1
-# A dynamic last axis of an integer input (token ids, their attention mask, token types, positions) is
-# the sequence: it gets the transformers front-end's own length (its TEXT_LENGTH), so that an ONNX
-# export with dynamic axes hashes as `hnn hash` of the folder it came from does.
+# The dynamic second axis of a [batch, sequence] integer input (token ids, their attention mask, token
+# types, positions) is the sequence: it gets the transformers front-end's own length (its TEXT_LENGTH),
+# so that an ONNX export with dynamic axes hashes as `hnn hash` of the folder it came from does.
 DEFAULT_TOKENS = 128
 _TOKEN_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32})
 
@@ -84,8 +84,9 @@ def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
 def resolve_trigger_shapes(
     model: onnx.ModelProto, requested: dict[str, list[int]] | list[int] | None
 ) -> dict[str, list[int]]:
-    """Concrete shapes for every graph input: the user's, else the declared ones, a dynamic batch set to 1
-    and a dynamic sequence of token ids to DEFAULT_TOKENS."""
+    """Concrete shapes for every graph input: the user's, else the declared ones, a symbolic axis the
+    user fixed on another input as there, a dynamic batch set to 1 and the dynamic sequence of
+    [batch, sequence] token ids to DEFAULT_TOKENS."""
     inputs = graph_inputs(model)
     if isinstance(requested, list):
         if len(inputs) != 1:
@@ -96,6 +97,10 @@ def resolve_trigger_shapes(
     unknown = set(requested) - {inp.name for inp in inputs}
     if unknown:
         raise UsageError(f"--input-shape names unknown input(s) {sorted(unknown)}")
+    # A symbolic axis shared with an input the user fixed takes the user's size (an attention mask's
+    # "sequence" is its ids'), before any default.
+    given = {dim.dim_param: size for inp in inputs if inp.name in requested
+             for dim, size in zip(inp.type.tensor_type.shape.dim, requested[inp.name]) if dim.dim_param}
     shapes = {}
     for inp in inputs:
         if inp.name in requested:
@@ -106,9 +111,12 @@ def resolve_trigger_shapes(
         for axis, dim in enumerate(dims):
             if dim.HasField("dim_value") and dim.dim_value > 0:
                 resolved.append(dim.dim_value)
+            elif dim.dim_param and dim.dim_param in given:
+                resolved.append(given[dim.dim_param])
             elif axis == 0:
                 resolved.append(DEFAULT_BATCH)  # a symbolic batch dimension is the common case
-            elif axis == len(dims) - 1 and inp.type.tensor_type.elem_type in _TOKEN_TYPES:
+            elif axis == 1 and len(dims) == 2 and inp.type.tensor_type.elem_type in _TOKEN_TYPES:
+                log.info("input %r: its dynamic sequence axis taken as %d tokens", inp.name, DEFAULT_TOKENS)
                 resolved.append(DEFAULT_TOKENS)
             else:
                 raise UsageError(

@@ -286,12 +286,18 @@ def test_a_dynamic_sequence_of_token_ids_gets_the_transformers_front_ends_length
     from hnn.errors import UsageError
     from hnn.plugins.frontends.transformers_frontend import TEXT_LENGTH
 
-    nodes = [helper.make_node("Gather", ["table", "ids"], ["embedded"]), helper.make_node("Relu", ["embedded"], ["y"])]
-    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"])
-    graph = helper.make_graph(nodes, "text", [ids], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [weight("table", 50, 8)])
-    ir = onnx_to_ir(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), simplify=False)
-    assert ir.meta.input_shapes == {"ids": [1, TEXT_LENGTH]} and TEXT_LENGTH == 128
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["embedded"]),
+             helper.make_node("Cast", ["mask"], ["m"], to=1), helper.make_node("Unsqueeze", ["m", "last"], ["m3"]),
+             helper.make_node("Mul", ["embedded", "m3"], ["y"])]
+    inputs = [helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "seq"]) for name in ("ids", "mask")]
+    graph = helper.make_graph(nodes, "text", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [weight("table", 50, 8), int_tensor("last", [2])])
+    text = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    ir = onnx_to_ir(text, simplify=False)
+    assert ir.meta.input_shapes == {"ids": [1, TEXT_LENGTH], "mask": [1, TEXT_LENGTH]} and TEXT_LENGTH == 128
+    # The ids' length given alone: the mask, of the same symbolic axes, follows it (not the default).
+    given = onnx_to_ir(text, input_shape="ids=2,16", simplify=False)
+    assert given.meta.input_shapes == {"ids": [2, 16], "mask": [2, 16]}
     image = model([helper.make_node("Relu", ["x"], ["y"])], [("x", [1, 3, "height", 16])], ["y"])
     with pytest.raises(UsageError, match="--input-shape"):
         onnx_to_ir(image, simplify=False)
@@ -344,6 +350,13 @@ def test_a_kv_cache_concat_into_attention_is_dropped_and_an_input_joined_to_feat
     ir = onnx_to_ir(model(joined, [("x", [1, 4, 8, 8])], ["y"], conv_weights("a") + [weight("b_w", 4, 8, 3, 3)]),
                     simplify=False)
     assert sorted(ops(ir)) == ["Concat", "Conv", "Conv"]
+    # A conditioning input joined to features before a Linear layer (tf2onnx's Dense: MatMul + Add): a layer.
+    dense = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Concat", ["condition", "r"], ["both"], axis=-1),
+             helper.make_node("MatMul", ["both", "w2"], ["m"]), helper.make_node("Add", ["m", "b2"], ["y"])]
+    ir = onnx_to_ir(model(dense, [("x", [1, 16]), ("condition", [1, 4])], ["y"],
+                          [weight("w1", 16, 8), weight("w2", 12, 3), weight("b2", 3)]), simplify=False)
+    assert "Concat" in ops(ir)
 
 
 def test_a_transposed_weight_counts_as_the_matmuls_parameters_and_makes_it_a_dense_layer():
