@@ -43,9 +43,8 @@ def compare_weights(a: Any, b: Any, checkpoint: str | Path | None = None, bits: 
                     **ingest_options) -> dict:
     """``derived`` or ``different`` by the provenance test alone, where one side (or both) is bare weights:
     a file of tensors has no graph, so no code, distance or topology to compare."""
-    from hnn.index.registry import WEIGHTS_ONLY
     from hnn.index.verdicts import DERIVED, DIFFERENT
-    from hnn.provenance.weights_only import is_bare_weights, read_weights_file
+    from hnn.provenance.weights_only import CANNOT_TELL, is_bare_weights, read_weights_file
 
     sides, fingerprints = [], []
     for model in (a, b):
@@ -58,6 +57,6 @@ def compare_weights(a: Any, b: Any, checkpoint: str | Path | None = None, bits: 
             sides.append(hashed.to_dict())
             fingerprints.append(hashed.fingerprint)
     evidence = None if None in fingerprints else compare_fingerprints(*fingerprints)
-    return {"a": sides[0], "b": sides[1], "weights_only": True, "cannot_tell": WEIGHTS_ONLY,
+    return {"a": sides[0], "b": sides[1], "weights_only": True, "cannot_tell": CANNOT_TELL,
             "provenance": None if evidence is None else describe(evidence),
             "verdict": DERIVED if evidence is not None and evidence.derived else DIFFERENT}

@@ -28,8 +28,7 @@ def derivation_evidence(index, fingerprint: Fingerprint | None, neighbour_ids) -
     if len(ids):
         for best in best_probes(probe(fingerprint), probes, PROBE_CANDIDATES):
             candidates.update(int(entry_id) for entry_id in ids[best])
-    query = Query(fingerprint)  # prepared once for all the candidates
-    return {entry_id: query.against(stored) for entry_id, stored in index.fingerprints(candidates).items()}
+    return _tested(index, fingerprint, candidates)
 
 
 def weights_evidence(index, fingerprint: Fingerprint | None) -> dict[int, Evidence]:
@@ -38,8 +37,13 @@ def weights_evidence(index, fingerprint: Fingerprint | None) -> dict[int, Eviden
     if fingerprint is None:
         return {}
     ids, probes = index.probes()
-    candidates = {int(ids[best]) for best in best_for_tensors(fingerprint, probes, WEIGHTS_CANDIDATES)}
-    query = Query(fingerprint)
+    nearest = best_for_tensors(fingerprint, probes, WEIGHTS_CANDIDATES)
+    return _tested(index, fingerprint, {int(ids[best]) for best in nearest})
+
+
+def _tested(index, fingerprint: Fingerprint, candidates: set[int]) -> dict[int, Evidence]:
+    """The exact test of the query against each candidate that has a fingerprint."""
+    query = Query(fingerprint)  # prepared once for all the candidates
     return {entry_id: query.against(stored) for entry_id, stored in index.fingerprints(candidates).items()}
 
 

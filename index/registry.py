@@ -168,11 +168,6 @@ def check_hashed(index: Index, loaded, hashed, model: str, k: int = 5) -> dict:
                                      derived=source is not None)}
 
 
-# What a check of bare weights cannot say, in its JSON and its text line.
-WEIGHTS_ONLY = ("weights only: without a config.json there is no graph, so no code, topology or family; "
-                "only whether the weights derive from a known model's")
-
-
 def check_weights(index_path: str | Path, model: str, k: int = 5) -> dict:
     """:func:`check_model` for a bare weights file: ``derived`` when its tensors' positional sketches
     say its weights come from an entry's (hnn.provenance.weights_only), else ``new``; the entries
@@ -187,12 +182,14 @@ def check_weights(index_path: str | Path, model: str, k: int = 5) -> dict:
 def check_weights_in(index: Index, weights, model: str, k: int = 5) -> dict:
     """:func:`check_weights` of a read weights file (hnn.provenance.weights_only.WeightsFile) in an open
     index (what a service calls), reported as ``model``."""
+    from hnn.provenance.weights_only import CANNOT_TELL
+
     evidence = weights_evidence(index, weights.fingerprint)
     tested = sorted(evidence, key=lambda entry_id: (-evidence[entry_id].z, entry_id))[:k]
     neighbours = [{**index.get(entry_id).to_dict(), "provenance": describe(evidence[entry_id])}
                   for entry_id in tested]
     source = next((hit for hit in neighbours if hit["provenance"]["derived"]), None)
-    return {"model": model, "weights_only": True, "cannot_tell": WEIGHTS_ONLY, "weights": weights.to_dict(),
+    return {"model": model, "weights_only": True, "cannot_tell": CANNOT_TELL, "weights": weights.to_dict(),
             "hash": None, "structure": None, "topology": None, "fingerprint": weights.fingerprint is not None,
             "neighbours": neighbours, "family": None,
             "derived_from": None if source is None else {"id": source["id"], "name": source["name"],

@@ -850,7 +850,8 @@ class _PatternTable:
         groups = np.fromiter((self._numbers.setdefault(blob, len(self._numbers)) for blob in kept), np.int64, len(kept))
         self._distinct = np.zeros((max(64, 2 * len(self._numbers)), PATTERN_SLOTS), np.uint8)
         if self._numbers:
-            self._distinct[:len(self._numbers)] = np.frombuffer(b"".join(self._numbers), np.uint8).reshape(-1, PATTERN_SLOTS)
+            joined = np.frombuffer(b"".join(self._numbers), np.uint8)  # the keys in their numbers' order
+            self._distinct[:len(self._numbers)] = joined.reshape(-1, PATTERN_SLOTS)
         self.rows = _Rows({"ids": ids[ok], "groups": groups})
         self.rows_read, self.last_id = len(rows), int(ids.max()) if len(rows) else 0
 
@@ -901,7 +902,7 @@ class _PatternTable:
             return self._aligned[1][:2]
         ids = table.rows["ids"]
         if self._aligned is not None and self._only_grew(table):
-            (_, table_rows, _, rows), (at, groups, located) = self._aligned
+            (_, _, _, rows), (at, groups, located) = self._aligned
             new_at, new_kept = _located(ids, self.rows["ids"][rows:])
             at, groups = np.concatenate([at, new_at]), np.concatenate([groups, self.rows["groups"][rows + new_kept]])
             located = located + len(new_kept)

@@ -315,7 +315,7 @@ def drop_cache_concats(graph: WorkGraph) -> int:
     MatMuls only, is a KV cache: ``cat([past_keys, keys], seq)`` of a decoder exported to take its
     past keys and values as inputs. The layer graph is the export's without a cache (which keeps
     ``keys``): the Concat is dropped. A Concat of computed tensors, or of a graph input read by
-    layers (an input image joined to a feature map), stays."""
+    layers (an input image joined to a feature map, a conditioning input before a Linear), stays."""
     doomed = [key for key, node in graph.nodes.items()
               if node.op == "Concat" and not node.constants and len(node.input_shapes) == node.data_inputs
               and len(node.preds) == 1 and node.outside_inputs >= 1 and node.data_inputs == node.outside_inputs + 1

@@ -48,7 +48,10 @@ from hnn.provenance.fingerprint import (
 # hostile header can cost (a real one is kilobytes: a 7 B-parameter Llama's lists 291 tensors in 30 KB).
 MAX_HEADER_BYTES = 16 * 1024**2
 # The float dtypes whose tensors are sketched (integers are quantized or index data: not read here).
-_FLOAT_DTYPES = {"F16": "float16", "F32": "float32", "F64": "float64", "BF16": "bfloat16"}
+_FLOAT_DTYPES = frozenset({"F16", "F32", "F64", "BF16"})
+# What a check or comparison of bare weights cannot say, in its JSON and its text line.
+CANNOT_TELL = ("weights only: without a config.json there is no graph, so no code, topology or family; "
+               "only whether the weights derive from a known model's")
 # A repeated block in a tensor name: "model.layers.11.mlp.up_proj.weight" is block 11 of "model.layers".
 _BLOCK = re.compile(r"^(.*?)\.(\d+)\.")
 
@@ -83,7 +86,7 @@ def is_bare_weights(source) -> bool:
 
 def read_weights_file(path: str | Path) -> WeightsFile:
     """The checked header of ``path`` and the fingerprint of its tensors; InputError says what is wrong."""
-    from hnn.plugins.frontends.hf_folder import read_header
+    from hnn.plugins.frontends.hf_folder import read_header  # plain file reading: no framework
 
     path = Path(path)
     if not path.is_file():
@@ -143,17 +146,14 @@ def _sketches(handle, path: Path, entry) -> list[tuple[tuple[int, ...], np.ndarr
 
 def _mapped(handle, path: Path, entry) -> np.ndarray:
     """The tensor's values as a read-only memory map of its checked byte range (nothing read until indexed)."""
-    dtype = _FLOAT_DTYPES[entry.dtype]
-    if dtype == "bfloat16":
-        import ml_dtypes  # onnx installs it
+    from hnn.plugins.frontends.hf_folder import numpy_dtype
 
-        dtype = ml_dtypes.bfloat16
     count = int(np.prod(entry.shape, dtype=np.int64))
     try:
         # The kernel's read-ahead brings in pages around each value touched (most of a tensor, at 4,096 values):
         # resident while the tensor is read, released with its mapping. Without it (MADV_RANDOM) a cold read
         # of a 2.2 GB file took 32 s instead of 2.6 s, and the resident peak was the same.
-        return np.memmap(handle, dtype=np.dtype(dtype).newbyteorder("<"), mode="r",
+        return np.memmap(handle, dtype=numpy_dtype(entry, path), mode="r",
                          offset=entry.data_start + entry.begin, shape=(count,))
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: tensor {entry.name!r} cannot be read ({exc})") from None

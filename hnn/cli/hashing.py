@@ -14,6 +14,7 @@ from hnn.cli.options import (
     configure_logging,
     echo_json,
     model_options,
+    positional_evidence,
     relation_mark,
 )
 from hnn.errors import HnnError, printable
@@ -63,9 +64,7 @@ def compare(
         echo_json(result)
         return
     if result.get("weights_only"):
-        said = result["provenance"]
-        evidence = (f"positional z {said['positional']['z']:.1f}, {said['positional']['layers_matched']} of "
-                    f"{said['positional']['layers_compared']} tensors matched" if said else "no tensor to test")
+        evidence = positional_evidence(result["provenance"]) if result["provenance"] else "no tensor to test"
         typer.echo(f"{result['verdict']}: {evidence} ({result['cannot_tell']})")
         return
     typer.echo(f"{result['verdict']}: distance {result['distance']}/{result['a']['bits']} bits, similarity "

@@ -15,6 +15,7 @@ from hnn.cli.options import (
     echo_json,
     family_line,
     model_options,
+    positional_evidence,
     relation_mark,
 )
 from hnn.errors import printable
@@ -153,10 +154,8 @@ def weights_only_line(result: dict, model: str) -> str:
         found = "no weights tested: the index holds no fingerprint" if result["fingerprint"] else \
             "no tensor large enough to test"
     else:
-        said = source["provenance"]
         found = (f"{'from' if result['derived_from'] else 'strongest evidence:'} #{source['id']} {source['name']}: "
-                 f"positional z {said['positional']['z']:.1f}, {said['positional']['layers_matched']} of "
-                 f"{said['positional']['layers_compared']} tensors matched")
+                 f"{positional_evidence(source['provenance'])}")
     return f"{result['verdict']}: {printable(model)} ({found}; {result['cannot_tell']})"
 
 

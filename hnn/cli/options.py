@@ -139,6 +139,12 @@ def relation_mark(hit: dict) -> str:
     return f" ({', '.join(marks)})" if marks else ""
 
 
+def positional_evidence(provenance: dict) -> str:
+    """The positional test's result as bare weights report it: its z and how many tensors matched."""
+    test = provenance["positional"]
+    return f"positional z {test['z']:.1f}, {test['layers_matched']} of {test['layers_compared']} tensors matched"
+
+
 def family_line(family: dict | None) -> str | None:
     """``family: resnet (#4 resnet18: 3 bits apart, 92% of op patterns alike)``: the index's family
     answer (hnn.index.store.Index.family), or None when it has none."""

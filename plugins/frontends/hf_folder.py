@@ -32,6 +32,9 @@ PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 MAX_CONFIG_BYTES = 4 * 1024**2
 MAX_HEADER_BYTES = 100 * 1024**2  # the safetensors library's own limit
 MAX_RANK = 8
+# safetensors dtype names -> numpy (BF16 through ml_dtypes, which onnx installs; fp8 is not read)
+NUMPY_DTYPES = {"F16": "float16", "F32": "float32", "F64": "float64", "BF16": "bfloat16", "I8": "int8", "U8": "uint8",
+                "I16": "int16", "I32": "int32", "I64": "int64", "BOOL": "bool"}
 # Bytes per element of each safetensors dtype (the format's own list).
 DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2,
                "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8}
@@ -58,6 +61,20 @@ class ModelFolder:
     safetensors: tuple[Path, ...]
     pickled: tuple[Path, ...]
     headers: tuple[tuple[TensorEntry, ...], ...] = ()  # each safetensors file's checked tensors, in order
+
+
+def numpy_dtype(entry: TensorEntry, path: Path):
+    """The numpy dtype of a checked tensor's values (little-endian, as safetensors stores them);
+    InputError for a dtype hnn does not read."""
+    if entry.dtype not in NUMPY_DTYPES:
+        raise InputError(f"{path.name}: tensor {entry.name!r} is {entry.dtype}, which hnn does not read")
+    import numpy as np  # here: reading a folder's config and headers needs no numpy
+
+    if entry.dtype == "BF16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(NUMPY_DTYPES[entry.dtype]).newbyteorder("<")
 
 
 def is_model_folder(source) -> bool:

@@ -24,12 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from hnn.errors import InputError, summary
-from hnn.plugins.frontends.hf_folder import ModelFolder, TensorEntry
+from hnn.plugins.frontends.hf_folder import ModelFolder, TensorEntry, numpy_dtype
 from hnn.weight_store import HOLLOW_ABOVE, WeightedModel, WeightStore, hollow
 
-# safetensors dtype names -> numpy (ml_dtypes for bf16 and fp8, which onnx installs)
-_NUMPY_DTYPES = {"F16": "float16", "F32": "float32", "F64": "float64", "I8": "int8", "U8": "uint8",
-                 "I16": "int16", "I32": "int32", "I64": "int64", "BOOL": "bool"}
 _WRAPPER_PREFIX = "model."  # the traceable wrapper holds the model as its attribute `model`
 
 
@@ -158,19 +155,9 @@ def _find(name: str, aliases: dict, checkpoint: dict, prefix: str):
     return None
 
 
-def _numpy_dtype(entry: TensorEntry, shard: Path):
-    if entry.dtype == "BF16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    if entry.dtype not in _NUMPY_DTYPES:
-        raise InputError(f"{shard.name}: tensor {entry.name!r} is {entry.dtype}, which hnn does not read")
-    return np.dtype(_NUMPY_DTYPES[entry.dtype])
-
-
 def _add_to_store(store: WeightStore, name: str, shard: Path, entry: TensorEntry) -> None:
     # read_header checked that the entry's byte span is its shape times its dtype, inside the file
-    store.add_file_range(name, shard, entry.data_start + entry.begin, _numpy_dtype(entry, shard), entry.shape)
+    store.add_file_range(name, shard, entry.data_start + entry.begin, numpy_dtype(entry, shard), entry.shape)
 
 
 def _read_entry(shard: Path, entry: TensorEntry) -> np.ndarray:
