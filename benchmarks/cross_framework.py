@@ -44,7 +44,8 @@ def main() -> None:
     print(f"top-1 family accuracy, Keras queries vs torchvision database ({checkpoint.bits} bits, "
           f"{len(queries)} queries): expected {figures['expected']:.2f}, "
           f"strict {figures['strict']:.2f}, index ranking {figures['index']:.2f}; "
-          f"op pattern (non-learned) {figures['op pattern']:.2f}, family answer {figures['family answer']:.2f}")
+          f"op pattern (non-learned) {figures['op pattern']:.2f}, family answer {figures['family answer']:.2f} "
+          f"(op-only patterns, hnn 0.5.2: {figures['op pattern (ops)']:.2f}, {figures['family answer (ops)']:.2f})")
 
 
 def score_family_retrieval(queries: list, database: list, checkpoint) -> dict:
@@ -59,6 +60,7 @@ def score_family_retrieval(queries: list, database: list, checkpoint) -> dict:
     from hnn.hasher.bits import hamming_matrix
     from hnn.hasher.runtime import hash_graphs, to_hashable_graph
     from hnn.hasher.structure import (
+        PATTERN_KIND,
         estimated_pattern_similarity,
         family_distance_matrix,
         op_pattern,
@@ -88,11 +90,6 @@ def score_family_retrieval(queries: list, database: list, checkpoint) -> dict:
         by_index = database[int(np.argmin(ranked[row]))]
         print(f"{name:<28} {family:<12} -> {shown[0]:<22} {shown[1]:<12} d={distances[row].min():<3} "
               f"{right}/{len(nearest)} nearest of its family; index ranks first {by_index[0]}")
-    patterns = pattern_distance_matrix([op_pattern(g) for g in q_graphs], [op_pattern(g) for g in db_graphs])
-    db_signatures = np.array([structure.pattern for structure in db_structures])
-    estimated = 1 - np.array([estimated_pattern_similarity(structure.pattern, db_signatures)
-                              for structure in q_structures])
-    answers = family_distance_matrix(distances, checkpoint.bits, estimated)
     count = max(len(queries), 1)
 
     def expected_share(matrix: np.ndarray) -> float:
@@ -102,8 +99,17 @@ def score_family_retrieval(queries: list, database: list, checkpoint) -> dict:
             total += sum(database[i][1] == family for i in nearest) / len(nearest)
         return total / count
 
-    return {"expected": expected / count, "strict": strict / count, "index": index_top1 / count,
-            "op pattern": expected_share(patterns), "family answer": expected_share(answers)}
+    figures = {"expected": expected / count, "strict": strict / count, "index": index_top1 / count}
+    for kind, suffix in (("ops", " (ops)"), (PATTERN_KIND, "")):  # "(ops)": hnn 0.5.1 and 0.5.2's op patterns
+        patterns = pattern_distance_matrix([op_pattern(g, kind=kind) for g in q_graphs],
+                                           [op_pattern(g, kind=kind) for g in db_graphs])
+        db_signatures = np.array([structure.signature(kind) for structure in db_structures])
+        estimated = 1 - np.array([estimated_pattern_similarity(structure.signature(kind), db_signatures)
+                                  for structure in q_structures])
+        figures["op pattern" + suffix] = expected_share(patterns)
+        figures["family answer" + suffix] = expected_share(family_distance_matrix(distances, checkpoint.bits, estimated,
+                                                                                  kind=kind))
+    return figures
 
 
 if __name__ == "__main__":

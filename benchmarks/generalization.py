@@ -29,7 +29,7 @@ one of k equally near entries scores 1/k), by four rankings on the same merged g
   perceptual description, not the weight fingerprint (benchmarks/provenance.py measures that);
 - WL-SimHash at the code's bit count (the evaluation's non-learned baseline);
 - the structure code (hnn.hasher.structure: 128 bits of WL-SimHash, topology then sizes);
-- the op pattern (hnn.hasher.structure.op_pattern: the set of op-only WL features, nearest by
+- the op pattern (hnn.hasher.structure.op_pattern: the set of WL features of ops and relative sizes, nearest by
   Jaccard similarity): a family description, which siblings share, so weak on exact-model rows;
 - on the keras row, `hnn check`'s family answer of each checkpoint (hnn.index.store.Index.family:
   code and op-pattern signature together).

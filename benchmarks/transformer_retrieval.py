@@ -2,7 +2,8 @@
 
     hnn zoo build --preset transformers --augmentations 0 --rules agnostic -o data/transformers \
         [--reuse-raw data/training]
-    .venv/bin/python benchmarks/transformer_retrieval.py --zoo data/transformers [--bits 64] [--checkpoint C]
+    .venv/bin/python benchmarks/transformer_retrieval.py --zoo data/transformers [--bits 64] [--checkpoint C] \
+        [--queries data/transformers-unseen --queries data/transformers-default-ratios]
 
 Each model of the zoo is a query against all the others (leave one out): family top-1 is the
 share of the nearest others (by Hamming distance; ties credited as a random pick among them)
@@ -18,7 +19,13 @@ Rows (hnn.zoo.transformer_presets says what the shipped checkpoints train on): *
 the held-out size of each training family; *unseen families*, every size of the held-out
 families; *trained on*, the training sizes of the training families; *all*. Each query's database
 is every other model of the zoo, whatever its row. ``--held-out FAMILY,...`` scores only
-queries of those families instead.
+queries of those families instead. ``--queries DIR`` (repeatable) adds a row of another zoo's
+models, each a query against both zoos' other models: zoo/lists/transformers-unseen.txt (16
+families the zoo lacks, 3 sizes each) and zoo/lists/transformers-default-ratios.txt (the zoo's
+families at their default configs' feed-forward and key/value ratios) are such zoos.
+
+"(ops)" columns: the op pattern of op-only features (hnn 0.5.1 and 0.5.2, and indexes they
+wrote: hnn.hasher.structure.PATTERN_KINDS); the others: with relative sizes (hnn.hasher.relative_sizes).
 """
 
 from __future__ import annotations
@@ -30,12 +37,15 @@ from pathlib import Path
 import numpy as np
 
 
-def family_top1(distances: np.ndarray, families: list[str], queries: list[int]) -> float:
-    """Mean over queries of the share of the nearest others (ties included) of the query's family."""
+def family_top1(distances: np.ndarray, families: list[str], queries: list[int], among: int | None = None) -> float:
+    """Mean over queries of the share of the nearest others (ties included) of the query's family;
+    ``among``: only the first so many models are the database (default: all)."""
     scores = []
     for query in queries:
         row = distances[query].astype(float)
         row[query] = np.inf
+        if among is not None:
+            row[among:] = np.inf
         nearest = np.flatnonzero(row == row.min())
         scores.append(np.mean([families[other] == families[query] for other in nearest]))
     return float(np.mean(scores))
@@ -45,6 +55,7 @@ def main() -> None:
     from hnn.hasher.bits import hamming_matrix
     from hnn.hasher.runtime import hash_graphs, load, to_hashable_graph
     from hnn.hasher.structure import (
+        PATTERN_KIND,
         estimated_pattern_similarity,
         family_distance_matrix,
         op_pattern,
@@ -57,14 +68,20 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", type=Path, required=True)
+    parser.add_argument("--queries", type=Path, action="append", default=[],
+                        help="another zoo whose every model is a query (its own row), against both zoos")
     parser.add_argument("--bits", type=int, default=64)
     parser.add_argument("--checkpoint")
     parser.add_argument("--held-out", default="", help="families to score (default: every family)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    manifest = load_manifest(args.zoo)
-    models = manifest["models"]
-    raw = [load_dataset_graph(args.zoo, model["files"]["raw"]) for model in models]
+    models, extra_rows = [], {}
+    for zoo in [args.zoo] + args.queries:
+        zoo_models = [dict(model, zoo=zoo) for model in load_manifest(zoo)["models"]]
+        if zoo != args.zoo:
+            extra_rows[f"{zoo.name}"] = list(range(len(models), len(models) + len(zoo_models)))
+        models += zoo_models
+    raw = [load_dataset_graph(model["zoo"], model["files"]["raw"]) for model in models]
     families = [model["family"] for model in models]
     checkpoint = load(args.checkpoint, args.bits)
     merged = [to_hashable_graph(graph, checkpoint) for graph in raw]
@@ -74,28 +91,35 @@ def main() -> None:
         "structure code": np.array([structure_of(graph).code for graph in merged], dtype=bool),
     }
     methods = {name: hamming_matrix(values, values) for name, values in codes.items()}
-    patterns = [op_pattern(graph) for graph in merged]
-    methods["op pattern"] = pattern_distance_matrix(patterns, patterns)
-    methods["code + pattern"] = family_distance_matrix(methods["hnn code"], checkpoint.bits, methods["op pattern"])
-    # What an index answers (hnn check's "family"): the same sum, the pattern's Jaccard estimated from
-    # the signatures its entries store.
-    signatures = np.array([pattern_signature(pattern) for pattern in patterns])
-    estimated = 1 - np.array([estimated_pattern_similarity(signature, signatures) for signature in signatures])
-    methods["index family"] = family_distance_matrix(methods["hnn code"], checkpoint.bits, estimated)
-    rows = query_rows([model["name"] for model in models], families, args.held_out)
+    for kind, suffix in (("ops", " (ops)"), (PATTERN_KIND, "")):
+        patterns = [op_pattern(graph, kind=kind) for graph in merged]
+        methods["op pattern" + suffix] = pattern_distance_matrix(patterns, patterns)
+        methods["code + pattern" + suffix] = family_distance_matrix(methods["hnn code"], checkpoint.bits,
+                                                                    methods["op pattern" + suffix], kind=kind)
+        # What an index answers (hnn check's "family"): the same sum, the pattern's Jaccard estimated from
+        # the signatures its entries store. "(ops)": the op-only patterns of hnn 0.5.1 and 0.5.2.
+        signatures = np.array([pattern_signature(pattern) for pattern in patterns])
+        estimated = 1 - np.array([estimated_pattern_similarity(signature, signatures) for signature in signatures])
+        methods["index family" + suffix] = family_distance_matrix(methods["hnn code"], checkpoint.bits, estimated,
+                                                                  kind=kind)
+    zoo_models = len(models) - sum(len(indices) for indices in extra_rows.values())
+    rows = query_rows([model["name"] for model in models[:zoo_models]], families[:zoo_models], args.held_out)
+    rows.update(extra_rows)
     report = {"models": len(models), "families": len(set(families)), "checkpoint": args.checkpoint or "shipped",
               "rows": {row: {"queries": len(queries),
-                             "family_top1": {name: round(family_top1(distances, families, queries), 3)
+                             "family_top1": {name: round(family_top1(distances, families, queries,
+                                                                     None if row in extra_rows else zoo_models), 3)
                                              for name, distances in methods.items()}}
                        for row, queries in rows.items() if queries}}
     if args.json:
         print(json.dumps(report, indent=1))
         return
     print(f"{report['models']} models, {report['families']} families; family top-1, leave one out")
-    print(f"{'queries':>28}  " + "  ".join(f"{name:>14}" for name in methods))
+    width = max(len(name) for name in methods)
+    print(f"{'queries':>28}  " + "  ".join(f"{name:>{width}}" for name in methods))
     for row, result in report["rows"].items():
         label = f"{row} ({result['queries']})"
-        print(f"{label:>28}  " + "  ".join(f"{value:>14.3f}" for value in result["family_top1"].values()))
+        print(f"{label:>28}  " + "  ".join(f"{value:>{width}.3f}" for value in result["family_top1"].values()))
 
 
 def query_rows(names: list[str], families: list[str], held_out: str = "") -> dict[str, list[int]]:

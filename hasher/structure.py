@@ -23,9 +23,12 @@ descriptions of the same merged graph help:
   features). It measures how far two structures are where the digest only says
   equal or not (densenet121 and densenet201, which differ only in how often a
   block repeats, share the topology half, not the digest).
-- the *op pattern* (:func:`op_pattern`): the set, not the bag, of op-only WL
-  features of two rounds, which kinds of op neighbourhood a graph has. Depth
-  and width leave it alone, so a family shares it; an index stores its MinHash
+- the *op pattern* (:func:`op_pattern`): the set, not the bag, of WL features
+  of two rounds, which kinds of op neighbourhood a graph has, of op-only labels
+  and of labels that say how a layer's size relates to its input's
+  (hnn.hasher.relative_sizes: a feed-forward 4x as wide, keys of half the
+  heads). Depth, a uniform width change and the input resolution leave it
+  alone, so a family shares it; an index stores its MinHash
   (:func:`pattern_signature`) and answers a query's family with it
   (hnn.index.store.Index.family).
 
@@ -68,6 +71,12 @@ class Structure:
     topology: str | None = None  # 16 hex digits
     scale: np.ndarray | None = None  # float64 [2]: mean log2(params), mean log2(flops) (scale_of)
     pattern: np.ndarray | None = None  # uint8 [PATTERN_SLOTS]: the op pattern's MinHash (pattern_signature)
+    ops_pattern: np.ndarray | None = None  # the same of the "ops" kind, for an index signed so (PATTERN_KINDS)
+
+    def signature(self, kind: str | None = None) -> np.ndarray | None:
+        """The op pattern's MinHash of ``kind`` (PATTERN_KINDS; None: PATTERN_KIND): an index asks for
+        the kind its entries were signed with."""
+        return self.ops_pattern if kind == "ops" else self.pattern
 
     def same_topology(self, other: "Structure | None") -> bool:
         """One digest on both sides, and a scale to order by (an entry of an older index has neither)."""
@@ -76,16 +85,17 @@ class Structure:
 
 
 def structure_of(graph: Graph) -> Structure:
-    """The structure code, topology digest, scale and op-pattern signature of a (merged) graph.
+    """The structure code, topology digest, scale and op-pattern signatures of a (merged) graph.
 
     The op-only WL rounds are computed once: all of them make the topology half and the digest, the
-    first PATTERN_ITERATIONS the op pattern.
+    first PATTERN_ITERATIONS the op patterns.
     """
     labels, rounds = _wl_rounds(graph, ITERATIONS, sizes=False)
     topology = _feature_bag(labels, rounds, ITERATIONS)
     code = np.concatenate([simhash(topology, HALF_BITS), wl_simhash(graph, HALF_BITS, sizes=True)])
-    pattern = frozenset(_feature_bag(labels, rounds, PATTERN_ITERATIONS))
-    return Structure(code, topology_digest(topology), scale_of(graph), pattern_signature(pattern))
+    patterns = {kind: pattern_signature(_pattern_of(graph, labels, rounds, PATTERN_ITERATIONS, kind))
+                for kind in PATTERN_KINDS}
+    return Structure(code, topology_digest(topology), scale_of(graph), patterns[PATTERN_KIND], patterns["ops"])
 
 
 def topology_digest(features: Counter) -> str:
@@ -143,14 +153,20 @@ def wl_features(graph: Graph, iterations: int = ITERATIONS, sizes: bool = True) 
     return _feature_bag(*_wl_rounds(graph, iterations, sizes), iterations)
 
 
-def _wl_rounds(graph: Graph, iterations: int, sizes: bool) -> tuple[list[str], list[list[str]]]:
+def _wl_rounds(graph: Graph, iterations: int, sizes: bool, labels: dict[str, str] | None = None
+               ) -> tuple[list[str], list[list[str]]]:
     """Each node's label, and each node's WL hash of every round (a round's hash depends on the rounds
-    before it only, so the first k of ``iterations`` rounds are what k rounds give)."""
+    before it only, so the first k of ``iterations`` rounds are what k rounds give). ``labels``: node
+    id -> label, in place of the op (and sizes)."""
     import networkx as nx
 
     undirected = nx.Graph()
     for node in graph.nodes:
-        undirected.add_node(node.id, label=f"{node.op}/{enc(node.flops)}/{enc(node.params)}" if sizes else node.op)
+        if labels is not None:
+            label = labels[node.id]
+        else:
+            label = f"{node.op}/{enc(node.flops)}/{enc(node.params)}" if sizes else node.op
+        undirected.add_node(node.id, label=label)
     undirected.add_edges_from(graph.edges)
     hashes = nx.weisfeiler_lehman_subgraph_hashes(undirected, node_attr="label", iterations=iterations)
     return [undirected.nodes[n]["label"] for n in undirected.nodes], list(hashes.values())
@@ -168,17 +184,42 @@ def _feature_bag(labels: list[str], rounds: list[list[str]], iterations: int) ->
 # WL rounds of the op pattern: 2 is where family retrieval of Keras exports (0.94) and of transformer
 # families at unseen sizes (0.76) are both near their best (docs/RESULTS.md, "Op patterns").
 PATTERN_ITERATIONS = 2
+# What an op pattern holds. "ops+sizes" (hnn 0.5.3): the op-only features and those of the relative-size
+# labels (hnn.hasher.relative_sizes). "ops" (hnn 0.5.1 and 0.5.2): the op-only features alone; an index
+# whose entries were signed so goes on being answered so (hnn.index.store.Index.pattern_kind).
+PATTERN_KINDS = ("ops", "ops+sizes")
+PATTERN_KIND = "ops+sizes"
+_SIZED = "s:"  # the relative-size features' prefix: a set of strings, kept apart from the op-only ones
 
 
-def op_pattern(graph: Graph, iterations: int = PATTERN_ITERATIONS) -> frozenset[str]:
-    """Which local op patterns a graph has, not how often: the *set* of its op-only WL features.
+def op_pattern(graph: Graph, iterations: int = PATTERN_ITERATIONS, kind: str = PATTERN_KIND) -> frozenset[str]:
+    """Which local op patterns a graph has, not how often: the *set* of its WL features.
 
     A family's members differ in depth (how often a block repeats) and width (sizes), which the
     feature bag counts and the code and the structure code read; the set of patterns stays
     (a transformer of 2 and of 8 layers has the same kinds of layer and neighbourhood). So it
-    is a non-learned description of the *family*, not of the model: siblings share it.
+    is a non-learned description of the *family*, not of the model: siblings share it. With
+    ``kind`` "ops+sizes" the set also holds the WL features of labels that say how each layer's
+    size relates to its input's (a feed-forward layer 4x as wide, keys of fewer heads, two
+    learned tokens where a twin family has one): traits of an architecture that neither depth, nor
+    a uniform width change, nor the input resolution moves.
     """
-    return frozenset(wl_features(graph, iterations=iterations, sizes=False))
+    labels, rounds = _wl_rounds(graph, iterations, sizes=False)
+    return _pattern_of(graph, labels, rounds, iterations, kind)
+
+
+def _pattern_of(graph: Graph, labels: list[str], rounds: list[list[str]], iterations: int, kind: str
+                ) -> frozenset[str]:
+    """The op pattern of ``kind`` from the op-only WL rounds already computed."""
+    if kind not in PATTERN_KINDS:
+        raise ValueError(f"op pattern kind {kind!r}: expected one of {', '.join(PATTERN_KINDS)}")
+    ops = frozenset(_feature_bag(labels, rounds, iterations))
+    if kind == "ops":
+        return ops
+    from hnn.hasher.relative_sizes import relative_size_labels
+
+    sized = _feature_bag(*_wl_rounds(graph, iterations, sizes=False, labels=relative_size_labels(graph)), iterations)
+    return ops | frozenset(_SIZED + feature for feature in sized)
 
 
 # MinHash slots of an op pattern's signature, one byte each (b-bit MinHash, Li and Koenig, WWW 2010): what
@@ -219,18 +260,24 @@ def pattern_distance_matrix(queries: list[frozenset[str]], database: list[frozen
     return distances
 
 
-# How much a whole op pattern apart (Jaccard distance 1) weighs against a whole code apart (every bit):
-# chosen on the transformer families a candidate checkpoint trained on (docs/RESULTS.md, "Op patterns").
-FAMILY_PATTERN_WEIGHT = 0.5
+# How much a whole op pattern apart (Jaccard distance 1) weighs against a whole code apart (every bit), per
+# kind of op pattern. "ops": 0.5, chosen on the transformer families a candidate checkpoint trained on
+# (docs/RESULTS.md, "Op patterns"). "ops+sizes": 2, chosen, as an index estimates the patterns, on the
+# transformer families the shipped checkpoints trained on and the Keras queries of
+# benchmarks/cross_framework.py (1.5 and 2 best on both; docs/RESULTS.md, "Relative sizes"): the pattern
+# now tells most twins apart, and the code, which moves with a model's size, weighs less.
+FAMILY_PATTERN_WEIGHTS = {"ops": 0.5, "ops+sizes": 2.0}
 
 
 def family_distance_matrix(code_distances: np.ndarray, bits: int, pattern_distances: np.ndarray,
-                           pattern_weight: float = FAMILY_PATTERN_WEIGHT) -> np.ndarray:
-    """float [nq, nd]: the code's Hamming distance as a share of its bits plus the weighted op-pattern distance.
+                           pattern_weight: float | None = None, kind: str = PATTERN_KIND) -> np.ndarray:
+    """float [nq, nd]: the code's Hamming distance as a share of its bits plus the weighted op-pattern distance
+    (``pattern_weight``; None: that of the patterns' ``kind``, FAMILY_PATTERN_WEIGHTS).
 
     The code tells sizes and the families it trained on apart; the op pattern holds a family together
     across depth and width, and does not depend on training. Where they disagree the sum decides."""
-    return np.asarray(code_distances) / bits + pattern_weight * np.asarray(pattern_distances)
+    weight = FAMILY_PATTERN_WEIGHTS[kind] if pattern_weight is None else pattern_weight
+    return np.asarray(code_distances) / bits + weight * np.asarray(pattern_distances)
 
 
 def _signs(feature: str, bits: int) -> np.ndarray:

@@ -133,7 +133,8 @@ def query_hashed(index: Index, loaded, hashed, model: str, k: int = 10, radius: 
     return {"model": model, "hash": hashed.hash, "structure": to_hex(hashed.structure.code),
             "topology": hashed.structure.topology, "fingerprint": hashed.fingerprint is not None,
             "bits": loaded.bits, "neighbours": neighbours, "nearest_distance": nearest[0][1] if nearest else None,
-            "family": index.family(hashed.code, hashed.structure.pattern), "thresholds": thresholds(loaded)}
+            "family": index.family(hashed.code, hashed.structure.signature(index.pattern_kind)),
+            "thresholds": thresholds(loaded)}
 
 
 def check_model(index_path: str | Path, model: str, k: int = 5, checkpoint=None, **ingest_options) -> dict:

@@ -14,7 +14,8 @@ hnn.index.ranking says: the entries that share the query's weights first, then
 those of the query's topology, then the others by the perceptual code. Older
 indexes are upgraded when opened (version 1 had no structure, version 2 no
 digest and scale, version 3 no weight marks, version 4 no fingerprints, version 5 no content
-digests, version 6 no op-pattern signatures); their entries keep their codes,
+digests, version 6 no op-pattern signatures, version 7 signed op patterns of the "ops" kind alone:
+:attr:`Index.pattern_kind`); their entries keep their codes,
 lack what they lack, and so never count as sharing weights or as the query's
 topology, and come after entries with a structure code at the same distance.
 An index holds codes of one checkpoint only: the first entry fixes it, and
@@ -61,6 +62,8 @@ from hnn.errors import InputError, UsageError
 from hnn.hasher import bits
 from hnn.hasher.bits import to_words
 from hnn.hasher.structure import (
+    PATTERN_KIND,
+    PATTERN_KINDS,
     PATTERN_SLOTS,
     STRUCTURE_BITS,
     Structure,
@@ -76,8 +79,11 @@ from hnn.provenance.selection import smallest
 
 FORMAT = "hnn-index"
 # 2: the structure column; 3: the topology and scale columns; 4: weight marks, one entry per IR and weights;
-# 5: provenance fingerprints; 6: content digests; 7: op-pattern signatures
-VERSION = 7
+# 5: provenance fingerprints; 6: content digests; 7: op-pattern signatures; 8: their kind (meta 'patterns')
+VERSION = 8
+# Versions whose file an hnn that cannot write it (a read-only file, folder or mount) reads as it is:
+# 7 lacks only the meta row that says its op patterns are of the "ops" kind, 6 the patterns table too.
+READABLE_WITHOUT_UPGRADE = (6, 7)
 BUSY_TIMEOUT_MS = 60_000
 SQL_BATCH = 500  # ids per `IN (...)`: below SQLite's smallest limit on bound parameters (999)
 
@@ -263,6 +269,7 @@ class Index:
         self._table: _EntryTable | None = None  # what a query reads of every entry, in memory (codes())
         self._probe_table: _ProbeTable | None = None  # every probe, in memory (probes())
         self._pattern_table: _PatternTable | None = None  # every op-pattern signature, in memory (_patterns())
+        self._pattern_kind: str | None = None  # the meta row, read once (pattern_kind)
         self._version = None  # PRAGMA data_version when the tables were last brought up to date
         # A process's first query (all `hnn check` makes) reads what it needs; a long-lived one (that called
         # codes() to read everything up front, as `hnn serve` does, or asks again) reads every column.
@@ -301,7 +308,8 @@ class Index:
         if not tables:
             with transaction(self.db):
                 self._create_schema()
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?), ('version', ?)", (FORMAT, VERSION))
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?), ('version', ?), ('patterns', ?)",
+                                (FORMAT, VERSION, PATTERN_KIND))
             return
         self._refuse_unless_index_tables(tables, meta)
         version = str(meta.get("version", 0))
@@ -318,10 +326,10 @@ class Index:
             try:
                 self._upgrade(int(version))
             except _UpgradeRefused:
-                if int(version) != 6:
+                if int(version) not in READABLE_WITHOUT_UPGRADE:
                     raise
-                # Version 7 only adds the patterns table: a version-6 file that cannot be written
-                # (a read-only file, folder or mount) is read as it is, without a family answer.
+                # A version-6 file that cannot be written is read without a family answer, a version-7
+                # one with its "ops" signatures (pattern_kind).
         self._index_probes()
 
     def _index_probes(self) -> None:
@@ -346,14 +354,19 @@ class Index:
         Versions 4 to 6 gain the tables they lack, empty: a version-4 entry has no fingerprint, so
         it is never called derived, only what its code and marks say; an entry of 4 or 5 has no
         content digest, so a bulk add converts its file again (and finds it a duplicate); an entry
-        of 4 to 6 has no op-pattern signature, so it is never a query's family (:meth:`family`)."""
+        of 4 to 6 has no op-pattern signature, so it is never a query's family (:meth:`family`). A
+        version-7 file's signatures are of the "ops" kind: it goes on signing so (:attr:`pattern_kind`),
+        unless it has none yet."""
         def refused(exc: sqlite3.OperationalError) -> InputError:  # a read-only file or folder: say why
             return _UpgradeRefused(f"{self.path}: a version-{self.meta('version')} index, which this hnn upgrades to "
                               f"version {VERSION} when it opens it, and the upgrade cannot write ({exc})")
 
         with transaction(self.db, refused):
             if version >= 4:
+                signed_ops = version == 7 and self.db.execute("SELECT 1 FROM patterns LIMIT 1").fetchone()
                 self._create_schema()
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('patterns', ?)",
+                                ("ops" if signed_ops else PATTERN_KIND,))
                 self.db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(VERSION),))
                 return
             kept = ", ".join(row[1] for row in self.db.execute("PRAGMA table_info(entries)"))
@@ -365,6 +378,7 @@ class Index:
             self.db.execute("INSERT INTO sqlite_sequence (name, seq) SELECT 'entries', seq FROM sqlite_sequence "
                             "WHERE name = 'entries_before_upgrade'")
             self.db.execute("DROP TABLE entries_before_upgrade")
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('patterns', ?)", (PATTERN_KIND,))
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(VERSION),))
 
     def _create_schema(self) -> None:
@@ -387,6 +401,18 @@ class Index:
     def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
+
+    @property
+    def pattern_kind(self) -> str:
+        """Which op pattern this file's signatures are of (hnn.hasher.structure.PATTERN_KINDS): a query and
+        an add sign with it, so every signature of a file is of one kind. A version-7 file read without
+        its upgrade has none recorded: "ops"."""
+        if self._pattern_kind is None:
+            kind = self.meta("patterns") or "ops"
+            if kind not in PATTERN_KINDS:
+                raise InputError(f"{self.path}: a damaged hnn index (its op patterns are of an unknown kind {kind!r})")
+            self._pattern_kind = kind
+        return self._pattern_kind
 
     def bit_count(self) -> int | None:
         """The bit count of the index's codes, None before its first entry."""
@@ -430,8 +456,8 @@ class Index:
         topology = None if structure is None else structure.topology
         scale = None if structure is None or structure.scale is None else np.asarray(structure.scale, "<f8").tobytes()
         probed = None if fingerprint is None else probe(fingerprint)
-        pattern = (None if structure is None or structure.pattern is None
-                   else np.asarray(structure.pattern, np.uint8).tobytes())
+        signature = None if structure is None else structure.signature(self.pattern_kind)
+        pattern = None if signature is None else np.asarray(signature, np.uint8).tobytes()
         with transaction(self.db, self._cannot_write_error):
             self._claim_checkpoint(checkpoint_digest, len(code))
             existing = self._same_model(ir_digest, weight_marks or [])
@@ -696,7 +722,8 @@ class Index:
 
     def family(self, code: np.ndarray, signature: np.ndarray | None) -> dict | None:
         """The entry of the query's family: nearest by the code's distance as a share of its bits plus
-        FAMILY_PATTERN_WEIGHT times the op patterns' Jaccard distance, estimated from the signatures
+        FAMILY_PATTERN_WEIGHTS (of the file's pattern_kind) times the op patterns' Jaccard distance, estimated
+        from the signatures
         (hnn.hasher.structure.family_distance_matrix); the lowest id of a tie. A different answer from
         the ranking's first: it asks which known models this one is *like* (its family, its kind of
         layers), not which one it is, and holds where the code is far, as for a family at a size
@@ -719,7 +746,8 @@ class Index:
         np.minimum.at(nearest_code, groups, code_distances)
         present = np.flatnonzero(nearest_code < np.iinfo(np.int64).max)
         similarity = estimated_pattern_similarity(signature, patterns.signatures[present])
-        distances = family_distance_matrix(nearest_code[None, present], table.bits, 1 - similarity[None, :])[0]
+        distances = family_distance_matrix(nearest_code[None, present], table.bits, 1 - similarity[None, :],
+                                           kind=self.pattern_kind)[0]
         winning = np.zeros(patterns.distinct, dtype=bool)
         winning[present[distances == distances.min()]] = True
         # The lowest id of a tie: the first entry (they are in id order) of a winning signature at its nearest code.

@@ -240,16 +240,24 @@ def test_a_busy_index_is_one_line_and_loses_nothing(tmp_path, monkeypatch):
     assert len(store.Index(index)) == 1
 
 
-@pytest.mark.parametrize("version", ["current", "6"])
+@pytest.mark.parametrize("version", ["current", "6", "7"])
 def test_a_read_only_index_is_read_and_refuses_writes_in_one_line(tmp_path, version):
     # A version-6 file (hnn 0.5.0) lacks only the patterns table, which it gains when it can be
-    # written; read-only, it is read as it is.
+    # written; a version-7 one (0.5.1, 0.5.2) only the row saying its signatures are of op patterns
+    # alone. Read-only, each is read as it is.
     index = tmp_path / "models.db"
     assert run_hnn("index", "add", index, EXAMPLE_MODEL).returncode == 0
-    if version == "6":
+    if version != "current":
+        from hnn.hasher.runtime import hash_model
+
         db = sqlite3.connect(index)
-        db.execute("DROP TABLE patterns")
-        db.execute("UPDATE meta SET value = '6' WHERE key = 'version'")
+        if version == "6":
+            db.execute("DROP TABLE patterns")
+        else:
+            db.execute("UPDATE patterns SET signature = ?",
+                       (hash_model(str(EXAMPLE_MODEL)).structure.signature("ops").tobytes(),))
+        db.execute("DELETE FROM meta WHERE key = 'patterns'")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (version,))
         db.commit()
         db.close()
     if subprocess.run(["chattr", "+i", str(index)], capture_output=True).returncode != 0:
@@ -262,7 +270,10 @@ def test_a_read_only_index_is_read_and_refuses_writes_in_one_line(tmp_path, vers
         assert run_hnn("index", "list", index).returncode == 0
         checked = run_hnn("check", index, EXAMPLE_MODEL, "--json")
         assert checked.returncode == 4, checked.stderr
-        assert (json.loads(checked.stdout)["family"] is None) == (version == "6")
+        family = json.loads(checked.stdout)["family"]
+        assert (family is None) == (version == "6")
+        if family is not None:  # the query was signed with the file's kind of op pattern
+            assert family["id"] == 1 and family["pattern_similarity"] == 1.0
         one_line_error(run_hnn("index", "remove", index, "1"), 1, "cannot write")
     finally:
         subprocess.run(["chattr", "-i", str(index)], capture_output=True)

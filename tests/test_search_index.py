@@ -691,3 +691,48 @@ def test_the_family_answer_of_an_open_index_sees_another_connections_adds_and_re
             writer.remove(added.id)
         family = reader.family(code(2, 64), query)
         assert family["name"] == "cnn" and family["patterns"] == 1  # a removal: read again
+
+
+def test_a_new_index_signs_sized_op_patterns_and_a_version_7_one_goes_on_signing_op_only_ones(tmp_path):
+    """Version 7 (hnn 0.5.1, 0.5.2) stored op-only signatures: a query must be signed alike to be compared
+    with them, so the upgraded file records that kind, and its later adds are signed so too."""
+    from dataclasses import replace
+
+    from hnn.hasher.structure import PATTERN_KIND, pattern_signature
+
+    both = replace(patterned("conv", "gemm|r4", seed=1), ops_pattern=pattern_signature(frozenset({"conv", "gemm"})))
+
+    def stored_signatures(path):
+        db = sqlite3.connect(path)
+        try:
+            rows = db.execute("SELECT signature FROM patterns ORDER BY entry")
+            return [np.frombuffer(row[0], np.uint8) for row in rows]
+        finally:
+            db.close()
+
+    path = tmp_path / "i.db"
+    with Index(path, create=True) as index:
+        assert index.pattern_kind == index.meta("patterns") == PATTERN_KIND == "ops+sizes"
+        index.add("a", "a", "onnx", code(1), "ck", "d1", structure=both)
+    assert np.array_equal(stored_signatures(path)[0], both.pattern)
+    db = sqlite3.connect(path)  # as hnn 0.5.2 wrote it: op-only signatures, no kind recorded
+    db.execute("UPDATE patterns SET signature = ?", (both.ops_pattern.tobytes(),))
+    db.commit()
+    db.close()
+    as_older_format(path, 7, "DELETE FROM meta WHERE key = 'patterns'")
+    with Index(path) as index:
+        assert index.meta("version") == str(VERSION) and index.pattern_kind == index.meta("patterns") == "ops"
+        index.add("b", "b", "onnx", code(2), "ck", "d2", structure=both)
+        family = index.family(code(2), both.signature(index.pattern_kind))
+        assert family["name"] == "b" and family["pattern_similarity"] == 1.0
+    assert all(np.array_equal(signature, both.ops_pattern) for signature in stored_signatures(path))
+    # A version-7 file with no signature yet is signed with sizes from its upgrade on.
+    empty = one_entry_index_as(tmp_path / "e.db", 7, "DELETE FROM meta WHERE key = 'patterns'")
+    with Index(empty) as index:
+        assert index.pattern_kind == PATTERN_KIND
+
+
+def test_an_index_of_an_unknown_op_pattern_kind_is_refused_as_damaged(tmp_path):
+    path = one_entry_index_as(tmp_path / "i.db", VERSION, "UPDATE meta SET value = 'colours' WHERE key = 'patterns'")
+    with Index(path) as index, pytest.raises(InputError, match="damaged hnn index .*unknown kind 'colours'"):
+        index.pattern_kind  # what hnn check signs its query with

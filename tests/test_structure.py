@@ -107,3 +107,74 @@ def test_the_stored_signature_estimates_the_op_patterns_jaccard_similarity():
     assert estimated[0] == 1.0 and np.abs(estimated - exact).max() < 0.15
     assert estimated[1] > estimated[3]  # its own family nearer than the one without residuals
     assert pattern_signature(frozenset()) is None
+
+
+def encoder(layers: int, width: int, feed_forward: float = 4, tokens: int = 1, key_value: float = 1) -> Graph:
+    """A transformer encoder's layer graph with shapes: ``tokens`` learned tokens joined to the patches,
+    then per layer q/k/v projections (k and v ``key_value`` as wide), attention, a feed-forward of
+    ``feed_forward`` x the width, LayerNorms of scale and bias."""
+    seq = 50
+    nodes = [Node("patch", "Conv", {"kernel_shape": [16, 16], "group": 1}, [1, width, 7, 7], params=width * 768),
+             Node("tokens", "Concat", output_shape=[1, seq, width], params=tokens * width)]
+    edges = [("patch", "tokens")]
+    previous = "tokens"
+
+    def linear(name, source, out, into):
+        nodes.append(Node(name, "Gemm", output_shape=[seq, out], params=into * out + out))
+        edges.append((source, name))
+
+    for layer in range(layers):
+        p = f"l{layer}."
+        nodes.append(Node(p + "norm1", "LayerNormalization", output_shape=[1, seq, width], params=2 * width))
+        edges.append((previous, p + "norm1"))
+        linear(p + "q", p + "norm1", width, width)
+        linear(p + "k", p + "norm1", int(width * key_value), width)
+        linear(p + "v", p + "norm1", int(width * key_value), width)
+        nodes += [Node(p + "scores", "MatMul", output_shape=[1, 4, seq, seq]), Node(p + "softmax", "Softmax"),
+                  Node(p + "context", "MatMul", output_shape=[1, 4, seq, width // 4])]
+        edges += [(p + "q", p + "scores"), (p + "k", p + "scores"), (p + "scores", p + "softmax"),
+                  (p + "softmax", p + "context"), (p + "v", p + "context")]
+        linear(p + "out", p + "context", width, width)
+        nodes.append(Node(p + "add1", "Add", output_shape=[1, seq, width]))
+        edges += [(p + "out", p + "add1"), (previous, p + "add1")]
+        nodes.append(Node(p + "norm2", "LayerNormalization", output_shape=[1, seq, width], params=2 * width))
+        edges.append((p + "add1", p + "norm2"))
+        linear(p + "up", p + "norm2", int(width * feed_forward), width)
+        nodes.append(Node(p + "gelu", "Gelu", output_shape=[seq, int(width * feed_forward)]))
+        edges.append((p + "up", p + "gelu"))
+        linear(p + "down", p + "gelu", width, int(width * feed_forward))
+        nodes.append(Node(p + "add2", "Add", output_shape=[1, seq, width]))
+        edges += [(p + "down", p + "add2"), (p + "add1", p + "add2")]
+        previous = p + "add2"
+    linear("head", previous, 1000, width)
+    return Graph(nodes, edges, GraphMeta(framework="test"))
+
+
+def test_the_sized_op_pattern_keeps_a_family_across_depth_and_width_and_tells_its_twins_apart():
+    """Relative sizes (hnn.hasher.relative_sizes) do not move with depth or a uniform width change; they
+    tell families the op graph alone cannot: one learned token or two (ViT, DeiT), a feed-forward 4x or
+    2x as wide, keys and values of half the heads (grouped-query attention)."""
+    from hnn.hasher.relative_sizes import relative_size_labels
+    from hnn.hasher.structure import op_pattern
+
+    base = op_pattern(encoder(3, 256))
+    assert op_pattern(encoder(5, 96)) == base
+    twins = [encoder(3, 256, tokens=2), encoder(3, 256, feed_forward=2), encoder(3, 256, key_value=0.5)]
+    for twin in twins:
+        assert op_pattern(twin, kind="ops") == op_pattern(encoder(3, 256), kind="ops")  # one op graph
+        assert op_pattern(twin) != base
+    labels = relative_size_labels(encoder(1, 64, key_value=0.5))
+    assert labels["l0.up"] == "Gemm|r4|b" and labels["l0.down"] == "Gemm|r-4|b" and labels["l0.k"] == "Gemm|r-2|b"
+    assert labels["l0.out"] == "Gemm|r0|b"  # its input is heads x head width before the reshape: still 1:1
+    assert labels["tokens"] == "Concat|v1" and labels["l0.norm1"] == "LayerNormalization|v2"
+    assert labels["head"] == "Gemm|head" and labels["l0.softmax"] == "Softmax"  # a class head: the data's size
+
+
+def test_a_structure_carries_both_kinds_of_op_pattern_signature():
+    from hnn.hasher.structure import op_pattern, pattern_signature
+
+    graph = encoder(2, 64)
+    structure = structure_of(graph)
+    assert np.array_equal(structure.signature(), pattern_signature(op_pattern(graph)))
+    assert np.array_equal(structure.signature("ops"), pattern_signature(op_pattern(graph, kind="ops")))
+    assert not np.array_equal(structure.signature(), structure.signature("ops"))

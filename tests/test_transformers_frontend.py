@@ -173,6 +173,30 @@ def test_dynamos_nan_guard_after_unmasked_attention_is_not_structure():
     assert hash_model(torchscript).hash == hash_model(dynamo).hash
 
 
+def test_the_family_answer_tells_a_deit_from_the_vit_of_its_op_graph(tmp_path):
+    """A DeiT is a ViT with a second learned token: one op graph (the op-only pattern is one), and the
+    code of a ViT of the DeiT's size is nearer than a DeiT of another size. The relative sizes (a
+    token concatenation of 2 vectors, not 1) name the DeiT's family (hnn.hasher.relative_sizes)."""
+    from hnn.hasher.structure import op_pattern
+    from hnn.index.store import Index
+    from hnn.ingest.pipeline import ingest
+    from hnn.zoo.transformer_presets import FAMILIES, spec
+
+    family = {f.name: f for f in FAMILIES}
+    graphs = {(name, layers, width): ingest(spec(family[name], layers, width, 4))
+              for name, layers, width in (("vit", 2, 128), ("deit", 4, 256), ("deit", 2, 128))}
+    assert op_pattern(graphs["vit", 2, 128], kind="ops") == op_pattern(graphs["deit", 2, 128], kind="ops")
+    assert op_pattern(graphs["vit", 2, 128]) != op_pattern(graphs["deit", 2, 128])
+    hashed = {key: hash_model(graph) for key, graph in graphs.items()}
+    with Index(tmp_path / "i.db", create=True) as index:
+        for (name, layers, width) in (("vit", 2, 128), ("deit", 4, 256)):
+            result = hashed[name, layers, width]
+            index.add(f"{name}-{layers}x{width}", "spec", "transformers", result.code, "ck",
+                      result.ir_digest, label=name, structure=result.structure)
+        query = hashed["deit", 2, 128]
+        assert index.family(query.code, query.structure.signature(index.pattern_kind))["label"] == "deit"
+
+
 def test_hnn_hash_reads_a_dynamo_vit_as_the_torchscript_one():
     """What `hnn hash` does (no onnxsim): dynamo's computed all-zero attention mask is added as zero
     (hnn.ingest.uniform_constants), so both exporters give one IR without simplification too."""
