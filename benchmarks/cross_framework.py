@@ -104,7 +104,7 @@ def score_family_retrieval(queries: list, database: list, checkpoint) -> dict:
         patterns = pattern_distance_matrix([op_pattern(g, kind=kind) for g in q_graphs],
                                            [op_pattern(g, kind=kind) for g in db_graphs])
         db_signatures = np.array([structure.signature(kind) for structure in db_structures])
-        estimated = 1 - np.array([estimated_pattern_similarity(structure.signature(kind), db_signatures)
+        estimated = 1 - np.array([estimated_pattern_similarity(structure.signature(kind), db_signatures, kind)
                                   for structure in q_structures])
         figures["op pattern" + suffix] = expected_share(patterns)
         figures["family answer" + suffix] = expected_share(family_distance_matrix(distances, checkpoint.bits, estimated,

@@ -89,7 +89,7 @@ def template_fingerprints() -> dict:
 
 def architectures(count: int, entries: int, skew: float, templates: dict, seed: int) -> list[dict]:
     """One dict per architecture: its code, structure, IR digest, fingerprint shapes and Gram spread, entries."""
-    from hnn.hasher.structure import HALF_BITS, PATTERN_SLOTS, STRUCTURE_BITS
+    from hnn.hasher.structure import HALF_BITS, SIGNATURE_BYTES, STRUCTURE_BITS
 
     rng = np.random.default_rng([seed, 1])
     weights = 1.0 / np.arange(1, count + 1) ** skew
@@ -101,9 +101,9 @@ def architectures(count: int, entries: int, skew: float, templates: dict, seed: 
         if number % FAMILY == 0:
             family_code = rng.random(64) < 0.5
             family_topology = rng.random(HALF_BITS) < 0.5
-            family_pattern = rng.integers(0, 256, PATTERN_SLOTS).astype(np.uint8)
+            family_pattern = rng.integers(0, 256, SIGNATURE_BYTES).astype(np.uint8)
         pattern = family_pattern.copy()  # siblings: op patterns of Jaccard similarity about 0.9
-        changed = rng.choice(PATTERN_SLOTS, int(rng.integers(0, PATTERN_SLOTS // 10)), replace=False)
+        changed = rng.choice(SIGNATURE_BYTES, int(rng.integers(0, SIGNATURE_BYTES // 10)), replace=False)
         pattern[changed] = rng.integers(0, 256, len(changed)).astype(np.uint8)
         code = family_code.copy()
         code[rng.choice(64, int(rng.integers(0, 3)), replace=False)] ^= True  # siblings: 0 to 2 bits apart
@@ -320,7 +320,7 @@ def make_query(index, kind: str, number: int, seed: int, facts: dict):
     """(what hash_with would return for the upload, the entry it derives from or None)."""
     from hnn.hasher.bits import to_hex
     from hnn.hasher.runtime import HashResult
-    from hnn.hasher.structure import PATTERN_SLOTS, STRUCTURE_BITS, Structure
+    from hnn.hasher.structure import SIGNATURE_BYTES, STRUCTURE_BITS, Structure
 
     rng = np.random.default_rng([seed, 5, KINDS.index(kind), number])
     if kind == "derived-largest":
@@ -355,7 +355,7 @@ def make_query(index, kind: str, number: int, seed: int, facts: dict):
         if kind == "new":
             code = rng.random(64) < 0.5
             structure = Structure(rng.random(STRUCTURE_BITS) < 0.5, f"{int(rng.integers(0, 1 << 62)):016x}",
-                                  rng.random(2) * 10 + 15, rng.integers(0, 256, PATTERN_SLOTS).astype(np.uint8))
+                                  rng.random(2) * 10 + 15, rng.integers(0, 256, SIGNATURE_BYTES).astype(np.uint8))
             ir_digest = hashlib.sha256(f"new {seed} {number}".encode()).hexdigest()
             shapes = tuple((shape[0] + 1, *shape[1:]) for shape in shapes)  # a layer sequence nobody has
         made = independent_fingerprint(shapes, stored.grams.std(axis=1), rng)

@@ -22,7 +22,8 @@ is every other model of the zoo, whatever its row. ``--held-out FAMILY,...`` sco
 queries of those families instead. ``--queries DIR`` (repeatable) adds a row of another zoo's
 models, each a query against both zoos' other models: zoo/lists/transformers-unseen.txt (16
 families the zoo lacks, 3 sizes each) and zoo/lists/transformers-default-ratios.txt (the zoo's
-families at their default configs' feed-forward and key/value ratios) are such zoos.
+families at their default configs' feed-forward and key/value ratios) are such zoos. A query zoo
+of the zoo's families only is also scored against the zoo alone ("... vs zoo").
 
 "(ops)" columns: the op pattern of op-only features (hnn 0.5.1 and 0.5.2, and indexes they
 wrote: hnn.hasher.structure.PATTERN_KINDS); the others: with relative sizes (hnn.hasher.relative_sizes).
@@ -98,13 +99,19 @@ def main() -> None:
                                                                     methods["op pattern" + suffix], kind=kind)
         # What an index answers (hnn check's "family"): the same sum, the pattern's Jaccard estimated from
         # the signatures its entries store. "(ops)": the op-only patterns of hnn 0.5.1 and 0.5.2.
-        signatures = np.array([pattern_signature(pattern) for pattern in patterns])
-        estimated = 1 - np.array([estimated_pattern_similarity(signature, signatures) for signature in signatures])
+        signatures = np.array([pattern_signature(pattern, kind) for pattern in patterns])
+        estimated = 1 - np.array([estimated_pattern_similarity(signature, signatures, kind)
+                                  for signature in signatures])
         methods["index family" + suffix] = family_distance_matrix(methods["hnn code"], checkpoint.bits, estimated,
                                                                   kind=kind)
     zoo_models = len(models) - sum(len(indices) for indices in extra_rows.values())
     rows = query_rows([model["name"] for model in models[:zoo_models]], families[:zoo_models], args.held_out)
     rows.update(extra_rows)
+    # A query zoo of the zoo's own families is scored a second time against the zoo alone: without its
+    # other models, which share its ratios, so that only other configurations of its family are right.
+    zoo_alone = {f"{row} vs zoo": queries for row, queries in extra_rows.items()
+                 if {families[i] for i in queries} <= set(families[:zoo_models])}
+    rows.update(zoo_alone)
     report = {"models": len(models), "families": len(set(families)), "checkpoint": args.checkpoint or "shipped",
               "rows": {row: {"queries": len(queries),
                              "family_top1": {name: round(family_top1(distances, families, queries,

@@ -24,11 +24,11 @@ descriptions of the same merged graph help:
   equal or not (densenet121 and densenet201, which differ only in how often a
   block repeats, share the topology half, not the digest).
 - the *op pattern* (:func:`op_pattern`): the set, not the bag, of WL features
-  of two rounds, which kinds of op neighbourhood a graph has, of op-only labels
-  and of labels that say how a layer's size relates to its input's
-  (hnn.hasher.relative_sizes: a feed-forward 4x as wide, keys of half the
-  heads). Depth, a uniform width change and the input resolution leave it
-  alone, so a family shares it; an index stores its MinHash
+  of two rounds over neighbour sets, which kinds of op neighbourhood a graph
+  has, of op-only labels and of labels that say how a layer's size relates to
+  its input's (hnn.hasher.relative_sizes: a feed-forward 4x as wide, keys of
+  half the heads). Depth, a uniform width change and the input resolution
+  leave it alone, so a family shares it; an index stores its MinHash
   (:func:`pattern_signature`) and answers a query's family with it
   (hnn.index.store.Index.family).
 
@@ -70,12 +70,13 @@ class Structure:
     code: np.ndarray  # bool [STRUCTURE_BITS]: topology half, then sizes half
     topology: str | None = None  # 16 hex digits
     scale: np.ndarray | None = None  # float64 [2]: mean log2(params), mean log2(flops) (scale_of)
-    pattern: np.ndarray | None = None  # uint8 [PATTERN_SLOTS]: the op pattern's MinHash (pattern_signature)
+    pattern: np.ndarray | None = None  # uint8 [SIGNATURE_BYTES]: the op pattern's MinHash (pattern_signature)
     ops_pattern: np.ndarray | None = None  # the same of the "ops" kind, for an index signed so (PATTERN_KINDS)
 
     def signature(self, kind: str | None = None) -> np.ndarray | None:
         """The op pattern's MinHash of ``kind`` (PATTERN_KINDS; None: PATTERN_KIND): an index asks for
-        the kind its entries were signed with."""
+        the kind its entries were signed with. None where this structure has none of that kind (one
+        made without ``ops_pattern``: an index of kind "ops" then stores no signature for it)."""
         return self.ops_pattern if kind == "ops" else self.pattern
 
     def same_topology(self, other: "Structure | None") -> bool:
@@ -93,7 +94,7 @@ def structure_of(graph: Graph) -> Structure:
     labels, rounds = _wl_rounds(graph, ITERATIONS, sizes=False)
     topology = _feature_bag(labels, rounds, ITERATIONS)
     code = np.concatenate([simhash(topology, HALF_BITS), wl_simhash(graph, HALF_BITS, sizes=True)])
-    patterns = {kind: pattern_signature(_pattern_of(graph, labels, rounds, PATTERN_ITERATIONS, kind))
+    patterns = {kind: pattern_signature(_pattern_of(graph, labels, rounds, PATTERN_ITERATIONS, kind), kind)
                 for kind in PATTERN_KINDS}
     return Structure(code, topology_digest(topology), scale_of(graph), patterns[PATTERN_KIND], patterns["ops"])
 
@@ -184,9 +185,9 @@ def _feature_bag(labels: list[str], rounds: list[list[str]], iterations: int) ->
 # WL rounds of the op pattern: 2 is where family retrieval of Keras exports (0.94) and of transformer
 # families at unseen sizes (0.76) are both near their best (docs/RESULTS.md, "Op patterns").
 PATTERN_ITERATIONS = 2
-# What an op pattern holds. "ops+sizes" (hnn 0.5.3): the op-only features and those of the relative-size
-# labels (hnn.hasher.relative_sizes). "ops" (hnn 0.5.1 and 0.5.2): the op-only features alone; an index
-# whose entries were signed so goes on being answered so (hnn.index.store.Index.pattern_kind).
+# What an op pattern holds. "ops+sizes" (hnn 0.5.3): the WL features, over neighbour sets, of the op labels
+# and of the relative-size labels (hnn.hasher.relative_sizes). "ops" (hnn 0.5.1 and 0.5.2): WL proper of the
+# op labels alone; an index whose entries were signed so goes on being answered so (hnn.index.store.Index.pattern_kind).
 PATTERN_KINDS = ("ops", "ops+sizes")
 PATTERN_KIND = "ops+sizes"
 _SIZED = "s:"  # the relative-size features' prefix: a set of strings, kept apart from the op-only ones
@@ -199,10 +200,12 @@ def op_pattern(graph: Graph, iterations: int = PATTERN_ITERATIONS, kind: str = P
     feature bag counts and the code and the structure code read; the set of patterns stays
     (a transformer of 2 and of 8 layers has the same kinds of layer and neighbourhood). So it
     is a non-learned description of the *family*, not of the model: siblings share it. With
-    ``kind`` "ops+sizes" the set also holds the WL features of labels that say how each layer's
-    size relates to its input's (a feed-forward layer 4x as wide, keys of fewer heads, two
-    learned tokens where a twin family has one): traits of an architecture that neither depth, nor
-    a uniform width change, nor the input resolution moves.
+    ``kind`` "ops+sizes" (the default) the rounds run over neighbour sets
+    (:func:`_neighbour_set_features`), and the set also holds the features of labels that say how
+    each layer's size relates to its input's (a feed-forward layer 4x as wide, keys of fewer heads,
+    two learned tokens where a twin family has one): traits of an architecture that neither depth,
+    nor a uniform width change, nor the input resolution moves. "ops" is hnn 0.5.2's: WL proper
+    of the op labels.
     """
     labels, rounds = _wl_rounds(graph, iterations, sizes=False)
     return _pattern_of(graph, labels, rounds, iterations, kind)
@@ -213,39 +216,83 @@ def _pattern_of(graph: Graph, labels: list[str], rounds: list[list[str]], iterat
     """The op pattern of ``kind`` from the op-only WL rounds already computed."""
     if kind not in PATTERN_KINDS:
         raise ValueError(f"op pattern kind {kind!r}: expected one of {', '.join(PATTERN_KINDS)}")
-    ops = frozenset(_feature_bag(labels, rounds, iterations))
     if kind == "ops":
-        return ops
+        return frozenset(_feature_bag(labels, rounds, iterations))
     from hnn.hasher.relative_sizes import relative_size_labels
 
-    sized = _feature_bag(*_wl_rounds(graph, iterations, sizes=False, labels=relative_size_labels(graph)), iterations)
-    return ops | frozenset(_SIZED + feature for feature in sized)
+    ops = _neighbour_set_features(graph, {node.id: node.op for node in graph.nodes}, iterations)
+    sized = _neighbour_set_features(graph, relative_size_labels(graph), iterations)
+    return frozenset(ops) | frozenset(_SIZED + feature for feature in sized)
 
 
-# MinHash slots of an op pattern's signature, one byte each (b-bit MinHash, Li and Koenig, WWW 2010): what
-# an index stores per entry to find the nearest family. 128 slots estimate a Jaccard similarity within
-# about 0.045 (one standard deviation at 0.5) for 128 bytes an entry.
-PATTERN_SLOTS = 128
-_SLOT_VALUES = 256
-_SLOT_BLOCKS = [b"hnn-pattern-%d" % block for block in range(PATTERN_SLOTS // 16)]  # 16 slots per BLAKE2 digest
+def _hashed_label(label: str, neighbour_labels: set[str]) -> str:
+    return hashlib.blake2b("|".join([label, *sorted(neighbour_labels)]).encode(), digest_size=16).hexdigest()
 
 
-def pattern_signature(pattern: frozenset[str]) -> np.ndarray | None:
-    """uint8 [PATTERN_SLOTS]: per slot, the low byte of the smallest of the features' hashes (None: no feature).
+def _neighbour_set_features(graph: Graph, labels: dict[str, str], iterations: int) -> set[str]:
+    """The labels and ``iterations`` rounds of WL refinement in which a node's next label is its label
+    and the *set* of its neighbours' labels, not their multiset as in WL proper (:func:`_wl_rounds`).
 
-    Two signatures agree in a slot with probability J + (1 - J) / 256 for op patterns of Jaccard
+    One node can be read by every layer: an attention mask, an encoder's output that every decoder
+    layer's cross-attention reads, a DenseNet block's growing concatenation. Its neighbour multiset,
+    and with it its label and every neighbour's next one, then changes with the depth; the set does
+    not, so the op pattern of a 2-layer and an 8-layer model of one family is one (tests/test_structure.py).
+    """
+    neighbours: dict[str, set[str]] = {node.id: set() for node in graph.nodes}
+    for source, target in graph.edges:
+        neighbours[source].add(target)
+        neighbours[target].add(source)
+    current = dict(labels)
+    features = set(current.values())
+    for _ in range(iterations):
+        current = {node: _hashed_label(current[node], {current[other] for other in around})
+                   for node, around in neighbours.items()}
+        features.update(current.values())
+    return features
+
+
+# What an index stores per entry of an op pattern to find the nearest family: a b-bit MinHash signature
+# (Li and Koenig, WWW 2010) of SIGNATURE_BYTES. Of the "ops" kind: 128 slots of 8 bits. Of "ops+sizes": 512
+# slots of 2 bits, which estimate a Jaccard similarity of 0.5 within about 0.029 (one standard deviation)
+# where 128 slots of 8 bits do within 0.044, in the same bytes: the family answer weighs the pattern 2x, so
+# the estimate's noise decides near-ties (docs/RESULTS.md, "Relative sizes").
+SIGNATURE_BYTES = 128
+_SLOT_BITS = {"ops": 8, "ops+sizes": 2}
+_SLOT_BLOCKS = {kind: [b"hnn-pattern-%d" % block if kind == "ops" else b"hnn-sized-%d" % block
+                       for block in range(SIGNATURE_BYTES * 8 // bits // 16)]  # 16 slots per BLAKE2 digest
+                for kind, bits in _SLOT_BITS.items()}
+# Per byte value of (query XOR stored) of the "ops+sizes" kind: how many of its four 2-bit slots are 0 (agree).
+_AGREEING_PAIRS = np.array([sum((value >> shift) & 3 == 0 for shift in (0, 2, 4, 6)) for value in range(256)],
+                           np.int64)
+
+
+def pattern_signature(pattern: frozenset[str], kind: str = PATTERN_KIND) -> np.ndarray | None:
+    """uint8 [SIGNATURE_BYTES]: per slot, the low bits of the smallest of the features' hashes (None: no
+    feature); slots of ``kind``'s bits (_SLOT_BITS), packed four to a byte for 2 bits.
+
+    Two signatures agree in a slot with probability J + (1 - J) / 2^bits for op patterns of Jaccard
     similarity J (:func:`estimated_pattern_similarity` undoes the second term)."""
     if not pattern:
         return None
     hashes = np.array([np.frombuffer(b"".join(hashlib.blake2b(feature.encode(), digest_size=64, person=block).digest()
-                                              for block in _SLOT_BLOCKS), "<u4") for feature in sorted(pattern)])
-    return (hashes.min(axis=0) % _SLOT_VALUES).astype(np.uint8)
+                                              for block in _SLOT_BLOCKS[kind]), "<u4") for feature in sorted(pattern)])
+    bits = _SLOT_BITS[kind]
+    slots = hashes.min(axis=0) % (1 << bits)
+    if bits == 8:
+        return slots.astype(np.uint8)
+    return (slots.reshape(-1, 4) << np.array([0, 2, 4, 6])).sum(axis=1).astype(np.uint8)
 
 
-def estimated_pattern_similarity(query: np.ndarray, stored: np.ndarray) -> np.ndarray:
-    """float [n]: the Jaccard similarity of the op patterns behind ``query`` [S] and each row of ``stored`` [n, S]."""
-    agree = (np.asarray(stored) == np.asarray(query)).mean(axis=-1)
-    chance = 1 / _SLOT_VALUES
+def estimated_pattern_similarity(query: np.ndarray, stored: np.ndarray, kind: str = PATTERN_KIND) -> np.ndarray:
+    """float [n]: the Jaccard similarity of the op patterns behind ``query`` [S] and each row of ``stored`` [n, S],
+    signatures of ``kind``."""
+    bits = _SLOT_BITS[kind]
+    if bits == 8:
+        agree = (np.asarray(stored) == np.asarray(query)).mean(axis=-1)
+    else:
+        differing = np.bitwise_xor(np.asarray(stored, np.uint8), np.asarray(query, np.uint8))
+        agree = _AGREEING_PAIRS[differing].sum(axis=-1) / (differing.shape[-1] * 8 // bits)
+    chance = 1 / (1 << bits)
     return np.clip((agree - chance) / (1 - chance), 0.0, 1.0)
 
 
@@ -262,11 +309,11 @@ def pattern_distance_matrix(queries: list[frozenset[str]], database: list[frozen
 
 # How much a whole op pattern apart (Jaccard distance 1) weighs against a whole code apart (every bit), per
 # kind of op pattern. "ops": 0.5, chosen on the transformer families a candidate checkpoint trained on
-# (docs/RESULTS.md, "Op patterns"). "ops+sizes": 2, chosen, as an index estimates the patterns, on the
-# transformer families the shipped checkpoints trained on and the Keras queries of
-# benchmarks/cross_framework.py (1.5 and 2 best on both; docs/RESULTS.md, "Relative sizes"): the pattern
+# (docs/RESULTS.md, "Op patterns"). "ops+sizes": 3, the smallest of the best on the transformer families the
+# shipped checkpoints trained on and the Keras queries of benchmarks/cross_framework.py, with the patterns as
+# an index estimates them and as the exact sets give them (docs/RESULTS.md, "Relative sizes"): the pattern
 # now tells most twins apart, and the code, which moves with a model's size, weighs less.
-FAMILY_PATTERN_WEIGHTS = {"ops": 0.5, "ops+sizes": 2.0}
+FAMILY_PATTERN_WEIGHTS = {"ops": 0.5, "ops+sizes": 3.0}
 
 
 def family_distance_matrix(code_distances: np.ndarray, bits: int, pattern_distances: np.ndarray,

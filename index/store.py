@@ -64,7 +64,7 @@ from hnn.hasher.bits import to_words
 from hnn.hasher.structure import (
     PATTERN_KIND,
     PATTERN_KINDS,
-    PATTERN_SLOTS,
+    SIGNATURE_BYTES,
     STRUCTURE_BITS,
     Structure,
     estimated_pattern_similarity,
@@ -322,7 +322,7 @@ class Index:
         missing = sorted(table for since, table in TABLES_SINCE.items() if since <= int(version) and table not in tables)
         if missing:
             raise InputError(f"{self.path}: a damaged hnn index (its {' and '.join(missing)} table is missing)")
-        if int(version) < VERSION:
+        if int(version) < VERSION and not self._signed_ops_at_version_7(int(version)):
             try:
                 self._upgrade(int(version))
             except _UpgradeRefused:
@@ -331,6 +331,11 @@ class Index:
                 # A version-6 file that cannot be written is read without a family answer, a version-7
                 # one with its "ops" signatures (pattern_kind).
         self._index_probes()
+
+    def _signed_ops_at_version_7(self, version: int) -> bool:
+        """A version-7 file with op-only signatures (hnn 0.5.1, 0.5.2) stays version 7: hnn signs its later
+        entries so too (pattern_kind), and the hnn that wrote it can go on reading it."""
+        return version == 7 and self.db.execute("SELECT 1 FROM patterns LIMIT 1").fetchone() is not None
 
     def _index_probes(self) -> None:
         """A version-6 file written before the probes had their SQL index (hnn 0.2) gains it when it
@@ -355,18 +360,20 @@ class Index:
         it is never called derived, only what its code and marks say; an entry of 4 or 5 has no
         content digest, so a bulk add converts its file again (and finds it a duplicate); an entry
         of 4 to 6 has no op-pattern signature, so it is never a query's family (:meth:`family`). A
-        version-7 file's signatures are of the "ops" kind: it goes on signing so (:attr:`pattern_kind`),
-        unless it has none yet."""
+        version-7 file with signatures is left as it is (_signed_ops_at_version_7); one without becomes 8.
+        The version is read again under the write lock: another process may have upgraded the file, or
+        (hnn 0.5.2) signed an entry, since this one opened it."""
         def refused(exc: sqlite3.OperationalError) -> InputError:  # a read-only file or folder: say why
             return _UpgradeRefused(f"{self.path}: a version-{self.meta('version')} index, which this hnn upgrades to "
                               f"version {VERSION} when it opens it, and the upgrade cannot write ({exc})")
 
         with transaction(self.db, refused):
+            version = int(self.meta("version") or 0)
+            if version >= VERSION or self._signed_ops_at_version_7(version):
+                return
             if version >= 4:
-                signed_ops = version == 7 and self.db.execute("SELECT 1 FROM patterns LIMIT 1").fetchone()
                 self._create_schema()
-                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('patterns', ?)",
-                                ("ops" if signed_ops else PATTERN_KIND,))
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('patterns', ?)", (PATTERN_KIND,))
                 self.db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(VERSION),))
                 return
             kept = ", ".join(row[1] for row in self.db.execute("PRAGMA table_info(entries)"))
@@ -405,10 +412,13 @@ class Index:
     @property
     def pattern_kind(self) -> str:
         """Which op pattern this file's signatures are of (hnn.hasher.structure.PATTERN_KINDS): a query and
-        an add sign with it, so every signature of a file is of one kind. A version-7 file read without
-        its upgrade has none recorded: "ops"."""
+        an add sign with it, so every signature of a file is of one kind. A version-7 file records none:
+        "ops". Read again after another connection's commit (:meth:`_sync`): an upgrade may have set it."""
+        self._sync()
         if self._pattern_kind is None:
-            kind = self.meta("patterns") or "ops"
+            kind = self.meta("patterns")
+            if kind is None and int(self.meta("version") or 0) <= 7:
+                kind = "ops"
             if kind not in PATTERN_KINDS:
                 raise InputError(f"{self.path}: a damaged hnn index (its op patterns are of an unknown kind {kind!r})")
             self._pattern_kind = kind
@@ -618,6 +628,7 @@ class Index:
         if version == self._version:
             return
         self._version = version
+        self._pattern_kind = None
         if self._table is None and self._probe_table is None and self._pattern_table is None:
             return
         with _snapshot(self.db):
@@ -745,7 +756,7 @@ class Index:
         nearest_code = np.full(patterns.distinct, np.iinfo(np.int64).max)
         np.minimum.at(nearest_code, groups, code_distances)
         present = np.flatnonzero(nearest_code < np.iinfo(np.int64).max)
-        similarity = estimated_pattern_similarity(signature, patterns.signatures[present])
+        similarity = estimated_pattern_similarity(signature, patterns.signatures[present], self.pattern_kind)
         distances = family_distance_matrix(nearest_code[None, present], table.bits, 1 - similarity[None, :],
                                            kind=self.pattern_kind)[0]
         winning = np.zeros(patterns.distinct, dtype=bool)
@@ -873,13 +884,14 @@ class _PatternTable:
         self._aligned = None  # (the entry table, its length and last id, this table's length), positions
         # All at once, not row by row: a fresh process reads 10^6 of them for its first family answer.
         ids = np.fromiter((row[0] for row in rows), np.int64, len(rows))
-        ok = np.fromiter((isinstance(row[1], bytes) and len(row[1]) == PATTERN_SLOTS for row in rows), bool, len(rows))
+        ok = np.fromiter((isinstance(row[1], bytes) and len(row[1]) == SIGNATURE_BYTES for row in rows), bool,
+                         len(rows))
         kept = [row[1] for row, good in zip(rows, ok) if good]
         groups = np.fromiter((self._numbers.setdefault(blob, len(self._numbers)) for blob in kept), np.int64, len(kept))
-        self._distinct = np.zeros((max(64, 2 * len(self._numbers)), PATTERN_SLOTS), np.uint8)
+        self._distinct = np.zeros((max(64, 2 * len(self._numbers)), SIGNATURE_BYTES), np.uint8)
         if self._numbers:
             joined = np.frombuffer(b"".join(self._numbers), np.uint8)  # the keys in their numbers' order
-            self._distinct[:len(self._numbers)] = joined.reshape(-1, PATTERN_SLOTS)
+            self._distinct[:len(self._numbers)] = joined.reshape(-1, SIGNATURE_BYTES)
         self.rows = _Rows({"ids": ids[ok], "groups": groups})
         self.rows_read, self.last_id = len(rows), int(ids.max()) if len(rows) else 0
 
@@ -892,7 +904,7 @@ class _PatternTable:
 
     @property
     def signatures(self) -> np.ndarray:
-        """uint8 [distinct, PATTERN_SLOTS]: the distinct signatures, by number (one that no entry has any
+        """uint8 [distinct, SIGNATURE_BYTES]: the distinct signatures, by number (one that no entry has any
         more stays: it is never any entry's group)."""
         return self._distinct[:self.distinct]
 
@@ -905,7 +917,7 @@ class _PatternTable:
         if entry_id <= self.last_id:
             return
         self.rows_read, self.last_id = self.rows_read + 1, entry_id
-        if isinstance(signature, (bytes, np.ndarray)) and len(signature) == PATTERN_SLOTS:
+        if isinstance(signature, (bytes, np.ndarray)) and len(signature) == SIGNATURE_BYTES:
             key = bytes(signature)
             if key not in self._numbers:
                 if self.distinct == len(self._distinct):

@@ -700,7 +700,8 @@ def test_a_new_index_signs_sized_op_patterns_and_a_version_7_one_goes_on_signing
 
     from hnn.hasher.structure import PATTERN_KIND, pattern_signature
 
-    both = replace(patterned("conv", "gemm|r4", seed=1), ops_pattern=pattern_signature(frozenset({"conv", "gemm"})))
+    both = replace(patterned("conv", "gemm|r4", seed=1),
+                   ops_pattern=pattern_signature(frozenset({"conv", "gemm"}), "ops"))
 
     def stored_signatures(path):
         db = sqlite3.connect(path)
@@ -720,16 +721,22 @@ def test_a_new_index_signs_sized_op_patterns_and_a_version_7_one_goes_on_signing
     db.commit()
     db.close()
     as_older_format(path, 7, "DELETE FROM meta WHERE key = 'patterns'")
-    with Index(path) as index:
-        assert index.meta("version") == str(VERSION) and index.pattern_kind == index.meta("patterns") == "ops"
+    with Index(path) as index:  # it stays version 7, which hnn 0.5.2 goes on reading
+        assert index.meta("version") == "7" and index.meta("patterns") is None and index.pattern_kind == "ops"
         index.add("b", "b", "onnx", code(2), "ck", "d2", structure=both)
         family = index.family(code(2), both.signature(index.pattern_kind))
         assert family["name"] == "b" and family["pattern_similarity"] == 1.0
+        index._upgrade(7)  # as a second process that read version 7 before the first add: nothing changes
+        assert index.meta("version") == "7" and index.pattern_kind == "ops"
     assert all(np.array_equal(signature, both.ops_pattern) for signature in stored_signatures(path))
-    # A version-7 file with no signature yet is signed with sizes from its upgrade on.
+    # A version-7 file with no signature yet becomes version 8, signed with sizes; a stale second
+    # upgrade after an add leaves it so.
     empty = one_entry_index_as(tmp_path / "e.db", 7, "DELETE FROM meta WHERE key = 'patterns'")
-    with Index(empty) as index:
-        assert index.pattern_kind == PATTERN_KIND
+    with Index(empty) as index, Index(empty) as other:
+        assert index.meta("version") == str(VERSION) and index.pattern_kind == PATTERN_KIND
+        index.add("c", "c", "onnx", code(3), "ck", "d3", structure=both)
+        other._upgrade(7)
+        assert other.pattern_kind == index.pattern_kind == PATTERN_KIND
 
 
 def test_an_index_of_an_unknown_op_pattern_kind_is_refused_as_damaged(tmp_path):

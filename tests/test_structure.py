@@ -87,7 +87,7 @@ def test_the_family_distance_lets_the_op_pattern_outvote_a_few_code_bits():
 def test_the_stored_signature_estimates_the_op_patterns_jaccard_similarity():
     """What an index stores of the op pattern (structure_of's MinHash) answers as the exact sets do."""
     from hnn.hasher.structure import (
-        PATTERN_SLOTS,
+        SIGNATURE_BYTES,
         estimated_pattern_similarity,
         op_pattern,
         pattern_distance_matrix,
@@ -99,7 +99,7 @@ def test_the_stored_signature_estimates_the_op_patterns_jaccard_similarity():
     graphs.append(Graph(plain.nodes, [edge for edge in plain.edges if not edge[1].endswith(".add")
                                       or edge[0].endswith(".conv2")], plain.meta))
     signatures = np.array([structure_of(graph).pattern for graph in graphs])
-    assert signatures.shape == (4, PATTERN_SLOTS) and signatures.dtype == np.uint8
+    assert signatures.shape == (4, SIGNATURE_BYTES) and signatures.dtype == np.uint8
     assert np.array_equal(signatures[1], pattern_signature(op_pattern(graphs[1])))  # the shared WL rounds
     assert np.array_equal(signatures[1], signatures[2])  # one pattern at two widths: one signature
     exact = 1 - pattern_distance_matrix([op_pattern(graphs[0])], [op_pattern(g) for g in graphs])[0]
@@ -176,5 +176,70 @@ def test_a_structure_carries_both_kinds_of_op_pattern_signature():
     graph = encoder(2, 64)
     structure = structure_of(graph)
     assert np.array_equal(structure.signature(), pattern_signature(op_pattern(graph)))
-    assert np.array_equal(structure.signature("ops"), pattern_signature(op_pattern(graph, kind="ops")))
+    assert np.array_equal(structure.signature("ops"), pattern_signature(op_pattern(graph, kind="ops"), "ops"))
     assert not np.array_equal(structure.signature(), structure.signature("ops"))
+
+
+def test_a_node_every_layer_reads_leaves_the_sized_op_pattern_alone_at_any_depth():
+    """An attention mask (or an encoder's output) read by every layer has as many neighbours as there are
+    layers: WL over neighbour multisets (the "ops" kind) changes with depth, over sets it does not."""
+    from hnn.hasher.structure import op_pattern
+
+    def with_shared_mask(layers):
+        graph = encoder(layers, 128)
+        mask = Node("mask", "Where", output_shape=[1, 1, 50, 50])
+        return Graph(graph.nodes + [mask], graph.edges + [("mask", f"l{layer}.scores") for layer in range(layers)],
+                     graph.meta)
+
+    assert op_pattern(with_shared_mask(3)) == op_pattern(with_shared_mask(7))
+    assert op_pattern(with_shared_mask(3), kind="ops") != op_pattern(with_shared_mask(7), kind="ops")
+
+
+def test_the_two_bit_signature_estimates_the_jaccard_similarity_closer_in_the_same_bytes():
+    """512 slots of 2 bits ("ops+sizes") against 128 of 8 bits ("ops"): both 128 bytes, the first nearer
+    the exact similarity over many pairs of sets (fixed strings: the result is deterministic)."""
+    from hnn.hasher.structure import SIGNATURE_BYTES, estimated_pattern_similarity, pattern_signature
+
+    errors = {"ops": [], "ops+sizes": []}
+    for pair in range(40):
+        shared = 20 + 10 * (pair % 9)
+        first = frozenset(f"p{pair}-shared{i}" for i in range(shared)) | {f"p{pair}-a{i}" for i in range(60)}
+        second = frozenset(f"p{pair}-shared{i}" for i in range(shared)) | {f"p{pair}-b{i}" for i in range(60)}
+        exact = len(first & second) / len(first | second)
+        for kind, found in errors.items():
+            one, other = pattern_signature(first, kind), pattern_signature(second, kind)
+            assert one.shape == (SIGNATURE_BYTES,) and one.dtype == np.uint8
+            assert estimated_pattern_similarity(one, one[None, :], kind)[0] == 1.0
+            found.append(abs(estimated_pattern_similarity(one, other[None, :], kind)[0] - exact))
+    assert max(errors["ops+sizes"]) < 0.15 and max(errors["ops"]) < 0.2
+    assert np.mean(errors["ops+sizes"]) < np.mean(errors["ops"])
+
+
+def test_relative_sizes_read_channels_last_maps_pooled_gemms_and_norms_at_any_resolution():
+    """Layouts an IR holds after its layout Transposes go: a channels-last depthwise convolution
+    (ConvNeXt's blocks, Keras), a 1x1 convolution on a pooled map made a Gemm ([units, 1], squeeze and
+    excitation), a standalone norm on a channels-first map. Their labels move with neither width nor
+    resolution."""
+    from hnn.hasher.relative_sizes import relative_size_labels
+
+    def block(width, pixels):
+        nodes = [Node("stem", "Conv", {"kernel_shape": [4, 4], "group": 1}, [1, width, pixels, pixels],
+                      params=width * 48 + width),
+                 Node("norm", "BatchNormalization", output_shape=[1, width, pixels, pixels], params=4 * width),
+                 Node("last", "Transpose", output_shape=[1, pixels, pixels, width]),
+                 Node("dw", "Conv", {"kernel_shape": [7, 7], "group": width}, [1, pixels, pixels, width],
+                      params=width * 49 + width),
+                 Node("pool", "GlobalAveragePool", output_shape=[1, width, 1, 1]),
+                 Node("squeeze", "Gemm", output_shape=[width // 4, 1], params=width * (width // 4) + width // 4),
+                 Node("excite", "Gemm", output_shape=[width, 1], params=(width // 4) * width + width),
+                 Node("head", "Gemm", output_shape=[1, 1000], params=width * 1000 + 1000)]
+        edges = [("stem", "norm"), ("norm", "last"), ("last", "dw"), ("dw", "pool"), ("pool", "squeeze"),
+                 ("squeeze", "excite"), ("excite", "head")]
+        return relative_size_labels(Graph(nodes, edges, GraphMeta(framework="test")))
+
+    labels = block(96, 56)
+    assert labels["dw"] == "Conv|r0|k7x7|dw" and labels["norm"] == "BatchNormalization|v4"
+    assert labels["squeeze"] == "Gemm|r-4|b" and labels["excite"] == "Gemm|r4|b"
+    assert labels["stem"] == "Conv|data" and labels["head"] == "Gemm|head"
+    for width, pixels in ((192, 56), (96, 64), (128, 32), (48, 112)):
+        assert block(width, pixels) == labels, (width, pixels)
