@@ -261,9 +261,7 @@ _SLOT_BITS = {"ops": 8, "ops+sizes": 2}
 _SLOT_BLOCKS = {kind: [b"hnn-pattern-%d" % block if kind == "ops" else b"hnn-sized-%d" % block
                        for block in range(SIGNATURE_BYTES * 8 // bits // 16)]  # 16 slots per BLAKE2 digest
                 for kind, bits in _SLOT_BITS.items()}
-# Per byte value of (query XOR stored) of the "ops+sizes" kind: how many of its four 2-bit slots are 0 (agree).
-_AGREEING_PAIRS = np.array([sum((value >> shift) & 3 == 0 for shift in (0, 2, 4, 6)) for value in range(256)],
-                           np.int64)
+_LOW_BIT_OF_EACH_PAIR = np.uint64(0x5555555555555555)
 
 
 def pattern_signature(pattern: frozenset[str], kind: str = PATTERN_KIND) -> np.ndarray | None:
@@ -290,8 +288,11 @@ def estimated_pattern_similarity(query: np.ndarray, stored: np.ndarray, kind: st
     if bits == 8:
         agree = (np.asarray(stored) == np.asarray(query)).mean(axis=-1)
     else:
-        differing = np.bitwise_xor(np.asarray(stored, np.uint8), np.asarray(query, np.uint8))
-        agree = _AGREEING_PAIRS[differing].sum(axis=-1) / (differing.shape[-1] * 8 // bits)
+        # As 64-bit words (a signature is 16 of them): a 2-bit slot agrees where both bits of the XOR are 0.
+        differing = (np.ascontiguousarray(stored, np.uint8).view(np.uint64)
+                     ^ np.ascontiguousarray(query, np.uint8).view(np.uint64))
+        agreeing = ~(differing | (differing >> np.uint64(1))) & _LOW_BIT_OF_EACH_PAIR
+        agree = np.bitwise_count(agreeing).sum(axis=-1, dtype=np.int64) / (np.shape(query)[-1] * 8 // bits)
     chance = 1 / (1 << bits)
     return np.clip((agree - chance) / (1 - chance), 0.0, 1.0)
 
