@@ -21,6 +21,11 @@ many nodes move. Not in the paper:
   node lies above or below the median over the graph's nodes that have any
   (:func:`relative_buckets`): still under resolution and uniform width changes, but
   architectures that differ mostly in size collide.
+* ``ratios``: no size buckets; instead one-hot columns of the node's size relative to its input
+  (hnn.hasher.relative_sizes: output over input width in half octaves, bias, kernel, grouping,
+  vectors of the channel width, first and last layers). Resolution and uniform width changes leave
+  them exactly alone; a layer's absolute size is gone.
+* ``resolution+ratios``: the ``resolution`` buckets and the ``ratios`` columns side by side.
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ import math
 
 import numpy as np
 
+from hnn.hasher.relative_sizes import STEPS_KEPT, relative_size_labels
 from hnn.ingest.flops import BUCKETS, enc
 from hnn.ingest.ir import Graph
 
 OTHER = "<other>"
-SIZES = ("absolute", "resolution", "relative")
+SIZES = ("absolute", "resolution", "relative", "ratios", "resolution+ratios")
 # The reference input of ``sizes="resolution"``: what torchvision's and most timm models take.
 REFERENCE_PIXELS = 224 * 224
 # log2 units per relative bucket: a factor of 4, which a 3x3 layer's parameters and FLOPs span
@@ -48,8 +54,24 @@ def build_vocabulary(graphs: list[Graph], extra: tuple[str, ...] = ()) -> list[s
     return sorted(ops) + [OTHER]
 
 
-def feature_width(vocabulary: list[str], size_features: bool = False) -> int:
-    return len(vocabulary) + 2 * BUCKETS + (SIZE_COLUMNS if size_features else 0)
+# The ``ratios`` columns: the parts of a relative-size label (hnn.hasher.relative_sizes) that have one.
+# A part not listed (an unknown ratio "r?", an operator's name) sets none.
+RATIO_PARTS = (*(f"r{step}" for step in range(-STEPS_KEPT, STEPS_KEPT + 1)), "r+", "r-", "b",
+               "k1", "k3", "k5", "k7", "k+", "dw", "g", "v1", "v2", "v3", "v4", "v+", "head", "data")
+RATIO_COLUMN = {part: column for column, part in enumerate(RATIO_PARTS)}
+
+
+def has_buckets(sizes: str) -> bool:
+    return sizes != "ratios"
+
+
+def has_ratios(sizes: str) -> bool:
+    return sizes.endswith("ratios")
+
+
+def feature_width(vocabulary: list[str], size_features: bool = False, sizes: str = "absolute") -> int:
+    return (len(vocabulary) + (2 * BUCKETS if has_buckets(sizes) else 0)
+            + (len(RATIO_PARTS) if has_ratios(sizes) else 0) + (SIZE_COLUMNS if size_features else 0))
 
 
 # Optional (HNNNetConfig.size_features): the whole graph's size, on every node. Without it,
@@ -95,10 +117,10 @@ def node_features(graph: Graph, vocabulary: list[str], size_features: bool = Fal
     index = {op: i for i, op in enumerate(vocabulary)}
     other = index[OTHER]
     n_ops = len(vocabulary)
-    features = np.zeros((len(graph.nodes), feature_width(vocabulary, size_features)), dtype=np.float32)
     if sizes not in SIZES:
         raise ValueError(f"sizes {sizes!r}: one of {', '.join(SIZES)}")
-    factor = resolution_factor(graph) if sizes == "resolution" else 1.0
+    features = np.zeros((len(graph.nodes), feature_width(vocabulary, size_features, sizes)), dtype=np.float32)
+    factor = resolution_factor(graph) if sizes.startswith("resolution") else 1.0
     if sizes == "relative":
         flops = relative_buckets([node.flops for node in graph.nodes])
         params = relative_buckets([node.params for node in graph.nodes])
@@ -107,11 +129,32 @@ def node_features(graph: Graph, vocabulary: list[str], size_features: bool = Fal
         params = [enc(node.params) for node in graph.nodes]
     for row, node in enumerate(graph.nodes):
         features[row, index.get(node.op, other)] = 1
-        features[row, n_ops + flops[row]] = 1
-        features[row, n_ops + BUCKETS + params[row]] = 1
+    if has_buckets(sizes):
+        rows = np.arange(len(graph.nodes))
+        features[rows, n_ops + np.asarray(flops, dtype=np.int64)] = 1
+        features[rows, n_ops + BUCKETS + np.asarray(params, dtype=np.int64)] = 1
+    if has_ratios(sizes):
+        first = n_ops + (2 * BUCKETS if has_buckets(sizes) else 0)
+        labels = relative_size_labels(graph)
+        for row, node in enumerate(graph.nodes):
+            for column in ratio_columns(labels[node.id]):
+                features[row, first + column] = 1
     if size_features:
         features[:, -SIZE_COLUMNS:] = graph_size_features(graph, factor)
     return features
+
+
+def ratio_columns(label: str) -> list[int]:
+    """The RATIO_PARTS columns of a relative-size label such as ``Conv|r2|k3x3|dw`` (its op part sets none;
+    a kernel counts by its largest side)."""
+    columns = []
+    for part in label.split("|")[1:]:
+        if part.startswith("k") and part[1:2].isdigit():
+            side = max(int(side) for side in part[1:].split("x") if side.isdigit())
+            part = f"k{side}" if f"k{side}" in RATIO_COLUMN else "k+"
+        if part in RATIO_COLUMN:
+            columns.append(RATIO_COLUMN[part])
+    return columns
 
 
 def undirected_edge_index(graph: Graph) -> np.ndarray:

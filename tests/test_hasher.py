@@ -226,7 +226,8 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
 
 
 @pytest.mark.parametrize("size_features, sizes", [(False, "absolute"), (True, "absolute"), (False, "relative"),
-                                                   (True, "resolution")])
+                                                   (True, "resolution"), (False, "ratios"),
+                                                   (True, "resolution+ratios")])
 def test_numpy_forward_equals_torch_forward(tmp_path, size_features, sizes):
     from hnn.hasher.checkpoint import load_checkpoint, save_checkpoint
     from hnn.hasher.features import feature_width
@@ -236,7 +237,7 @@ def test_numpy_forward_equals_torch_forward(tmp_path, size_features, sizes):
     graphs = [small_graph(("Conv", "Relu", "Add", "Conv", "Gemm"), (10**6, 10**3, 50, 10**5, 10**4)),
               small_graph(("Conv",) * 7)]
     vocabulary = build_vocabulary(graphs)
-    model = HNNNet(HNNNetConfig(in_channels=feature_width(vocabulary, size_features), bits=32,
+    model = HNNNet(HNNNetConfig(in_channels=feature_width(vocabulary, size_features, sizes), bits=32,
                                 size_features=size_features, sizes=sizes)).eval()
     save_checkpoint(tmp_path / "c.npz", model, vocabulary, [], "paper", "", {})
     loaded = load_checkpoint(tmp_path / "c.npz")
@@ -304,6 +305,44 @@ def test_resolution_sizes_give_a_cnn_at_256_the_features_it_has_at_224():
     assert resolution_factor(keras_like) == pytest.approx(49 / 64)
     tokens = Graph(graphs[256].nodes, graphs[256].edges, GraphMeta("onnx", input_shapes={"ids": [1, 128]}))
     assert resolution_factor(tokens) == 1.0
+
+
+def test_ratio_features_stay_exactly_still_under_a_width_change_and_another_resolution():
+    """sizes="ratios" describes each layer by its size over its input's: a copy with every width
+    scaled and one exported at another resolution get the features of the original; the buckets
+    of "resolution" move with the width, and "resolution+ratios" holds both side by side."""
+    from hnn.hasher.features import RATIO_PARTS, feature_width
+    from hnn.ingest.pipeline import ingest
+
+    def net(width: int):
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(3, width, 3, stride=2, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(2 * width, 2 * width, 3, padding=1, groups=2 * width), torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(2 * width, 10)).eval()
+
+    torch.manual_seed(0)
+    original = ingest(net(16), input_shape=[1, 3, 224, 224])
+    copies = [ingest(net(40), input_shape=[1, 3, 224, 224]), ingest(net(16), input_shape=[1, 3, 256, 256])]
+    vocabulary = build_vocabulary([original])
+    features = node_features(original, vocabulary, sizes="ratios")
+    assert features.shape == (len(original.nodes), feature_width(vocabulary, sizes="ratios"))
+    assert features.shape[1] == len(vocabulary) + len(RATIO_PARTS)
+    for copy in copies:
+        assert [node.op for node in copy.nodes] == [node.op for node in original.nodes]
+        assert (node_features(copy, vocabulary, sizes="ratios") == features).all()
+    assert (node_features(copies[0], vocabulary, sizes="resolution")
+            != node_features(original, vocabulary, sizes="resolution")).any()
+    both = node_features(original, vocabulary, sizes="resolution+ratios")
+    assert (both[:, -len(RATIO_PARTS):] == features[:, len(vocabulary):]).all()
+    assert (both[:, :-len(RATIO_PARTS)] == node_features(original, vocabulary, sizes="resolution")).all()
+    # the stem reads the data, the depthwise convolution keeps its width with a 3x3 kernel, the Linear is the head
+    convs = [row for row, node in enumerate(original.nodes) if node.op.startswith("Conv")]
+    column = {part: len(vocabulary) + i for i, part in enumerate(RATIO_PARTS)}
+    assert features[convs[0], column["data"]] == 1
+    assert features[convs[1], [column["r2"], column["k3"]]].all()
+    assert features[convs[2], [column["r0"], column["k3"], column["dw"]]].all()
+    assert features[-1, column["head"]] == 1
 
 
 def test_unknown_sizes_setting_is_a_usage_error():

@@ -28,7 +28,8 @@ class TrainConfig:
     source_margin: float = 0.0
     size_features: bool = False
     # How node sizes are bucketed (hnn.hasher.features.SIZES): absolute, as in the paper, or
-    # resolution (FLOPs as at 224x224 input) or relative (to the graph's median node).
+    # resolution (FLOPs as at 224x224 input), relative (to the graph's median node), ratios (each
+    # layer's size over its input's instead of buckets) or resolution+ratios (both).
     sizes: str = "absolute"
     # Training augmentation (not in the paper): a graph in a batch is, with probability 1/2,
     # seen with every node's FLOPs and parameters scaled by s^2, s uniform in

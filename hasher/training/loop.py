@@ -173,7 +173,8 @@ def train(data_dir: str | Path, config: TrainConfig, output: str | Path | None =
     source_names = train_sources + sorted({source_of(r) for r in data.records} - set(train_sources))
     source_id = {name: i for i, name in enumerate(source_names)}
     source_ids = torch.tensor([source_id[source_of(r)] for r in data.records], device=device)
-    model = HNNNet(HNNNetConfig(in_channels=feature_width(data.vocabulary, config.size_features), bits=config.bits,
+    width = feature_width(data.vocabulary, config.size_features, config.sizes)
+    model = HNNNet(HNNNetConfig(in_channels=width, bits=config.bits,
                                 families=len(data.families) if config.beta else 0,
                                 sources=len(train_sources) if config.source_beta else 0,
                                 size_features=config.size_features,

@@ -35,8 +35,10 @@ def train(
     sizes: Annotated[str, typer.Option(
         "--sizes",
         help="How a node's FLOPs and parameters are bucketed: absolute (the paper), resolution (FLOPs "
-             "as at 224x224 input, so a copy at another resolution keeps its code) or relative (to the "
-             "graph's median node). Not in the paper but absolute.")] = "absolute",
+             "as at 224x224 input, so a copy at another resolution keeps its code), relative (to the "
+             "graph's median node), ratios (no buckets: each layer's size over its input's, which "
+             "width and resolution leave alone) or resolution+ratios (both). Not in the paper but "
+             "absolute.")] = "absolute",
     decorrelation: Annotated[float, typer.Option(
         "--decorrelation", min=0.0,
         help="Weight of a loss that decorrelates the code's bits (against crowded codes; not in the paper).")] = 0.0,
