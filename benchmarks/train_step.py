@@ -20,7 +20,7 @@ import time
 import warnings
 
 
-def gcnconv_forward(model, x, edge_index, batch, num_graphs):
+def gcnconv_forward(model, x, edge_index, batch, num_graphs, wl=None):
     """HNN-Net's forward as it was before the shared matrix: each layer calls GCNConv itself."""
     import torch
 

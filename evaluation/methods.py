@@ -22,6 +22,11 @@ METHODS: dict[str, TrainConfig | None] = {
     "wl-simhash": None,
     "hnn+wl": DEFAULT_CONFIG,  # half the bits from HNN-Net, half from WL-SimHash, concatenated
     "hnn-size": replace(DEFAULT_CONFIG, size_features=True),  # graph size on every node (not in the paper)
+    # The WL branch (hnn.hasher.model; not in the paper): the graph's WL vector projected into the code
+    # layer, its projection started at the spread the name gives (`hnn train --wl-bins 1024 --wl-init S`);
+    # wl3-ratios with `--sizes ratios` too. docs/RESULTS.md ("A WL branch") measures the trade.
+    **{f"hnn-wl{spread}": replace(DEFAULT_CONFIG, wl_bins=1024, wl_init=float(spread)) for spread in (3, 5, 10, 30)},
+    "hnn-wl3-ratios": replace(DEFAULT_CONFIG, wl_bins=1024, wl_init=3.0, sizes="ratios"),
     # `hnn` codes ranked as `hnn index query` ranks them: the query's topology first, ties of the code
     # ordered by the structure code.
     "hnn-index": DEFAULT_CONFIG,

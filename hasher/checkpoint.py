@@ -69,6 +69,10 @@ class Checkpoint:
     def sizes(self) -> str:
         return str(self.config.get("sizes", "absolute"))  # likewise (hnn.hasher.features.SIZES)
 
+    @property
+    def wl_bins(self) -> int:
+        return int(self.config.get("wl_bins", 0))  # likewise (hnn.hasher.model.HNNNetConfig)
+
     def torch_model(self, device: str = "cpu"):
         """The torch HNNNet with these weights, in eval mode (imports torch)."""
         if device not in self._torch_models:

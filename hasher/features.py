@@ -26,10 +26,18 @@ many nodes move. Not in the paper:
   vectors of the channel width, first and last layers). Resolution and uniform width changes leave
   them exactly alone; a layer's absolute size is gone.
 * ``resolution+ratios``: the ``resolution`` buckets and the ``ratios`` columns side by side.
+
+Optional, beside the node features (``wl_bins``, not in the paper): the graph's Weisfeiler-Lehman
+feature bag (:func:`wl_vector`), whose labels are each node's op and relative size, so that the
+input resolution and a uniform width change leave it alone. HNN-Net's code layer reads it through
+a learned projection beside FC4 (hnn.hasher.model): a GCN with attention pooling averages a node's
+neighbourhood and cannot count distinct substructures, so unseen graphs crowd onto few codes, where
+WL-SimHash, a fixed random projection of the same kind of bag, tells them apart.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -155,6 +163,34 @@ def ratio_columns(label: str) -> list[int]:
         if part in RATIO_COLUMN:
             columns.append(RATIO_COLUMN[part])
     return columns
+
+
+# WL rounds of the wl_bins vector: the structure code's (hnn.hasher.structure.ITERATIONS).
+WL_VECTOR_ITERATIONS = 3
+
+
+def wl_vector(graph: Graph, bins: int) -> np.ndarray:
+    """Float32 [bins], unit length: the WL feature bag of op and relative-size labels, feature-hashed.
+
+    Each feature adds its count, with a sign of its own, to one of ``bins`` slots (both from its
+    BLAKE2 digest, so the vector is the same in every process); a slot holds sign x log(1 + |sum|),
+    so that a block repeated twice as often weighs less than twice. The graph's own size is kept
+    out by the unit length (the node features and FC layers carry it).
+
+    A matrix layer's bias mark is left out: a bias of zeros, as every untrained Keras layer has, is
+    dropped by tf2onnx and by hnn's identity-arithmetic pass alike (Keras applications' squeeze and
+    excitation layers then differ from torchvision's in that mark alone)."""
+    from hnn.hasher.structure import wl_bag_of_labels
+
+    labels = {node: "|".join(part for part in label.split("|") if part != "b")
+              for node, label in relative_size_labels(graph).items()}
+    vector = np.zeros(bins, dtype=np.float64)
+    for feature, count in wl_bag_of_labels(graph, labels, WL_VECTOR_ITERATIONS).items():
+        value = int.from_bytes(hashlib.blake2b(feature.encode(), digest_size=8).digest(), "little")
+        vector[value % bins] += count if value >> 63 else -count
+    vector = np.sign(vector) * np.log1p(np.abs(vector))
+    norm = np.linalg.norm(vector)
+    return (vector / norm if norm else vector).astype(np.float32)
 
 
 def undirected_edge_index(graph: Graph) -> np.ndarray:

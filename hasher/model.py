@@ -26,6 +26,8 @@ class HNNNetConfig:
         gcn: output widths of the GCN layers.
         fc: widths of FC1..FC4; FC3 is the embedding the topology loss constrains.
         size_features: the node features end with the graph's size (not in the paper).
+        wl_bins: width of the graph's WL vector (hnn.hasher.features.wl_vector) that a linear
+            projection adds to the code layer's input (0: none, as in the paper).
     """
 
     in_channels: int
@@ -36,6 +38,8 @@ class HNNNetConfig:
     size_features: bool = False  # in_channels includes the 3 graph-size columns (hnn.hasher.features)
     sizes: str = "absolute"  # how node sizes are bucketed (hnn.hasher.features.SIZES)
     sources: int = 0  # source-model classes of a second head on FC3 (0: none; not in the paper)
+    wl_bins: int = 0
+    wl_init: float = 1.0  # standard deviation of the WL projection at initialisation
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,7 +58,8 @@ class HNNNet(nn.Module):
     0.5. The classification head maps the FC3 embedding to family logits.
 
     Shapes:
-        - **input:** node features :math:`(N, F_{in})`, edge index :math:`(2, E)`, batch :math:`(N,)`
+        - **input:** node features :math:`(N, F_{in})`, edge index :math:`(2, E)`, batch :math:`(N,)`,
+          with ``wl_bins`` the graphs' WL vectors :math:`(B, wl\_bins)`
         - **output:** dict with ``embedding`` :math:`(B, 256)`, ``code`` :math:`(B, Q)` in (0, 1),
           ``logits`` :math:`(B, families)` when there is a head
     """
@@ -76,14 +81,25 @@ class HNNNet(nn.Module):
         self.classifier = nn.Linear(config.fc[self.embedding_index], config.families) if config.families else None
         self.source_classifier = (nn.Linear(config.fc[self.embedding_index], config.sources)
                                   if config.sources else None)
+        # The WL branch (not in the paper): a projection of the unit WL vector straight into FC5's
+        # logits. Started as SimHash's random hyperplanes (standard normal: a logit of about unit
+        # spread, times wl_init), so that training begins from WL-SimHash's separation and moves the hyperplanes.
+        self.wl_layer = nn.Linear(config.wl_bins, config.bits, bias=False) if config.wl_bins else None
+        self._reset_wl_layer()
+
+    def _reset_wl_layer(self) -> None:
+        if self.wl_layer is not None:
+            nn.init.normal_(self.wl_layer.weight, std=self.config.wl_init)
 
     def reset_parameters(self) -> None:
         for module in [*self.convs, *self.pools, *self.fcs, self.code_layer, self.classifier,
                        self.source_classifier]:
             if module is not None:
                 module.reset_parameters()
+        self._reset_wl_layer()
 
-    def forward(self, x: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int | None = None) -> dict:
+    def forward(self, x: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int | None = None,
+                wl: Tensor | None = None) -> dict:
         num_graphs = int(batch.max()) + 1 if num_graphs is None else num_graphs
         propagation = normalized_adjacency(edge_index, x.shape[0], x.dtype)
         pooled = []
@@ -96,7 +112,13 @@ class HNNNet(nn.Module):
             h = torch.relu(fc(h))
             if index == self.embedding_index:
                 embedding = h
-        out = {"embedding": embedding, "code": torch.sigmoid(self.code_layer(h))}
+        logits = self.code_layer(h)
+        if self.wl_layer is not None:
+            if wl is None:
+                raise ValueError(f"{self.__class__.__name__}: this model reads WL vectors (wl_bins="
+                                 f"{self.config.wl_bins}); build the tensors with to_tensors(..., wl_bins=...)")
+            logits = logits + self.wl_layer(wl)
+        out = {"embedding": embedding, "code": torch.sigmoid(logits)}
         if self.classifier is not None:
             out["logits"] = self.classifier(embedding)
         if self.source_classifier is not None:

@@ -7,14 +7,15 @@ checkpoint's arrays:
 
 * GCNConv: ``X' = D^-1/2 (A + I) D^-1/2 X W^T + b`` with D the degrees including
   the self-loops, then ReLU;
-* attention pooling per layer, concatenation, FC1-FC4 with ReLU, FC5 and sigmoid.
+* attention pooling per layer, concatenation, FC1-FC4 with ReLU, FC5 (plus, with ``wl_bins``,
+  the projected WL vector) and sigmoid.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from hnn.hasher.features import node_features, undirected_edge_index
+from hnn.hasher.features import node_features, undirected_edge_index, wl_vector
 from hnn.ingest.ir import Graph
 
 
@@ -45,7 +46,8 @@ def attention_pool(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 
 def forward(arrays: dict[str, np.ndarray], graph: Graph, vocabulary: list[str], layers: int = 3,
-            fcs: int = 4, size_features: bool = False, sizes: str = "absolute") -> dict[str, np.ndarray]:
+            fcs: int = 4, size_features: bool = False, sizes: str = "absolute", wl_bins: int = 0
+            ) -> dict[str, np.ndarray]:
     """Embedding (FC3) and code (sigmoid of FC5) of one graph."""
     x = node_features(graph, vocabulary, size_features, sizes)
     edge_index = undirected_edge_index(graph)
@@ -59,5 +61,8 @@ def forward(arrays: dict[str, np.ndarray], graph: Graph, vocabulary: list[str], 
         h = _relu(arrays[f"fcs.{index}.weight"] @ h + arrays[f"fcs.{index}.bias"])
         if index == 2:
             embedding = h
-    code = _sigmoid(arrays["code_layer.weight"] @ h + arrays["code_layer.bias"])
+    logits = arrays["code_layer.weight"] @ h + arrays["code_layer.bias"]
+    if wl_bins:
+        logits = logits + arrays["wl_layer.weight"] @ wl_vector(graph, wl_bins)
+    code = _sigmoid(logits)
     return {"embedding": embedding, "code": code}

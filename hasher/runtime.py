@@ -119,13 +119,14 @@ def hash_graphs(graphs: list[Graph], checkpoint, device: str = "cpu") -> np.ndar
 
         return np.array([forward(checkpoint.arrays, graph, checkpoint.vocabulary,
                                  size_features=checkpoint.size_features,
-                                 sizes=checkpoint.sizes)["code"] > 0.5 for graph in graphs],
+                                 sizes=checkpoint.sizes, wl_bins=checkpoint.wl_bins)["code"] > 0.5
+                                 for graph in graphs],
                         dtype=bool).reshape(len(graphs), checkpoint.bits)
     from hnn.hasher.batching import to_tensors
 
     torch_device = pick_device(device)
-    tensors = [to_tensors(graph, checkpoint.vocabulary, checkpoint.size_features, checkpoint.sizes)
-               for graph in graphs]
+    tensors = [to_tensors(graph, checkpoint.vocabulary, checkpoint.size_features, checkpoint.sizes,
+                          checkpoint.wl_bins) for graph in graphs]
     return embed(checkpoint.torch_model(str(torch_device)), tensors, torch_device)["code"] > 0.5
 
 

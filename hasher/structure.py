@@ -154,6 +154,11 @@ def wl_features(graph: Graph, iterations: int = ITERATIONS, sizes: bool = True) 
     return _feature_bag(*_wl_rounds(graph, iterations, sizes), iterations)
 
 
+def wl_bag_of_labels(graph: Graph, labels: dict[str, str], iterations: int = ITERATIONS) -> Counter:
+    """The WL feature bag with node id -> label ``labels`` in place of the op and size buckets."""
+    return _feature_bag(*_wl_rounds(graph, iterations, sizes=False, labels=labels), iterations)
+
+
 def _wl_rounds(graph: Graph, iterations: int, sizes: bool, labels: dict[str, str] | None = None
                ) -> tuple[list[str], list[list[str]]]:
     """Each node's label, and each node's WL hash of every round (a round's hash depends on the rounds
@@ -336,6 +341,15 @@ def _signs(feature: str, bits: int) -> np.ndarray:
 def wl_simhash(graph: Graph, bits: int, sizes: bool = True) -> np.ndarray:
     """Bool code [bits]."""
     return simhash(wl_features(graph, sizes=sizes), bits)
+
+
+def relative_wl_simhash(graph: Graph, bits: int) -> np.ndarray:
+    """Bool code [bits]: WL-SimHash with node labels of op and relative size (hnn.hasher.relative_sizes)
+    instead of op and size buckets, so that another input resolution or a uniform width change leaves it
+    alone. A baseline of benchmarks/generalization.py: what the hasher's WL branch reads, unlearned."""
+    from hnn.hasher.relative_sizes import relative_size_labels
+
+    return simhash(wl_bag_of_labels(graph, relative_size_labels(graph)), bits)
 
 
 def simhash(features: Counter, bits: int) -> np.ndarray:

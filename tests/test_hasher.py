@@ -225,10 +225,10 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
         load_checkpoint(tmp_path / "text.npz")
 
 
-@pytest.mark.parametrize("size_features, sizes", [(False, "absolute"), (True, "absolute"), (False, "relative"),
-                                                   (True, "resolution"), (False, "ratios"),
-                                                   (True, "resolution+ratios")])
-def test_numpy_forward_equals_torch_forward(tmp_path, size_features, sizes):
+@pytest.mark.parametrize("size_features, sizes, wl_bins", [
+    (False, "absolute", 0), (True, "absolute", 0), (False, "relative", 0), (True, "resolution", 0),
+    (False, "ratios", 0), (True, "resolution+ratios", 0), (False, "resolution", 64)])
+def test_numpy_forward_equals_torch_forward(tmp_path, size_features, sizes, wl_bins):
     from hnn.hasher.checkpoint import load_checkpoint, save_checkpoint
     from hnn.hasher.features import feature_width
     from hnn.hasher.numpy_model import forward
@@ -238,17 +238,26 @@ def test_numpy_forward_equals_torch_forward(tmp_path, size_features, sizes):
               small_graph(("Conv",) * 7)]
     vocabulary = build_vocabulary(graphs)
     model = HNNNet(HNNNetConfig(in_channels=feature_width(vocabulary, size_features, sizes), bits=32,
-                                size_features=size_features, sizes=sizes)).eval()
+                                size_features=size_features, sizes=sizes, wl_bins=wl_bins)).eval()
     save_checkpoint(tmp_path / "c.npz", model, vocabulary, [], "paper", "", {})
     loaded = load_checkpoint(tmp_path / "c.npz")
-    assert (loaded.size_features, loaded.sizes) == (size_features, sizes)
+    assert (loaded.size_features, loaded.sizes, loaded.wl_bins) == (size_features, sizes, wl_bins)
     for graph in graphs:
         with torch.no_grad():
-            expected = model(*collate([to_tensors(graph, vocabulary, size_features, sizes)]))
+            expected = model(*collate([to_tensors(graph, vocabulary, size_features, sizes, wl_bins)]))
         got = forward(loaded.arrays, graph, vocabulary, size_features=loaded.size_features,
-                      sizes=loaded.sizes)
+                      sizes=loaded.sizes, wl_bins=loaded.wl_bins)
         assert np.allclose(got["code"], expected["code"][0].numpy(), atol=1e-5)
         assert np.allclose(got["embedding"], expected["embedding"][0].numpy(), atol=1e-4)
+
+
+def test_a_model_with_a_wl_branch_refuses_tensors_without_wl_vectors():
+    graph = small_graph(("Conv", "Relu", "Conv"))
+    vocabulary = build_vocabulary([graph])
+    model = HNNNet(HNNNetConfig(in_channels=len(vocabulary) + 22, bits=16, wl_bins=32))
+    with pytest.raises(ValueError, match="wl_bins"):
+        model(*collate([to_tensors(graph, vocabulary)]))
+    assert model(*collate([to_tensors(graph, vocabulary, wl_bins=32)]))["code"].shape == (1, 16)
 
 
 def test_size_features_tell_apart_graphs_that_differ_only_in_depth():
@@ -351,6 +360,9 @@ def test_unknown_sizes_setting_is_a_usage_error():
 
     with pytest.raises(UsageError, match="unknown sizes 'pixels'"):
         configure(sizes="pixels")
+    with pytest.raises(UsageError, match="needs --wl-bins"):
+        configure(wl_init=10.0)
+    assert configure(wl_bins=64, wl_init=10.0).wl_init == 10.0
 
 
 def test_width_jitter_rescales_sizes_of_about_half_the_batch_and_keeps_the_ops():

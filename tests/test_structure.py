@@ -170,6 +170,18 @@ def test_the_sized_op_pattern_keeps_a_family_across_depth_and_width_and_tells_it
     assert labels["head"] == "Gemm|head" and labels["l0.softmax"] == "Softmax"  # a class head: the data's size
 
 
+def test_the_wl_vector_ignores_a_uniform_width_change_and_tells_depth_and_twins_apart():
+    """The hasher's WL branch (hnn.hasher.features.wl_vector) reads op and relative-size labels: a
+    copy with every width scaled has the same vector; a deeper model or a wider feed-forward does not."""
+    from hnn.hasher.features import wl_vector
+
+    base = wl_vector(encoder(3, 256), 512)
+    assert base.shape == (512,) and np.isclose(np.linalg.norm(base), 1.0)
+    assert np.array_equal(wl_vector(encoder(3, 96), 512), base)
+    for other in (encoder(5, 256), encoder(3, 256, feed_forward=2), encoder(3, 256, key_value=0.5)):
+        assert float(wl_vector(other, 512) @ base) < 0.99
+
+
 def test_a_structure_carries_both_kinds_of_op_pattern_signature():
     from hnn.hasher.structure import op_pattern, pattern_signature
 

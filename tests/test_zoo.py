@@ -244,6 +244,31 @@ def test_training_on_a_small_zoo_is_deterministic_and_writes_a_loadable_checkpoi
     assert result.bits == 16 and len(result.hash) == 4
 
 
+def test_a_checkpoint_trained_with_a_wl_branch_hashes_alike_with_numpy_and_torch(small_zoo, tmp_path):
+    pytest.importorskip("torch_geometric")
+    from dataclasses import replace
+
+    import numpy as np
+
+    from hnn.hasher.batching import to_tensors
+    from hnn.hasher.checkpoint import load_checkpoint
+    from hnn.hasher.runtime import embed, hash_graphs, to_hashable_graph
+    from hnn.hasher.training.config import DEFAULT_CONFIG
+    from hnn.hasher.training.loop import train
+    from hnn.ingest.ir import Graph
+
+    root, _, _ = small_zoo
+    config = replace(DEFAULT_CONFIG, bits=16, epochs=2, batch_size=4, validate_every=1, device="cpu",
+                     wl_bins=64, wl_init=10.0)
+    train(root / "data", config, output=tmp_path / "wl.npz")
+    checkpoint = load_checkpoint(tmp_path / "wl.npz")
+    assert checkpoint.wl_bins == 64 and checkpoint.arrays["wl_layer.weight"].shape == (16, 64)
+    graph = to_hashable_graph(Graph.from_json_file(root / "data" / "raw" / "resnet18.json"), checkpoint)
+    torch_code = embed(checkpoint.torch_model(), [to_tensors(graph, checkpoint.vocabulary, checkpoint.size_features,
+                                                             checkpoint.sizes, checkpoint.wl_bins)], "cpu")["code"]
+    assert np.array_equal(hash_graphs([graph], checkpoint)[0], torch_code[0] > 0.5)
+
+
 @pytest.mark.slow
 def test_every_transformer_family_of_the_preset_builds_offline():
     """The smallest size of each family of the transformers preset converts (random weights, no download)."""
@@ -298,3 +323,10 @@ def test_the_wide_preset_adds_timm_families_that_the_generalization_database_doe
     assert not architectures & (set(generalization.TIMM_DATABASE) | set(generalization.TIMM_WIDTHS))
     torchvision_families = {entry.family for entry in torchvision}
     assert not ({entry.family for entry in timm} & set(generalization.TIMM_DATABASE.values())) - torchvision_families
+    # the held-out suite: architectures and families none of the rest has
+    held_out = set(generalization.TIMM_HELD_OUT) | set(generalization.TIMM_HELD_OUT_WIDTHS)
+    assert not held_out & (architectures | set(generalization.TIMM_DATABASE) | set(generalization.TIMM_WIDTHS))
+    assert not set(generalization.TIMM_HELD_OUT.values()) & ({entry.family for entry in wide}
+                                                            | set(generalization.TIMM_DATABASE.values()))
+    originals = set(generalization.TIMM_DATABASE) | set(generalization.TIMM_HELD_OUT)
+    assert set(generalization.TIMM_HELD_OUT_WIDTHS.values()) <= originals

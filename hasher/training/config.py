@@ -41,6 +41,10 @@ class TrainConfig:
     # L_decor (not in the paper; hnn.hasher.training.losses): decorrelates the code's bits over
     # each batch, against codes whose bits move together (crowding).
     decorrelation: float = 0.0
+    # The WL branch (not in the paper; hnn.hasher.model): the graph's WL vector of this many
+    # slots, projected into the code layer (0: none).
+    wl_bins: int = 0
+    wl_init: float = 1.0
 
 
 # What `hnn train` uses: the code-form topology loss with source-aware targets and the
@@ -52,13 +56,17 @@ DEFAULT_CONFIG = TrainConfig(topology="code", same_source_shrink=0.25, source_ma
 def configure(bits: int = 32, epochs: int = 100, device: str = "auto", seed: int = 0, split: str = "paper",
               kind: str = "merged", topology: str = "code", with_class: bool = True,
               source_weight: float | None = None, size_features: bool = False,
-              width_jitter: float = 0.0, sizes: str = "absolute", decorrelation: float = 0.0) -> TrainConfig:
+              width_jitter: float = 0.0, sizes: str = "absolute", decorrelation: float = 0.0,
+              wl_bins: int = 0, wl_init: float = 1.0) -> TrainConfig:
     """DEFAULT_CONFIG with what `hnn train` lets a user choose; ``with_class=False`` drops both
     classification heads (L_class and L_source), ``source_weight`` None keeps the default's."""
     if sizes not in SIZES:
         raise UsageError(f"unknown sizes {sizes!r}; choose from {', '.join(SIZES)}")
+    if wl_init != 1.0 and not wl_bins:
+        raise UsageError("--wl-init sets the WL branch's initial spread: it needs --wl-bins")
     source_beta = DEFAULT_CONFIG.source_beta if source_weight is None else source_weight
     return replace(DEFAULT_CONFIG, bits=bits, epochs=epochs, device=device, seed=seed, split=split, kind=kind,
                    topology=topology, beta=DEFAULT_CONFIG.beta if with_class else 0.0,
                    source_beta=source_beta if with_class else 0.0, size_features=size_features,
-                   width_jitter=width_jitter, sizes=sizes, decorrelation=decorrelation)
+                   width_jitter=width_jitter, sizes=sizes, decorrelation=decorrelation, wl_bins=wl_bins,
+                   wl_init=wl_init)

@@ -75,7 +75,7 @@ def prepare(data_dir: str | Path, config: TrainConfig, progress=None) -> Prepare
                                 loaded=(records, graphs))
     return Prepared(
         names=names, records=records,
-        tensors=[to_tensors(g, vocabulary, config.size_features, config.sizes) for g in graphs],
+        tensors=[to_tensors(g, vocabulary, config.size_features, config.sizes, config.wl_bins) for g in graphs],
         family_index=np.array([family_of.get(r["family"], -1) for r in records]), families=families,
         vocabulary=vocabulary, ged=matrix.astype(np.float32), train=np.array(train),
         validation=np.array(validation), rules=manifest["rules"], rules_digest=manifest.get("rules_digest", ""),
@@ -102,7 +102,7 @@ def batch_tensors(data: Prepared, index: np.ndarray, config: TrainConfig, rng: n
         if rng.random() < 0.5:
             width = rng.uniform(1 - config.width_jitter, 1)
             tensors.append(to_tensors(width_scaled(data.graphs[i], width ** 2), data.vocabulary,
-                                      config.size_features, config.sizes))
+                                      config.size_features, config.sizes, config.wl_bins))
         else:
             tensors.append(data.tensors[i])
     return tensors
@@ -178,7 +178,8 @@ def train(data_dir: str | Path, config: TrainConfig, output: str | Path | None =
                                 families=len(data.families) if config.beta else 0,
                                 sources=len(train_sources) if config.source_beta else 0,
                                 size_features=config.size_features,
-                                sizes=config.sizes)).to(device)
+                                sizes=config.sizes, wl_bins=config.wl_bins,
+                                wl_init=config.wl_init)).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     weights = LossWeights(alpha=config.alpha, beta=config.beta, gamma=config.gamma, cap=config.cap,
                           topology=config.topology, same_source_shrink=config.same_source_shrink,

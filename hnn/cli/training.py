@@ -42,6 +42,12 @@ def train(
     decorrelation: Annotated[float, typer.Option(
         "--decorrelation", min=0.0,
         help="Weight of a loss that decorrelates the code's bits (against crowded codes; not in the paper).")] = 0.0,
+    wl_bins: Annotated[int, typer.Option(
+        "--wl-bins", min=0, max=65536,
+        help="Give the code layer the graph's Weisfeiler-Lehman feature bag too, hashed into this many "
+             "slots (0: no; not in the paper).")] = 0,
+    wl_init: Annotated[float, typer.Option(
+        "--wl-init", min=0.0, help="Spread of the WL projection's initial weights (with --wl-bins).")] = 1.0,
     as_json: JsonOption = False,
 ) -> None:
     """Train HNN-Net on a dataset and write the best checkpoint (by validation source-model mAP)."""
@@ -50,7 +56,8 @@ def train(
 
     config = configure(bits=bits, epochs=epochs, device=device, seed=seed, split=split, kind=kind, topology=topology,
                        with_class=not no_class, source_weight=source_weight, size_features=size_features,
-                       width_jitter=width_jitter, sizes=sizes, decorrelation=decorrelation)
+                       width_jitter=width_jitter, sizes=sizes, decorrelation=decorrelation, wl_bins=wl_bins,
+                       wl_init=wl_init)
     with Progress("training") as progress:
         def report(epoch, total, record):
             shown = ("topo", "class", "source_class", "quant", "decor", "val_source_map")
@@ -73,8 +80,8 @@ def evaluate(
     split: Annotated[str, typer.Option("--split", help="paper, models, families or families=A,B.")] = "paper",
     bits: Annotated[str, typer.Option("--bits", help="Comma-separated bit counts.")] = "16,32,64",
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated: hnn, hnn-index, hnn-noclass, "
-                                                           "hnn-paper, ghashing, wl-simhash, hnn+wl, hnn-size "
-                                                           "(docs/evaluation.md).")]
+                                                           "hnn-paper, ghashing, wl-simhash, hnn+wl, hnn-size, "
+                                                           "hnn-wl3|5|10|30, hnn-wl3-ratios (docs/evaluation.md).")]
     = "hnn,hnn-index,hnn-noclass,ghashing,wl-simhash",
     kinds: Annotated[str, typer.Option("--kinds", help="merged, raw or both.")] = "merged,raw",
     seeds: Annotated[int, typer.Option("--seeds", min=1)] = 1,
