@@ -170,22 +170,17 @@ WL_VECTOR_ITERATIONS = 3
 
 
 def wl_vector(graph: Graph, bins: int) -> np.ndarray:
-    """Float32 [bins], unit length: the WL feature bag of op and relative-size labels, feature-hashed.
+    """Float32 [bins], unit length: the WL feature bag of op and relative-size labels
+    (hnn.hasher.structure.relative_wl_features), feature-hashed.
 
     Each feature adds its count, with a sign of its own, to one of ``bins`` slots (both from its
     BLAKE2 digest, so the vector is the same in every process); a slot holds sign x log(1 + |sum|),
     so that a block repeated twice as often weighs less than twice. The graph's own size is kept
-    out by the unit length (the node features and FC layers carry it).
+    out by the unit length (the node features and FC layers carry it)."""
+    from hnn.hasher.structure import relative_wl_features
 
-    A matrix layer's bias mark is left out: a bias of zeros, as every untrained Keras layer has, is
-    dropped by tf2onnx and by hnn's identity-arithmetic pass alike (Keras applications' squeeze and
-    excitation layers then differ from torchvision's in that mark alone)."""
-    from hnn.hasher.structure import wl_bag_of_labels
-
-    labels = {node: "|".join(part for part in label.split("|") if part != "b")
-              for node, label in relative_size_labels(graph).items()}
     vector = np.zeros(bins, dtype=np.float64)
-    for feature, count in wl_bag_of_labels(graph, labels, WL_VECTOR_ITERATIONS).items():
+    for feature, count in relative_wl_features(graph, WL_VECTOR_ITERATIONS).items():
         value = int.from_bytes(hashlib.blake2b(feature.encode(), digest_size=8).digest(), "little")
         vector[value % bins] += count if value >> 63 else -count
     vector = np.sign(vector) * np.log1p(np.abs(vector))

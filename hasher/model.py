@@ -82,8 +82,8 @@ class HNNNet(nn.Module):
         self.source_classifier = (nn.Linear(config.fc[self.embedding_index], config.sources)
                                   if config.sources else None)
         # The WL branch (not in the paper): a projection of the unit WL vector straight into FC5's
-        # logits. Started as SimHash's random hyperplanes (standard normal: a logit of about unit
-        # spread, times wl_init), so that training begins from WL-SimHash's separation and moves the hyperplanes.
+        # logits, started as SimHash's random hyperplanes (standard normal times wl_init: logits of
+        # about that spread), so that training begins from WL-SimHash's separation.
         self.wl_layer = nn.Linear(config.wl_bins, config.bits, bias=False) if config.wl_bins else None
         self._reset_wl_layer()
 

@@ -48,7 +48,8 @@ def attention_pool(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
 def forward(arrays: dict[str, np.ndarray], graph: Graph, vocabulary: list[str], layers: int = 3,
             fcs: int = 4, size_features: bool = False, sizes: str = "absolute", wl_bins: int = 0
             ) -> dict[str, np.ndarray]:
-    """Embedding (FC3) and code (sigmoid of FC5) of one graph."""
+    """Embedding (FC3) and code (sigmoid of FC5) of one graph; with ``wl_bins``, FC5's logits
+    (``gcn_logits``) and the WL branch's (``wl_logits``) as well."""
     x = node_features(graph, vocabulary, size_features, sizes)
     edge_index = undirected_edge_index(graph)
     pooled = []
@@ -62,7 +63,9 @@ def forward(arrays: dict[str, np.ndarray], graph: Graph, vocabulary: list[str], 
         if index == 2:
             embedding = h
     logits = arrays["code_layer.weight"] @ h + arrays["code_layer.bias"]
-    if wl_bins:
-        logits = logits + arrays["wl_layer.weight"] @ wl_vector(graph, wl_bins)
-    code = _sigmoid(logits)
-    return {"embedding": embedding, "code": code}
+    out = {"embedding": embedding}
+    if wl_bins:  # the two parts apart too, for benchmarks/wl_branch.py
+        out["gcn_logits"], out["wl_logits"] = logits, arrays["wl_layer.weight"] @ wl_vector(graph, wl_bins)
+        logits = logits + out["wl_logits"]
+    out["code"] = _sigmoid(logits)
+    return out

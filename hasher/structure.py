@@ -154,8 +154,17 @@ def wl_features(graph: Graph, iterations: int = ITERATIONS, sizes: bool = True) 
     return _feature_bag(*_wl_rounds(graph, iterations, sizes), iterations)
 
 
-def wl_bag_of_labels(graph: Graph, labels: dict[str, str], iterations: int = ITERATIONS) -> Counter:
-    """The WL feature bag with node id -> label ``labels`` in place of the op and size buckets."""
+def relative_wl_features(graph: Graph, iterations: int = ITERATIONS) -> Counter:
+    """The WL feature bag with node labels of op and relative size (hnn.hasher.relative_sizes) in place
+    of op and size buckets: another input resolution or a uniform width change leaves it alone.
+
+    A matrix layer's bias mark is left out: a bias of zeros, as every untrained Keras layer has, is
+    dropped by tf2onnx and by hnn's identity-arithmetic pass alike (Keras applications' squeeze and
+    excitation layers then differ from torchvision's in that mark alone)."""
+    from hnn.hasher.relative_sizes import relative_size_labels
+
+    labels = {node: "|".join(part for part in label.split("|") if part != "b")
+              for node, label in relative_size_labels(graph).items()}
     return _feature_bag(*_wl_rounds(graph, iterations, sizes=False, labels=labels), iterations)
 
 
@@ -343,13 +352,10 @@ def wl_simhash(graph: Graph, bits: int, sizes: bool = True) -> np.ndarray:
     return simhash(wl_features(graph, sizes=sizes), bits)
 
 
-def relative_wl_simhash(graph: Graph, bits: int) -> np.ndarray:
-    """Bool code [bits]: WL-SimHash with node labels of op and relative size (hnn.hasher.relative_sizes)
-    instead of op and size buckets, so that another input resolution or a uniform width change leaves it
-    alone. A baseline of benchmarks/generalization.py: what the hasher's WL branch reads, unlearned."""
-    from hnn.hasher.relative_sizes import relative_size_labels
-
-    return simhash(wl_bag_of_labels(graph, relative_size_labels(graph)), bits)
+def relative_wl_simhash(graph: Graph, bits: int, iterations: int = ITERATIONS) -> np.ndarray:
+    """Bool code [bits] of :func:`relative_wl_features`: what the hasher's WL branch reads
+    (hnn.hasher.features.wl_vector), unlearned; a baseline of benchmarks/generalization.py."""
+    return simhash(relative_wl_features(graph, iterations), bits)
 
 
 def simhash(features: Counter, bits: int) -> np.ndarray:
